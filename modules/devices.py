@@ -1,0 +1,60 @@
+"""Which device and dtypes the engine uses, from the command-line flags (A1111's modules.devices names)."""
+from __future__ import annotations
+
+import contextlib
+import gc
+from dataclasses import dataclass
+
+import torch
+
+
+def has_cuda() -> bool:
+    return torch.cuda.is_available()
+
+
+def get_cuda_device_string(device_id: int | None = None) -> str:
+    return f"cuda:{device_id}" if device_id is not None else "cuda"
+
+
+def get_optimal_device(device_id: int | None = None) -> torch.device:
+    return torch.device(get_cuda_device_string(device_id)) if has_cuda() else torch.device("cpu")
+
+
+@dataclass(frozen=True)
+class DevicePlan:
+    """Where one model manager runs and in which precision; passed around instead of a global 'the GPU'."""
+
+    device: torch.device
+    dtype: torch.dtype          # UNet and text encoders
+    dtype_vae: torch.dtype
+    memory_mode: str = "normal"  # normal | medvram | lowvram
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+
+def plan_from_flags(cmd_opts) -> DevicePlan:
+    device = get_optimal_device(getattr(cmd_opts, "device_id", None))
+    if device.type != "cuda":
+        # Half precision on the CPU is slow and lossy: A1111 also runs fp32 there.
+        return DevicePlan(device, torch.float32, torch.float32, "normal")
+    full = getattr(cmd_opts, "no_half", False) or getattr(cmd_opts, "precision", "autocast") == "full"
+    dtype = torch.float32 if full else torch.float16
+    dtype_vae = torch.float32 if full or getattr(cmd_opts, "no_half_vae", False) else torch.float16
+    mode = "lowvram" if getattr(cmd_opts, "lowvram", False) else "medvram" if getattr(cmd_opts, "medvram", False) else "normal"
+    return DevicePlan(device, dtype, dtype_vae, mode)
+
+
+def torch_gc() -> None:
+    gc.collect()
+    if has_cuda():
+        torch.cuda.empty_cache()
+
+
+def inference_context():
+    return torch.inference_mode()
+
+
+def without_autocast():
+    return contextlib.nullcontext()

@@ -1,0 +1,243 @@
+"""The checkpoint registry and the model manager (A1111's modules.sd_models names).
+
+The registry finds checkpoints under models/Stable-diffusion (+ --ckpt-dir); the manager loads them onto one device,
+keeps an LRU of `sd_checkpoints_limit` loaded models, and keeps the previous model when a load fails.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from modules import devices, hashes, paths_internal, sd_models_config, sd_models_loader
+from modules.clip_tokenizer import load_tokenizer
+from modules.sd_models_loader import CheckpointLoadError
+from modules.sd_samplers_common import ModelSigmas
+
+log = logging.getLogger(__name__)
+CHECKPOINT_EXTENSIONS = (".safetensors", ".ckpt")
+
+
+class CheckpointInfo:
+    """One checkpoint file and every name it answers to (A1111's ids)."""
+
+    def __init__(self, filename: str, root: str | None = None):
+        self.filename = os.path.abspath(filename)
+        root = root or os.path.dirname(self.filename)
+        rel = os.path.relpath(self.filename, root) if self.filename.startswith(os.path.abspath(root) + os.sep) else os.path.basename(filename)
+        self.name = rel.replace(os.sep, "/")
+        self.name_for_extra = os.path.splitext(os.path.basename(filename))[0]
+        self.model_name = os.path.splitext(self.name.replace("/", "_"))[0]
+        self.hash = hashes.legacy_model_hash(self.filename)
+        self.sha256 = hashes.sha256_from_cache(self.filename, f"checkpoint/{self.name}")
+        self.metadata: dict = {}
+
+    @property
+    def shorthash(self) -> str | None:
+        return self.sha256[:10] if self.sha256 else None
+
+    @property
+    def title(self) -> str:
+        return f"{self.name} [{self.shorthash}]" if self.shorthash else self.name
+
+    @property
+    def short_title(self) -> str:
+        return f"{self.name_for_extra} [{self.shorthash}]" if self.shorthash else self.name_for_extra
+
+    @property
+    def ids(self) -> list[str]:
+        ids = [self.hash, self.model_name, self.title, self.name, self.name_for_extra, f"{self.name} [{self.hash}]"]
+        if self.shorthash:
+            ids += [self.shorthash, self.sha256, f"{self.name} [{self.shorthash}]", f"{self.name_for_extra} [{self.shorthash}]"]
+        return ids
+
+    def calculate_shorthash(self) -> str | None:
+        self.sha256 = hashes.sha256(self.filename, f"checkpoint/{self.name}")
+        checkpoint_registry.register(self)
+        return self.shorthash
+
+
+class CheckpointRegistry:
+    def __init__(self):
+        self.checkpoints_list: dict[str, CheckpointInfo] = {}
+        self.checkpoint_aliases: dict[str, CheckpointInfo] = {}
+
+    def register(self, info: CheckpointInfo) -> None:
+        for title in [t for t, i in self.checkpoints_list.items() if i.filename == info.filename]:
+            del self.checkpoints_list[title]
+        self.checkpoints_list[info.title] = info
+        for alias in info.ids:
+            self.checkpoint_aliases[alias] = info
+
+    def scan(self, dirs: list[str], extra_files: list[str] = ()) -> None:
+        self.checkpoints_list.clear()
+        self.checkpoint_aliases.clear()
+        for root in dirs:
+            if not root or not os.path.isdir(root):
+                continue
+            for dirpath, _, files in sorted(os.walk(root, followlinks=True)):
+                for fn in sorted(files, key=str.lower):
+                    if fn.lower().endswith(CHECKPOINT_EXTENSIONS) and ".vae." not in fn.lower():
+                        self.register(CheckpointInfo(os.path.join(dirpath, fn), root))
+        for fn in extra_files:
+            if fn and os.path.isfile(fn):
+                self.register(CheckpointInfo(fn))
+
+    def titles(self) -> list[str]:
+        return sorted(self.checkpoints_list, key=str.lower)
+
+    def get_closet_checkpoint_match(self, search: str) -> CheckpointInfo | None:
+        """Exact alias first, then the shortest title containing the text, then the same without a [hash]."""
+        if not search:
+            return None
+        if search in self.checkpoint_aliases:
+            return self.checkpoint_aliases[search]
+        found = sorted((i for t, i in self.checkpoints_list.items() if search in t), key=lambda i: len(i.title))
+        if found:
+            return found[0]
+        bare = search.rsplit(" [", 1)[0]
+        found = sorted((i for t, i in self.checkpoints_list.items() if bare in t), key=lambda i: len(i.title))
+        return found[0] if found else None
+
+
+checkpoint_registry = CheckpointRegistry()
+checkpoints_list = checkpoint_registry.checkpoints_list
+checkpoint_aliases = checkpoint_registry.checkpoint_aliases
+get_closet_checkpoint_match = checkpoint_registry.get_closet_checkpoint_match
+model_manager: "ModelManager | None" = None  # the faces' default manager; engine code can be handed another
+
+
+def model_dirs(cmd_opts) -> list[str]:
+    dirs = [os.path.join(paths_internal.models_path, "Stable-diffusion")]
+    if getattr(cmd_opts, "ckpt_dir", None):
+        dirs.append(cmd_opts.ckpt_dir)
+    return dirs
+
+
+def list_models(cmd_opts) -> list[str]:
+    checkpoint_registry.scan(model_dirs(cmd_opts), [getattr(cmd_opts, "ckpt", None)])
+    return checkpoint_registry.titles()
+
+
+@dataclass
+class StableDiffusionModel:
+    """A loaded checkpoint: diffusers components plus what the engine needs to drive them."""
+
+    sd_checkpoint_info: CheckpointInfo
+    family: sd_models_config.ModelFamily
+    unet: torch.nn.Module
+    vae: torch.nn.Module
+    text_encoders: dict[str, torch.nn.Module]
+    tokenizers: dict[str, object]
+    model_sigmas: ModelSigmas
+    plan: devices.DevicePlan
+    base_vae: torch.nn.Module = None
+    loaded_vae_file: str | None = None
+    load_time: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def is_sdxl(self) -> bool:
+        return self.family.name == "xl_base"
+
+    @property
+    def is_sdxl_refiner(self) -> bool:
+        return self.family.name == "xl_refiner"
+
+    @property
+    def is_sd2(self) -> bool:
+        return self.family.name == "v2"
+
+    @property
+    def is_sd1(self) -> bool:
+        return self.family.name == "v1"
+
+    @property
+    def sd_model_checkpoint(self) -> str:
+        return self.sd_checkpoint_info.filename
+
+    @property
+    def sd_model_hash(self) -> str | None:
+        return self.sd_checkpoint_info.shorthash
+
+    @property
+    def latent_space(self) -> str:
+        """Models that can hand a latent to each other (refiner switch) share this."""
+        return "sdxl" if self.family.is_sdxl else "sd"
+
+    @property
+    def device(self) -> torch.device:
+        return self.plan.device
+
+
+def build_model(info: CheckpointInfo, plan: devices.DevicePlan, cache_dir: Path) -> StableDiffusionModel:
+    started = time.perf_counter()
+    sd, metadata = sd_models_loader.read_state_dict(info.filename)
+    try:
+        family = sd_models_config.detect_family(sd, metadata)
+        encoders = {}
+        for component, kind, prefix in sd_models_config.TEXT_ENCODERS[family.name]:
+            encoders[component] = sd_models_loader.build_text_encoder(sd, family.name, component, kind, prefix)
+        pooled = encoders["text_encoder_2"].config.projection_dim if family.is_sdxl else None
+        unet = sd_models_loader.build_unet(sd, family, pooled)
+        vae = sd_models_loader.build_vae(sd, family.name)
+        scheduler = sd_models_config.skeleton(family.name, "scheduler")
+        sigmas = ModelSigmas(sd_models_loader.alphas_cumprod(sd, scheduler))
+    except (KeyError, StopIteration, ValueError, RuntimeError) as e:
+        if isinstance(e, CheckpointLoadError):
+            raise CheckpointLoadError(f"Could not load {info.name}: {e}") from e
+        raise CheckpointLoadError(f"Could not load {info.name}: unexpected layout ({type(e).__name__}: {e})") from e
+    finally:
+        del sd
+    tokenizers = {name: load_tokenizer(cache_dir, pad) for name, pad in sd_models_config.tokenizer_pads(family.name).items()}
+    unet.to(plan.device, plan.dtype).eval().requires_grad_(False)
+    vae.to(plan.device, plan.dtype_vae).eval().requires_grad_(False)
+    for te in encoders.values():
+        te.to(plan.device, plan.dtype).eval().requires_grad_(False)
+    info.metadata = metadata
+    model = StableDiffusionModel(info, family, unet, vae, encoders, tokenizers, sigmas, plan, base_vae=vae)
+    model.load_time = time.perf_counter() - started
+    return model
+
+
+class ModelManager:
+    """Loads checkpoints for one device; an LRU of loaded models; a failed load leaves the current model in place."""
+
+    def __init__(self, plan: devices.DevicePlan, cache_dir: Path, limit: int = 1, hashing: bool = True):
+        self.plan = plan
+        self.hashing = hashing
+        self.cache_dir = Path(cache_dir)
+        self.limit = limit
+        self.loaded: collections.OrderedDict[str, StableDiffusionModel] = collections.OrderedDict()
+        self.current: StableDiffusionModel | None = None
+        self.lock = threading.RLock()
+
+    def get(self, info: CheckpointInfo, make_current: bool = True) -> StableDiffusionModel:
+        with self.lock:
+            model = self.loaded.get(info.filename)
+            if model is None:
+                log.info("Loading weights from %s", info.filename)
+                model = build_model(info, self.plan, self.cache_dir)
+                if self.hashing and not info.sha256:
+                    info.calculate_shorthash()
+                self.loaded[info.filename] = model
+                log.info("Model %s (%s) loaded in %.1fs", info.title, model.family.label, model.load_time)
+            self.loaded.move_to_end(info.filename)
+            while len(self.loaded) > max(self.limit, 1):
+                self.loaded.popitem(last=False)
+                devices.torch_gc()
+            if make_current:
+                self.current = model
+            return model
+
+    def unload_all(self) -> None:
+        with self.lock:
+            self.loaded.clear()
+            self.current = None
+            devices.torch_gc()
