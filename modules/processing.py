@@ -346,7 +346,7 @@ def create_infotext(p: StableDiffusionProcessing, index: int, refiner=None) -> s
         "Clip skip": None if p.clip_skip <= 1 else p.clip_skip,
         "ENSD": opts.eta_noise_seed_delta if uses_ensd else None,
         "RNG": opts.randn_source if opts.randn_source != "GPU" else None,
-        "Tiling": "Tiling" if (opts.tiling if p.tiling is None else p.tiling) else None,
+        "Tiling": True if (opts.tiling if p.tiling is None else p.tiling) else None,
     }
     if refiner is not None:
         params["Refiner"] = refiner.sd_checkpoint_info.short_title
