@@ -418,7 +418,9 @@ def sample_batch(p, model, refiner, sampler, sigmas, options, batch: slice) -> t
     stage = make_stage(model, p, prompts, negatives)
     refiner_stage = (lambda: make_stage(refiner, p, prompts, negatives)) if refiner is not None else None
     steps = len(sigmas) - 1
-    denoiser = CFGDenoiser(stage, p.cfg_scale, state, refiner=refiner_stage, switch_at=p.refiner_switch_at or 1.0,
+    # CFG++ guides in the unconditional direction, on a scale A1111 divides by 12.5.
+    cfg_scale = p.cfg_scale / 12.5 if sampler.name == "DDIM CFG++" else p.cfg_scale
+    denoiser = CFGDenoiser(stage, cfg_scale, state, refiner=refiner_stage, switch_at=p.refiner_switch_at or 1.0,
                            switch_by_steps=bool(opts.refiner_switch_by_sample_steps), total_steps=steps)
     p.denoiser = denoiser
     x = rng.first() * sigmas[0]

@@ -6,12 +6,12 @@ from modules.shared_options import options_templates, opts  # noqa: F401
 from modules.shared_state import state  # noqa: F401
 
 script_path = paths_internal.script_path
-data_path = paths_internal.data_path
-models_path = paths_internal.models_path
 
 
 def __getattr__(name):
-    # Live values, read at access time: the current checkpoint and the device it runs on.
+    # Live values, read at access time: paths (--data-dir may move them), the current checkpoint and its device.
+    if name in ("data_path", "models_path"):
+        return getattr(paths_internal, name)
     if name == "sd_model":
         return sd_models.model_manager.current if sd_models.model_manager else None
     if name == "device":

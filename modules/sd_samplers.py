@@ -1,0 +1,170 @@
+"""The sampler list, name resolution, the sigmas a sampler walks, and running a sampler (A1111's public names)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from modules import sd_samplers_kdiffusion as kd
+from modules import sd_samplers_timesteps as ts
+from modules import sd_schedulers
+from modules.sd_samplers_common import ModelSigmas, SamplerOptions
+from modules.sd_schedulers import Scheduler
+
+AUTOMATIC = "Automatic"
+
+
+@dataclass(frozen=True)
+class SamplerData:
+    name: str
+    aliases: tuple[str, ...]
+    default_scheduler: str  # a scheduler *name*, what "Automatic" means for this sampler
+    second_order: bool = False  # two model evaluations per step
+    ancestral: bool = False  # uses ENSD (eta noise seed delta)
+    brownian: bool = False  # SDE noise from per-image Brownian trees
+    discard_penultimate_sigma: bool = False
+    timestep_based: bool = False  # its sigmas come from training timesteps; the schedule type is ignored
+
+
+_SAMPLERS: list[tuple[SamplerData, Callable]] = [
+    (SamplerData("DPM++ 2M", ("k_dpmpp_2m",), "karras"), kd.sample_dpmpp_2m),
+    (SamplerData("DPM++ SDE", ("k_dpmpp_sde",), "karras", second_order=True, brownian=True), kd.sample_dpmpp_sde),
+    (SamplerData("DPM++ 2M SDE", ("k_dpmpp_2m_sde",), "exponential", brownian=True), kd.sample_dpmpp_2m_sde),
+    (SamplerData("DPM++ 2M SDE Heun", ("k_dpmpp_2m_sde_heun",), "exponential", brownian=True),
+     kd.sample_dpmpp_2m_sde_heun),
+    (SamplerData("DPM++ 2S a", ("k_dpmpp_2s_a",), "karras", second_order=True, ancestral=True),
+     kd.sample_dpmpp_2s_ancestral),
+    (SamplerData("DPM++ 3M SDE", ("k_dpmpp_3m_sde",), "exponential", brownian=True, discard_penultimate_sigma=True),
+     kd.sample_dpmpp_3m_sde),
+    (SamplerData("Euler a", ("k_euler_a", "k_euler_ancestral"), "uniform", ancestral=True), kd.sample_euler_ancestral),
+    (SamplerData("Euler", ("k_euler",), "uniform"), kd.sample_euler),
+    (SamplerData("LMS", ("k_lms",), "uniform"), kd.sample_lms),
+    (SamplerData("Heun", ("k_heun",), "uniform", second_order=True), kd.sample_heun),
+    (SamplerData("DPM2", ("k_dpm_2",), "karras", second_order=True, discard_penultimate_sigma=True), kd.sample_dpm_2),
+    (SamplerData("DPM2 a", ("k_dpm_2_a",), "karras", second_order=True, ancestral=True,
+                 discard_penultimate_sigma=True), kd.sample_dpm_2_ancestral),
+    (SamplerData("DPM fast", ("k_dpm_fast",), "uniform", ancestral=True), kd.sample_dpm_fast),
+    (SamplerData("DPM adaptive", ("k_dpm_ad",), "uniform", ancestral=True), kd.sample_dpm_adaptive),
+    (SamplerData("Restart", ("restart",), "karras", second_order=True), kd.sample_restart),
+    (SamplerData("DDIM", ("ddim",), "ddim", timestep_based=True), ts.sample_ddim),
+    (SamplerData("DDIM CFG++", ("ddim_cfgpp",), "ddim", timestep_based=True), ts.sample_ddim_cfgpp),
+    (SamplerData("PLMS", ("plms",), "ddim", timestep_based=True), ts.sample_plms),
+    (SamplerData("UniPC", ("unipc",), "uniform", timestep_based=True), ts.sample_unipc),
+    (SamplerData("LCM", ("k_lcm",), "uniform"), kd.sample_lcm),
+]
+
+all_samplers: list[SamplerData] = [data for data, _ in _SAMPLERS]
+all_samplers_map: dict[str, SamplerData] = {key: s for s in all_samplers for key in (s.name, *s.aliases)}
+
+_functions: dict[str, Callable] = {data.name: function for data, function in _SAMPLERS}
+_samplers_by_lower_key = {key.lower(): s for key, s in all_samplers_map.items()}
+
+
+def find_sampler(name: str) -> SamplerData | None:
+    """Case-insensitive lookup by name or alias."""
+    return _samplers_by_lower_key.get(name.strip().lower()) if name else None
+
+
+def _scheduler_not_found(name: str) -> ValueError:
+    labels = ", ".join([AUTOMATIC, *(s.label for s in sd_schedulers.schedulers)])
+    return ValueError(f"Scheduler not found: {name}; valid choices: {labels}")
+
+
+def _split_scheduler_suffix(name: str) -> tuple[SamplerData, Scheduler] | None:
+    """An old combined name such as "DPM++ 2M Karras": (sampler, scheduler) when it ends in " <scheduler key>"."""
+    lower = name.strip().lower()
+    for key, scheduler in sd_schedulers.schedulers_map.items():
+        suffix = " " + key.lower()
+        if lower.endswith(suffix):
+            sampler = find_sampler(lower[: -len(suffix)])
+            if sampler is not None:
+                return sampler, scheduler
+    return None
+
+
+def resolve_sampler_scheduler(sampler_name: str | None, scheduler: str | None) -> tuple[str, str]:
+    """(canonical sampler name, scheduler label) from user input, API requests or infotext.
+
+    An old combined name's suffix ("DPM++ 2M Karras") sets the scheduler, as in A1111; no sampler name means the
+    first sampler; no scheduler means Automatic. Raises ValueError naming the valid choices for unknown names.
+    """
+    if not sampler_name:
+        sampler_name = all_samplers[0].name
+    sampler = find_sampler(sampler_name)
+    if sampler is None:
+        split = _split_scheduler_suffix(sampler_name)
+        if split is None:
+            names = ", ".join(s.name for s in all_samplers)
+            raise ValueError(f"Sampler not found: {sampler_name}; valid choices: {names}")
+        return split[0].name, split[1].label
+    if not scheduler or scheduler.strip().lower() == AUTOMATIC.lower():
+        return sampler.name, AUTOMATIC
+    found = sd_schedulers.find_scheduler(scheduler)
+    if found is None:
+        raise _scheduler_not_found(scheduler)
+    return sampler.name, found.label
+
+
+def effective_scheduler(sampler: SamplerData, scheduler_label: str) -> Scheduler:
+    """The schedule type that runs: the sampler's default for Automatic (accepts labels, names and aliases)."""
+    if not scheduler_label or scheduler_label.strip().lower() == AUTOMATIC.lower():
+        return sd_schedulers.schedulers_map[sampler.default_scheduler]
+    found = sd_schedulers.find_scheduler(scheduler_label)
+    if found is None:
+        raise _scheduler_not_found(scheduler_label)
+    return found
+
+
+def _positive_or_none(options: dict, key: str) -> float | None:
+    """A1111's schedule overrides: 0 (or unset) means the default."""
+    value = options.get(key)
+    return float(value) if value else None
+
+
+def get_sigmas(sampler: SamplerData, scheduler_label: str, steps: int, model_sigmas: ModelSigmas, *, is_sdxl: bool,
+               options: dict | None = None) -> torch.Tensor:
+    """The descending float32 sigmas (ending in 0) that `sample` walks for a txt2img pass of `steps` steps.
+
+    Timestep-based samplers take the DDIM timestep grid (UniPC: its skip type) and ignore the schedule type.
+    options: A1111's sigma_min, sigma_max, rho (0 = default), use_old_karras_scheduler_sigmas,
+    always_discard_next_to_last_sigma, beta_dist_alpha, beta_dist_beta, uni_pc_skip_type.
+    """
+    if steps < 1:
+        raise ValueError(f"Steps must be at least 1, got {steps}")
+    options = options or {}
+    if sampler.timestep_based:
+        if sampler.name == "UniPC":
+            return ts.get_unipc_sigmas(steps, model_sigmas, SamplerOptions.from_options(options).uni_pc_skip_type)
+        return sd_schedulers.ddim(steps, model_sigmas.sigma_min, model_sigmas.sigma_max, model_sigmas)
+    scheduler = effective_scheduler(sampler, scheduler_label)
+    sigma_min, sigma_max = _positive_or_none(options, "sigma_min"), _positive_or_none(options, "sigma_max")
+    if scheduler.name == "karras" and options.get("use_old_karras_scheduler_sigmas"):
+        sigma_min, sigma_max = 0.1, 10.0
+    discard = sampler.discard_penultimate_sigma or bool(options.get("always_discard_next_to_last_sigma"))
+    sigmas = sd_schedulers.compute_sigmas(
+        scheduler, steps + 1 if discard else steps, model_sigmas, is_sdxl=is_sdxl,
+        sigma_min=sigma_min, sigma_max=sigma_max, rho=_positive_or_none(options, "rho"),
+        beta_alpha=_positive_or_none(options, "beta_dist_alpha"),
+        beta_beta=_positive_or_none(options, "beta_dist_beta"))
+    return torch.cat([sigmas[:-2], sigmas[-1:]]) if discard else sigmas
+
+
+def _no_callback(i: int, x: torch.Tensor, denoised: torch.Tensor, sigma: float) -> None:
+    """The callback used when the caller passes none."""
+
+
+def sample(sampler: SamplerData, denoiser, x: torch.Tensor, sigmas: torch.Tensor, rng, *, callback=None,
+           options: dict | None = None) -> torch.Tensor:
+    """Walk `sigmas` from the noisy start x (already at sigmas[0]) and return the final denoised latent.
+
+    denoiser(x, sigma[B]) -> denoised (CFG applied); rng.next() -> per-image noise, rng.seeds -> per-image seeds.
+    callback(i, x, denoised, sigma) runs after each step (DPM fast/adaptive: after each of their own steps).
+    options: A1111's eta_ancestral, eta_ddim, s_churn, s_tmin, s_tmax, s_noise and uni_pc_* settings.
+    """
+    if len(sigmas) < 2:
+        raise ValueError(f"A sampler needs at least two sigmas to walk, got {len(sigmas)}")
+    function = _functions[sampler.name]
+    with torch.no_grad():
+        return function(denoiser, x, sigmas, rng, callback or _no_callback, SamplerOptions.from_options(options))
