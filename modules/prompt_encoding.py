@@ -28,9 +28,14 @@ class TokenChunk:
     weights: list[float]
 
 
-def tokenize_weighted(tokenizer, prompt: str) -> list[TokenChunk]:
-    """Split a prompt into chunks of 75 weighted tokens; BREAK and overflow start a new chunk (A1111 rules)."""
-    parsed = parse_prompt_attention(prompt)
+def tokenize_weighted(tokenizer, prompt: str, emphasis: str = "Original") -> list[TokenChunk]:
+    """Split a prompt into chunks of 75 weighted tokens; BREAK and overflow start a new chunk (A1111 rules).
+
+    Emphasis "None" reads brackets as plain text; "Ignore" parses them but keeps every weight at 1.
+    """
+    parsed = [[prompt, 1.0]] if emphasis == "None" else parse_prompt_attention(prompt)
+    if emphasis == "Ignore":
+        parsed = [[text, 1.0 if weight != -1 else -1] for text, weight in parsed]
     texts = [text for text, _ in parsed]
     tokenized = tokenizer(texts, add_special_tokens=False, truncation=False)["input_ids"]
     comma = tokenizer.convert_tokens_to_ids(",</w>")
@@ -107,7 +112,7 @@ class PromptEncoder:
         encoder = self.model.text_encoders[encoder_name]
         tokenizer = self.model.tokenizers[tokenizer_name]
         device = self.model.device
-        chunks = tokenize_weighted(tokenizer, prompt)
+        chunks = tokenize_weighted(tokenizer, prompt, self.emphasis)
         ids = torch.tensor([[tokenizer.bos_token_id] + c.ids + [tokenizer.eos_token_id] for c in chunks], device=device)
         weights = torch.tensor([[1.0] + c.weights + [1.0] for c in chunks], device=device)
         out = encoder(ids, output_hidden_states=True)
@@ -120,7 +125,7 @@ class PromptEncoder:
         return Conditioning(hidden.reshape(1, -1, hidden.shape[-1]), pooled)
 
     def _apply_emphasis(self, z: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        if self.emphasis == "None" or bool((weights == 1).all()):
+        if bool((weights == 1).all()):
             return z
         original_mean = z.mean()
         z = z * weights.unsqueeze(-1)

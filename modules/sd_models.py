@@ -229,12 +229,17 @@ class ModelManager:
                 self.loaded[info.filename] = model
                 log.info("Model %s (%s) loaded in %.1fs", info.title, model.family.label, model.load_time)
             self.loaded.move_to_end(info.filename)
-            while len(self.loaded) > max(self.limit, 1):
-                self.loaded.popitem(last=False)
-                devices.torch_gc()
             if make_current:
                 self.current = model
+            self._evict(keep={info.filename, self.current.sd_checkpoint_info.filename if self.current else None})
             return model
+
+    def _evict(self, keep: set) -> None:
+        """Drop least recently used models beyond the limit; the current model and the one just asked for stay,
+        so a base model and its refiner are both resident even with a limit of 1."""
+        for filename in [f for f in self.loaded if f not in keep][: max(len(self.loaded) - max(self.limit, 1), 0)]:
+            del self.loaded[filename]
+        devices.torch_gc()
 
     def unload_all(self) -> None:
         with self.lock:

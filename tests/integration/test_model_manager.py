@@ -151,3 +151,12 @@ def test_vae_choice_automatic_none_and_file(models_tree, tmp_path):
     with pytest.raises(ValueError, match="VAE not found: nope.pt"):
         opts.set("sd_vae", "nope.pt")
         txt2img("tiny_sd1")
+
+
+def test_refiner_stays_resident_beside_the_current_model(models_tree, tmp_path):
+    manager = start_engine(models_tree, tmp_path, limit=1)
+    base = manager.get(sd_models.get_closet_checkpoint_match("tiny_sdxl"))
+    refiner = manager.get(sd_models.get_closet_checkpoint_match("tiny_sdxl_refiner"), make_current=False)
+    assert manager.current is base
+    assert set(manager.loaded) == {base.sd_model_checkpoint, refiner.sd_model_checkpoint}
+    assert manager.get(sd_models.get_closet_checkpoint_match("tiny_sdxl_refiner"), make_current=False) is refiner
