@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import logging
+import threading
+import uuid
 
 from modules.shared_cmd_options import cmd_opts
+from modules.shared_state import state
 
 log = logging.getLogger("atelier")
 
@@ -16,6 +19,9 @@ def create_app(with_ui: bool):
     from fastapi import FastAPI
 
     app = FastAPI(title="Atelier", docs_url="/docs" if (cmd_opts.api or cmd_opts.nowebui) else None)
+    build = uuid.uuid4().hex  # changes with every build, so a page waiting for Reload UI knows the new one is up
+    subpath = (cmd_opts.subpath or "").rstrip("/")
+    app.add_api_route(f"{subpath}/internal/ping", lambda: {"build": build}, methods=["GET"])
     if with_ui:
         import gradio as gr
 
@@ -24,21 +30,45 @@ def create_app(with_ui: bool):
         blocks = ui.create_ui()
         blocks.queue(default_concurrency_limit=1, max_size=64)
         app = gr.mount_gradio_app(app, blocks, path=cmd_opts.subpath or "/", auth=ui.gradio_auth(), ssr_mode=False,
-                                  **ui.page_assets())
+                                  footer_links=[], **ui.page_assets())
     return app
 
 
-def serve(with_ui: bool) -> None:
+def serve_until_command(app, port: int) -> str | None:
+    """Serve `app` until the process is asked to stop (None) or a server command ("restart", "stop") arrives."""
     import uvicorn
 
+    server = uvicorn.Server(uvicorn.Config(app, host=server_name(), port=port, timeout_keep_alive=cmd_opts.timeout_keep_alive,
+                                           timeout_graceful_shutdown=5, log_level="warning"))
+    received = []
+
+    def watch():
+        received.append(state.wait_for_server_command())
+        server.should_exit = True
+
+    threading.Thread(target=watch, name="server commands", daemon=True).start()
+    server.run()
+    return received[0] if received else None
+
+
+def serve(with_ui: bool) -> None:
+    from modules import live_preview
     from modules.initialize import initialize
 
     logging.basicConfig(level=(cmd_opts.loglevel or "INFO").upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if cmd_opts.demo:
+        from modules import demo_model
+
+        demo_model.ensure_demo_checkpoint()
     initialize()
-    app = create_app(with_ui)
+    state.preview_decoder = live_preview.decode_preview
     port = cmd_opts.port or (7861 if not with_ui else 7860)
-    log.info("Serving on http://%s:%d", server_name(), port)
-    uvicorn.run(app, host=server_name(), port=port, timeout_keep_alive=cmd_opts.timeout_keep_alive, log_level="warning")
+    while True:
+        app = create_app(with_ui)
+        log.info("Serving on http://%s:%d", server_name(), port)
+        if serve_until_command(app, port) != "restart":
+            break
+        log.info("Reloading the UI")
 
 
 def webui() -> None:

@@ -23,10 +23,9 @@ from diffusers import AutoencoderKL, EulerAncestralDiscreteScheduler, UNet2DCond
 from safetensors.torch import save_file  # noqa: E402
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection  # noqa: E402
 
-from modules import paths_internal, processing, sd_models, sd_models_config  # noqa: E402
+from modules import ldm_layout, paths_internal, processing, sd_models, sd_models_config  # noqa: E402
 from modules.shared_cmd_options import cmd_opts  # noqa: E402
 from modules.shared_options import opts  # noqa: E402
-from tests.fixtures import ldm_layout  # noqa: E402
 
 PROMPT = "cinematic photo of a lighthouse at dusk, dramatic clouds, 35mm"
 NEGATIVE = "cartoon, painting, illustration"

@@ -20,6 +20,9 @@ def path_defaults() -> dict[str, str]:
         "lora_dir": os.path.join(models, "Lora"),
         "esrgan_models_path": os.path.join(models, "ESRGAN"),
         "realesrgan_models_path": os.path.join(models, "RealESRGAN"),
+        "swinir_models_path": os.path.join(models, "SwinIR"),
+        "dat_models_path": os.path.join(models, "DAT"),
+        "hat_models_path": os.path.join(models, "HAT"),
         "gfpgan_models_path": os.path.join(models, "GFPGAN"),
         "codeformer_models_path": os.path.join(models, "Codeformer"),
         "ui_settings_file": os.path.join(data, "config.json"),
@@ -65,6 +68,9 @@ group.add_argument("--embeddings-dir", type=normalized_filepath, help="directory
 group.add_argument("--hypernetwork-dir", type=normalized_filepath, help="directory of hypernetworks (default: models/hypernetworks)")
 group.add_argument("--esrgan-models-path", type=normalized_filepath, help="directory of ESRGAN upscaler models (default: models/ESRGAN)")
 group.add_argument("--realesrgan-models-path", type=normalized_filepath, help="directory of RealESRGAN upscaler models (default: models/RealESRGAN)")
+group.add_argument("--swinir-models-path", type=normalized_filepath, help="directory of SwinIR upscaler models (default: models/SwinIR)")
+group.add_argument("--dat-models-path", type=normalized_filepath, help="directory of DAT upscaler models (default: models/DAT)")
+group.add_argument("--hat-models-path", type=normalized_filepath, help="directory of HAT upscaler models (default: models/HAT)")
 group.add_argument("--gfpgan-models-path", type=normalized_filepath, help="directory of GFPGAN face-restoration models (default: models/GFPGAN)")
 group.add_argument("--codeformer-models-path", type=normalized_filepath, help="directory of CodeFormer face-restoration models (default: models/Codeformer)")
 group.add_argument("--styles-file", type=str, action="append", default=[], help="prompt styles CSV file, repeatable, wildcards allowed (default: styles.csv in the data dir)")

@@ -516,3 +516,44 @@ def image_grid(imgs, batch_size=1, rows=None, *, opts=None):
         y = index // cols * height + (height - img.height) // 2
         grid.paste(img, (x, y))
     return grid
+
+
+def resize_image(resize_mode: int, im: Image.Image, width: int, height: int, upscaler_name: str | None = None) -> Image.Image:
+    """A1111's resize modes: 0 just resize, 1 crop and resize, 2 resize and fill (3, latent upscale, resizes like 0 here).
+
+    `upscaler_name` names an image upscaler for enlarging (Hires. fix, Extras); without one, Lanczos.
+    """
+    def resize(image, w, h):
+        if upscaler_name and upscaler_name not in ("None", "Lanczos") and (image.width < w or image.height < h):
+            from modules import upscaler  # image upscalers are optional at import time
+
+            return upscaler.upscale_to(image, w, h, upscaler_name)
+        resample = Image.NEAREST if upscaler_name == "Nearest" else Image.LANCZOS
+        return image.resize((w, h), resample=resample)
+
+    if resize_mode in (0, 3):
+        return resize(im, width, height)
+    ratio, src_ratio = width / height, im.width / im.height
+    if resize_mode == 1:
+        w = width if ratio > src_ratio else im.width * height // im.height
+        h = height if ratio <= src_ratio else im.height * width // im.width
+        resized = resize(im, w, h)
+        res = Image.new("RGB", (width, height))
+        res.paste(resized, box=(width // 2 - w // 2, height // 2 - h // 2))
+        return res
+    w = width if ratio < src_ratio else im.width * height // im.height
+    h = height if ratio >= src_ratio else im.height * width // im.width
+    resized = resize(im, w, h)
+    res = Image.new("RGB", (width, height))
+    res.paste(resized, box=(width // 2 - w // 2, height // 2 - h // 2))
+    if ratio < src_ratio:  # fill the bands above and below with stretched edge rows
+        fill_h = height // 2 - h // 2
+        if fill_h > 0:
+            res.paste(resized.resize((width, fill_h), box=(0, 0, width, 0)), box=(0, 0))
+            res.paste(resized.resize((width, fill_h), box=(0, resized.height, width, resized.height)), box=(0, fill_h + h))
+    elif ratio > src_ratio:
+        fill_w = width // 2 - w // 2
+        if fill_w > 0:
+            res.paste(resized.resize((fill_w, height), box=(0, 0, 0, height)), box=(0, 0))
+            res.paste(resized.resize((fill_w, height), box=(resized.width, 0, resized.width, height)), box=(fill_w + w, 0))
+    return res

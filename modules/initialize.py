@@ -5,7 +5,7 @@ import logging
 import os
 import threading
 
-from modules import paths_internal, processing, sd_models, sd_vae
+from modules import paths_internal, processing, sd_models, sd_vae, upscaler
 from modules.shared_cmd_options import cmd_opts
 from modules.shared_options import opts
 
@@ -20,6 +20,7 @@ def initialize() -> None:
     opts.load(cmd_opts.ui_settings_file)
     titles = sd_models.list_models(cmd_opts)
     sd_vae.refresh_vae_list(cmd_opts)
+    upscaler.refresh_upscalers(cmd_opts)
     processing.setup_model_manager(cmd_opts, cache_dir())
     if not titles:
         log.warning("No checkpoint found. Put a .safetensors checkpoint into %s",

@@ -14,8 +14,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from modules import devices, images, infotext_utils, paths_internal, sd_models, sd_samplers, sd_vae
-from modules.prompt_encoding import Conditioning, PromptEncoder
+from modules import devices, face_restoration, images, infotext_utils, masking, paths_internal, sd_models, sd_samplers, sd_vae
+from modules import extra_networks, prompt_parser, styles, textual_inversion
+from modules import processing_img2img as i2i
+from modules.prompt_encoding import PromptEncoder
 from modules.rng import ImageRNG
 from modules.sd_samplers_cfg_denoiser import CFGDenoiser, UNetStage
 from modules.sd_samplers_common import InterruptedException
@@ -94,9 +96,13 @@ class StableDiffusionProcessing:
     clip_skip: int = 1
     is_api: bool = False
     denoiser: Any = None  # the last batch's CFGDenoiser: which UNet ran at which step
+    comments: dict = field(default_factory=dict)  # messages for the result's info, each once, in order
 
     def __post_init__(self):
         self.extra_generation_params = dict(self.extra_generation_params or {})
+
+    def comment(self, text: str) -> None:
+        self.comments[text] = 1
 
     @property
     def sampling_options(self) -> dict:
@@ -112,9 +118,69 @@ class StableDiffusionProcessing:
         return options
 
 
+LATENT_UPSCALE_MODES = {  # name -> (interpolation mode, antialias)
+    "Latent": ("bilinear", False), "Latent (antialiased)": ("bilinear", True), "Latent (bicubic)": ("bicubic", False),
+    "Latent (antialiased bicubic)": ("bicubic", True), "Latent (nearest)": ("nearest", False),
+    "Latent (nearest-exact)": ("nearest-exact", False),
+}
+
+
 @dataclass(eq=False)
 class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
-    pass
+    enable_hr: bool = False
+    hr_scale: float = 2.0
+    hr_upscaler: str | None = None
+    hr_second_pass_steps: int = 0
+    hr_resize_x: int = 0
+    hr_resize_y: int = 0
+    hr_checkpoint_name: str | None = None
+    hr_sampler_name: str | None = None
+    hr_scheduler: str | None = None
+    hr_prompt: str = ""
+    hr_negative_prompt: str = ""
+    hr_upscale_to_x: int = 0
+    hr_upscale_to_y: int = 0
+
+    def hires_size(self) -> tuple[int, int, int, int]:
+        """(upscale-to width, height, latent columns to cut, latent rows to cut), A1111's rules for scale / resize-to."""
+        if self.hr_resize_x == 0 and self.hr_resize_y == 0:
+            return int(self.width * self.hr_scale), int(self.height * self.hr_scale), 0, 0
+        if self.hr_resize_y == 0:
+            return self.hr_resize_x, self.hr_resize_x * self.height // self.width, 0, 0
+        if self.hr_resize_x == 0:
+            return self.hr_resize_y * self.width // self.height, self.hr_resize_y, 0, 0
+        if self.width / self.height < self.hr_resize_x / self.hr_resize_y:
+            w, h = self.hr_resize_x, self.hr_resize_x * self.height // self.width
+        else:
+            w, h = self.hr_resize_y * self.width // self.height, self.hr_resize_y
+        return w, h, (w - self.hr_resize_x) // 8, (h - self.hr_resize_y) // 8
+
+
+@dataclass(eq=False)
+class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):
+    init_images: list = field(default_factory=list)
+    resize_mode: int = 0
+    denoising_strength: float | None = 0.75
+    image_cfg_scale: float | None = None
+    mask: Any = None
+    mask_blur_x: int = 4
+    mask_blur_y: int = 4
+    mask_blur: int | None = None
+    mask_round: bool = True
+    inpainting_fill: int = 0
+    inpaint_full_res: bool = True
+    inpaint_full_res_padding: int = 0
+    inpainting_mask_invert: int = 0
+    initial_noise_multiplier: float | None = None
+    latent_mask: Any = None
+    include_init_images: bool = False
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.image_mask = self.mask  # A1111 keeps the constructor's `mask` as `image_mask`
+        if self.mask_blur is not None:
+            self.mask_blur_x = self.mask_blur_y = self.mask_blur
+        self.prepared: i2i.PreparedImages | None = None
 
 
 class Processed:
@@ -243,7 +309,12 @@ def prepare(p: StableDiffusionProcessing) -> None:
     count = p.batch_size * p.n_iter
     prompts = p.prompt if isinstance(p.prompt, list) else [p.prompt] * count
     negatives = p.negative_prompt if isinstance(p.negative_prompt, list) else [p.negative_prompt or ""] * count
-    p.all_prompts, p.all_negative_prompts = list(prompts), list(negatives)
+    database = styles.prompt_styles()
+    p.all_prompts = [database.apply_styles_to_prompt(x, p.styles) for x in prompts]
+    p.all_negative_prompts = [database.apply_negative_styles_to_prompt(x, p.styles) for x in negatives]
+    if opts.enable_prompt_comments:
+        p.all_prompts = [prompt_parser.strip_comments(x) for x in p.all_prompts]
+        p.all_negative_prompts = [prompt_parser.strip_comments(x) for x in p.all_negative_prompts]
     p.seed = get_fixed_seed(p.seed)
     p.subseed = get_fixed_seed(p.subseed)
     varied = p.subseed_strength > 0
@@ -256,22 +327,95 @@ def prepare(p: StableDiffusionProcessing) -> None:
     p.sd_vae_name = os.path.basename(vae_file) if vae_file else None
     p.sd_vae_hash = sd_vae.vae_hash(vae_file) if vae_file and not cmd_opts.no_hashing else None
     p.job_timestamp = time.strftime("%Y%m%d%H%M%S")
+    is_img2img = isinstance(p, StableDiffusionProcessingImg2Img)
     if not p.outpath_samples:
-        p.outpath_samples = opts.outdir_samples or opts.outdir_txt2img_samples
+        p.outpath_samples = opts.outdir_samples or (opts.outdir_img2img_samples if is_img2img else opts.outdir_txt2img_samples)
     if not p.outpath_grids:
-        p.outpath_grids = opts.outdir_grids or opts.outdir_txt2img_grids
+        p.outpath_grids = opts.outdir_grids or (opts.outdir_img2img_grids if is_img2img else opts.outdir_txt2img_grids)
+    if is_img2img:
+        prepare_img2img(p)
+    elif p.enable_hr:
+        prepare_hires(p)
 
 
-def sdxl_time_ids(model, p: StableDiffusionProcessing, batch: int) -> torch.Tensor | None:
+def prepare_img2img(p: StableDiffusionProcessingImg2Img) -> None:
+    if not p.init_images:
+        raise ValueError("img2img needs an init image")
+    if len(p.init_images) > 1:
+        if len(p.init_images) > p.batch_size:
+            raise ValueError(f"Too many images passed: {len(p.init_images)}; expecting {p.batch_size} or less")
+        p.batch_size = len(p.init_images)
+    if p.denoising_strength is None or not 0 <= p.denoising_strength <= 1:
+        raise ValueError(f"Denoising strength must be between 0 and 1, got {p.denoising_strength}")
+    p.prepared = i2i.prepare_images(p)
+    if p.initial_noise_multiplier is None:
+        p.initial_noise_multiplier = opts.initial_noise_multiplier
+    params = p.extra_generation_params
+    if p.image_mask is not None:
+        if p.inpainting_mask_invert:
+            params["Mask mode"] = "Inpaint not masked"
+        if p.mask_blur_x == p.mask_blur_y:
+            params["Mask blur"] = p.mask_blur_x
+        else:
+            params["Mask blur x"], params["Mask blur y"] = p.mask_blur_x, p.mask_blur_y
+        if p.inpainting_fill != i2i.ORIGINAL:
+            params["Masked content"] = i2i.MASKED_CONTENT[p.inpainting_fill]
+        if p.inpaint_full_res:
+            params["Inpaint area"] = "Only masked"
+            params["Masked area padding"] = p.inpaint_full_res_padding
+    if p.initial_noise_multiplier != 1.0:
+        params["Noise multiplier"] = p.initial_noise_multiplier
+
+
+def prepare_hires(p: StableDiffusionProcessingTxt2Img) -> None:
+    if p.denoising_strength is None or not 0 <= p.denoising_strength <= 1:
+        raise ValueError(f"Denoising strength must be between 0 and 1, got {p.denoising_strength}")
+    p.hr_upscaler = p.hr_upscaler or "Latent"
+    if p.hr_upscaler not in LATENT_UPSCALE_MODES and p.hr_upscaler not in image_upscaler_names():
+        raise ValueError(f"Upscaler not found: {p.hr_upscaler}. Available: "
+                         f"{', '.join(list(LATENT_UPSCALE_MODES) + image_upscaler_names())}")
+    p.hr_upscale_to_x, p.hr_upscale_to_y, _, _ = p.hires_size()
+    params = p.extra_generation_params
+    if p.hr_resize_x == 0 and p.hr_resize_y == 0:
+        params["Hires upscale"] = p.hr_scale
+    else:
+        params["Hires resize"] = f"{p.hr_resize_x}x{p.hr_resize_y}"
+    if p.hr_second_pass_steps:
+        params["Hires steps"] = p.hr_second_pass_steps
+    params["Hires upscaler"] = p.hr_upscaler
+    if p.hr_checkpoint_name and p.hr_checkpoint_name != "Use same checkpoint":
+        params["Hires checkpoint"] = resolve_checkpoint(p.hr_checkpoint_name).short_title
+    if p.hr_sampler_name and p.hr_sampler_name != "Use same sampler":
+        hr_sampler, hr_scheduler = sd_samplers.resolve_sampler_scheduler(p.hr_sampler_name, p.hr_scheduler)
+        if hr_sampler != p.sampler_name:
+            params["Hires sampler"] = hr_sampler
+        if hr_scheduler != p.scheduler:
+            params["Hires schedule type"] = hr_scheduler
+    if p.hr_prompt and p.hr_prompt != p.prompt:
+        params["Hires prompt"] = p.hr_prompt
+    if p.hr_negative_prompt and p.hr_negative_prompt != p.negative_prompt:
+        params["Hires negative prompt"] = p.hr_negative_prompt
+    if p.refiner_checkpoint and opts.hires_fix_refiner_pass != "second pass":
+        params["Hires refiner"] = opts.hires_fix_refiner_pass
+
+
+def image_upscaler_names() -> list[str]:
+    """None, Lanczos, Nearest and every image upscaler the Extras tab knows."""
+    from modules import upscaler  # the Extras tab's registry of image upscalers
+
+    return list(dict.fromkeys(["None", "Lanczos", "Nearest"] + [u.name for u in upscaler.sd_upscalers]))
+
+
+def sdxl_time_ids(model, batch: int, width: int, height: int) -> torch.Tensor | None:
     """SDXL size/crop conditioning (refiner: aesthetic score instead of the target size); cond rows, then uncond rows."""
     if not model.family.is_sdxl:
         return None
     crop = [opts.sdxl_crop_top, opts.sdxl_crop_left]
     if model.is_sdxl_refiner:
-        rows = [[p.height, p.width, *crop, opts.sdxl_refiner_high_aesthetic_score]] * batch
-        rows += [[p.height, p.width, *crop, opts.sdxl_refiner_low_aesthetic_score]] * batch
+        rows = [[height, width, *crop, opts.sdxl_refiner_high_aesthetic_score]] * batch
+        rows += [[height, width, *crop, opts.sdxl_refiner_low_aesthetic_score]] * batch
     else:
-        rows = [[p.height, p.width, *crop, p.height, p.width]] * (2 * batch)
+        rows = [[height, width, *crop, height, width]] * (2 * batch)
     return torch.tensor(rows, dtype=torch.float32, device=model.device)
 
 
@@ -285,17 +429,23 @@ def txt2img_image_conditioning(model, batch: int, height: int, width: int) -> to
     return torch.cat([mask, latent.float()], dim=1).repeat(batch, 1, 1, 1)
 
 
-def make_stage(model, p: StableDiffusionProcessing, prompts: list[str], negatives: list[str]) -> UNetStage:
-    encoder = PromptEncoder(model, clip_skip=p.clip_skip, emphasis=opts.emphasis)
+def make_stage(model, p: StableDiffusionProcessing, prompts: list[str], negatives: list[str], width: int, height: int,
+               image_conditioning: torch.Tensor | None = None, hires_steps: int | None = None) -> UNetStage:
+    """One model's conditioning schedules for a batch; inpainting UNets without image conditioning get txt2img's."""
+    encoder = PromptEncoder(model, clip_skip=p.clip_skip, emphasis=opts.emphasis, comma_backtrack=opts.comma_padding_backtrack,
+                            embeddings=textual_inversion.embedding_db().usable_for(model))
+    # prompt editing counts UNet evaluations, two per step for second-order samplers (A1111's total_steps)
+    steps = p.steps * (2 if sd_samplers.find_sampler(p.sampler_name).second_order else 1)
+    schedule = dict(steps=steps, hires_steps=hires_steps, use_old_scheduling=opts.use_old_scheduling)
     with torch.inference_mode():
-        cond = encoder.encode(prompts)
-        uncond = encoder.encode(negatives, is_negative=True)
-        image_cond = txt2img_image_conditioning(model, len(prompts), p.height, p.width)
-    return UNetStage(model, _to(cond, model.device), _to(uncond, model.device), sdxl_time_ids(model, p, len(prompts)), image_cond)
-
-
-def _to(c: Conditioning, device) -> Conditioning:
-    return Conditioning(c.context.to(device), None if c.pooled is None else c.pooled.to(device))
+        cond = prompt_parser.get_multicond_learned_conditioning(encoder.get_learned_conditioning, prompts, **schedule)
+        uncond = prompt_parser.get_learned_conditioning(
+            lambda texts: encoder.get_learned_conditioning(texts, is_negative=True), negatives, **schedule)
+        if image_conditioning is None:
+            image_conditioning = txt2img_image_conditioning(model, len(prompts), height, width)
+    p.extra_generation_params.update(encoder.infotext_params(prompts + negatives, opts.textual_inversion_add_hashes_to_infotext))
+    return UNetStage(model, cond, uncond, sdxl_time_ids(model, len(prompts), width, height),
+                     image_conditioning if model.family.is_inpainting else None)
 
 
 def refiner_model(p: StableDiffusionProcessing, base):
@@ -324,6 +474,10 @@ def decode_latents(model, latents: torch.Tensor) -> list[Image.Image]:
     return [Image.fromarray(np.ascontiguousarray(a)) for a in arr]
 
 
+def uses_denoising(p: StableDiffusionProcessing) -> bool:
+    return isinstance(p, StableDiffusionProcessingImg2Img) or bool(getattr(p, "enable_hr", False))
+
+
 def create_infotext(p: StableDiffusionProcessing, index: int, refiner=None) -> str:
     """The generation parameters of image `index`, in A1111's key order (reference §3.3)."""
     model = p.sd_model
@@ -333,7 +487,10 @@ def create_infotext(p: StableDiffusionProcessing, index: int, refiner=None) -> s
     uses_ensd = sampler.ancestral and opts.eta_noise_seed_delta != 0 and p.sampling_options["eta_ancestral"] != 0
     params = {
         "Steps": p.steps, "Sampler": p.sampler_name, "Schedule type": scheduler_label, "CFG scale": p.cfg_scale,
-        "Seed": p.all_seeds[index], "Size": f"{p.width}x{p.height}",
+        "Seed": p.all_seeds[index],
+        "Face restoration": opts.face_restoration_model
+        if (opts.face_restoration if p.restore_faces is None else p.restore_faces) else None,
+        "Size": f"{p.width}x{p.height}",
         "Model hash": model.sd_checkpoint_info.shorthash if opts.add_model_hash_to_info else None,
         "Model": model.sd_checkpoint_info.name_for_extra if opts.add_model_name_to_info else None,
         "VAE hash": p.sd_vae_hash if opts.add_vae_hash_to_info else None,
@@ -342,7 +499,7 @@ def create_infotext(p: StableDiffusionProcessing, index: int, refiner=None) -> s
         "Variation seed strength": None if p.subseed_strength == 0 else p.subseed_strength,
         "Seed resize from": None if p.seed_resize_from_w <= 0 or p.seed_resize_from_h <= 0
         else f"{p.seed_resize_from_w}x{p.seed_resize_from_h}",
-        "Denoising strength": p.denoising_strength,
+        "Denoising strength": p.denoising_strength if uses_denoising(p) else None,
         "Clip skip": None if p.clip_skip <= 1 else p.clip_skip,
         "ENSD": opts.eta_noise_seed_delta if uses_ensd else None,
         "RNG": opts.randn_source if opts.randn_source != "GPU" else None,
@@ -367,7 +524,7 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
     options = p.sampling_options
     sigmas = sd_samplers.get_sigmas(sampler, p.scheduler, p.steps, model.model_sigmas, is_sdxl=model.family.is_sdxl,
                                     options=options).to(model.device)
-    state.begin(job="txt2img")
+    state.begin(job="img2img" if isinstance(p, StableDiffusionProcessingImg2Img) else "txt2img")
     state.job_count = p.n_iter
     output_images, infotexts = [], []
     try:
@@ -382,6 +539,8 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
             for i, image in enumerate(decode_latents(model, latents)):
                 index = batch.start + i
                 p.batch_index = i
+                image = Image.fromarray(face_restoration.apply_if_enabled(np.asarray(image), opts, p.restore_faces)[0])
+                image = restore_unmasked(p, image, i)
                 infotext = create_infotext(p, index, refiner)
                 if opts.samples_save and not p.do_not_save_samples:
                     images.save_image(image, p.outpath_samples, "", p.all_seeds[index], p.all_prompts[index],
@@ -403,28 +562,42 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
         if infotexts and not cmd_opts.no_prompt_history:
             write_params_txt(infotexts[index_of_first_image])
     finally:
+        extra_networks.deactivate(p)
         state.end()
-    return Processed(p, output_images, infotexts, index_of_first_image)
+    return Processed(p, output_images, infotexts, index_of_first_image, comments="".join(f"{c}\n" for c in p.comments))
 
 
-def sample_batch(p, model, refiner, sampler, sigmas, options, batch: slice) -> torch.Tensor:
-    prompts, negatives = p.all_prompts[batch], p.all_negative_prompts[batch]
-    shape = (model.vae.config.latent_channels, p.height // 8, p.width // 8)
+def make_rng(p, model, batch: slice, width: int, height: int) -> ImageRNG:
+    shape = (model.vae.config.latent_channels, height // 8, width // 8)
     resize = p.seed_enable_extras and p.seed_resize_from_h > 0 and p.seed_resize_from_w > 0
-    rng = ImageRNG(shape, p.all_seeds[batch], subseeds=p.all_subseeds[batch], subseed_strength=p.subseed_strength,
-                   seed_resize_from_h=p.seed_resize_from_h if resize else 0,
-                   seed_resize_from_w=p.seed_resize_from_w if resize else 0,
-                   source=opts.randn_source, device=model.device, eta_noise_seed_delta=int(opts.eta_noise_seed_delta or 0))
-    stage = make_stage(model, p, prompts, negatives)
-    refiner_stage = (lambda: make_stage(refiner, p, prompts, negatives)) if refiner is not None else None
+    return ImageRNG(shape, p.all_seeds[batch], subseeds=p.all_subseeds[batch], subseed_strength=p.subseed_strength,
+                    seed_resize_from_h=p.seed_resize_from_h if resize else 0,
+                    seed_resize_from_w=p.seed_resize_from_w if resize else 0,
+                    source=opts.randn_source, device=model.device, eta_noise_seed_delta=int(opts.eta_noise_seed_delta or 0))
+
+
+def img2img_sigmas(sigmas: torch.Tensor, denoising_strength: float) -> torch.Tensor:
+    """The tail of the schedule that img2img walks: int(strength * steps) + 1 steps from the end (A1111)."""
+    steps = len(sigmas) - 1
+    t_enc = int(min(denoising_strength, 0.999) * steps)
+    return sigmas[steps - t_enc - 1:]
+
+
+def run_sampler(p, model, refiner, sampler, sigmas, options, x, rng, prompts, negatives, width, height,
+                image_conditioning=None, keep_latent=None, regen_mask=None, hires_steps=None) -> torch.Tensor:
+    """One sampling run over `sigmas` from `x`; the refiner (if any) takes over inside it. Returns the latent."""
+    stage = make_stage(model, p, prompts, negatives, width, height, image_conditioning, hires_steps)
+    refiner_stage = (lambda: make_stage(refiner, p, prompts, negatives, width, height, image_conditioning, hires_steps)) \
+        if refiner else None
     steps = len(sigmas) - 1
     # CFG++ guides in the unconditional direction, on a scale A1111 divides by 12.5.
     cfg_scale = p.cfg_scale / 12.5 if sampler.name == "DDIM CFG++" else p.cfg_scale
     denoiser = CFGDenoiser(stage, cfg_scale, state, refiner=refiner_stage, switch_at=p.refiner_switch_at or 1.0,
-                           switch_by_steps=bool(opts.refiner_switch_by_sample_steps), total_steps=steps)
+                           switch_by_steps=bool(opts.refiner_switch_by_sample_steps), schedule=sigmas.tolist())
     p.denoiser = denoiser
-    x = rng.first() * sigmas[0]
+    sample_with = denoiser if regen_mask is None else i2i.MaskedDenoiser(denoiser, keep_latent, regen_mask)
     state.sampling_steps = steps
+    state.sampling_step = 0
     last = {"x": x}
     preview_every = max(int(opts.show_progress_every_n_steps), 0)
 
@@ -437,9 +610,95 @@ def sample_batch(p, model, refiner, sampler, sigmas, options, batch: slice) -> t
 
     try:
         with torch.inference_mode():
-            return sd_samplers.sample(sampler, denoiser, x, sigmas, rng, callback=callback, options=options)
+            out = sd_samplers.sample(sampler, sample_with, x, sigmas, rng, callback=callback, options=options)
     except InterruptedException:
-        return last["x"]
+        out = last["x"]
+    if regen_mask is not None:  # the kept area leaves the sampler exactly as it came in
+        out = keep_latent * (1 - regen_mask) + out * regen_mask
+    return out
+
+
+def sample_batch(p, model, refiner, sampler, sigmas, options, batch: slice) -> torch.Tensor:
+    prompts, extra_network_data = extra_networks.parse_prompts(p.all_prompts[batch])
+    negatives = p.all_negative_prompts[batch]
+    extra_networks.activate(p, extra_network_data)
+    rng = make_rng(p, model, batch, p.width, p.height)
+    if isinstance(p, StableDiffusionProcessingImg2Img):
+        return sample_img2img(p, model, refiner, sampler, sigmas, options, batch, rng, prompts, negatives)
+    first_pass_refiner = refiner if not p.enable_hr or opts.hires_fix_refiner_pass != "second pass" else None
+    x = rng.next() * sigmas[0]
+    latents = run_sampler(p, model, first_pass_refiner, sampler, sigmas, options, x, rng, prompts, negatives, p.width, p.height)
+    if not p.enable_hr or state.interrupted:
+        return latents
+    return sample_hires(p, model, refiner, latents, options, batch)
+
+
+def sample_img2img(p, model, refiner, sampler, sigmas, options, batch, rng, prompts, negatives) -> torch.Tensor:
+    prepared = p.prepared
+    pixels = prepared.pixels if len(prepared.pixels) > 1 else prepared.pixels * (batch.stop - batch.start)
+    init_latent = i2i.encode(model, pixels)
+    if p.resize_mode == 3 and (init_latent.shape[-1] * 8, init_latent.shape[-2] * 8) != (p.width, p.height):
+        init_latent = torch.nn.functional.interpolate(init_latent, size=(p.height // 8, p.width // 8), mode="bilinear")
+    regen = None
+    if prepared.mask is not None:
+        regen = i2i.latent_mask(prepared.mask, init_latent, p.mask_round)
+        fill_noise = make_rng(p, model, batch, p.width, p.height).first() if p.inpainting_fill == i2i.LATENT_NOISE else None
+        init_latent = i2i.masked_init_latent(init_latent, regen, p.inpainting_fill, fill_noise)
+    p.init_latent = init_latent
+    image_conditioning = i2i.inpainting_conditioning(model, pixels, prepared.mask, init_latent)
+    if image_conditioning is not None:
+        p.extra_generation_params["Conditional mask weight"] = 1.0
+    tail = img2img_sigmas(sigmas, p.denoising_strength)
+    x = init_latent + rng.next() * p.initial_noise_multiplier * tail[0]
+    return run_sampler(p, model, refiner, sampler, tail, options, x, rng, prompts, negatives, p.width, p.height,
+                       image_conditioning, keep_latent=init_latent, regen_mask=regen)
+
+
+def upscale_for_hires(p, model, latents: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    """Latent modes interpolate the latent; image upscalers work on the decoded images, which are encoded again."""
+    if p.hr_upscaler in LATENT_UPSCALE_MODES:
+        mode, antialias = LATENT_UPSCALE_MODES[p.hr_upscaler]
+        return torch.nn.functional.interpolate(latents, size=(height // 8, width // 8), mode=mode, antialias=antialias)
+    upscaled = [images.resize_image(0, im, width, height, upscaler_name=p.hr_upscaler) for im in decode_latents(model, latents)]
+    return i2i.encode(model, upscaled)
+
+
+def sample_hires(p, model, refiner, latents, options, batch: slice) -> torch.Tensor:
+    """Hires. fix: upscale the first pass and run an img2img-style second pass over it at the new size."""
+    width, height, cut_x, cut_y = p.hires_size()
+    hr_model = model
+    if p.hr_checkpoint_name and p.hr_checkpoint_name != "Use same checkpoint":
+        hr_model = manager_for(p).get(resolve_checkpoint(p.hr_checkpoint_name), make_current=False)
+    samples = upscale_for_hires(p, model, latents, width, height)
+    if cut_x or cut_y:  # resize-to with another aspect ratio: trim the overflow evenly
+        h, w = samples.shape[-2:]
+        samples = samples[..., cut_y // 2: h - (cut_y - cut_y // 2), cut_x // 2: w - (cut_x - cut_x // 2)]
+        height, width = samples.shape[-2] * 8, samples.shape[-1] * 8
+    same_sampler = not p.hr_sampler_name or p.hr_sampler_name == "Use same sampler"
+    name, scheduler = (p.sampler_name, p.scheduler) if same_sampler else \
+        sd_samplers.resolve_sampler_scheduler(p.hr_sampler_name, p.hr_scheduler)
+    sampler = sd_samplers.find_sampler(name)
+    steps = p.hr_second_pass_steps or p.steps
+    sigmas = sd_samplers.get_sigmas(sampler, scheduler, steps, hr_model.model_sigmas, is_sdxl=hr_model.family.is_sdxl,
+                                    options=options).to(hr_model.device)
+    tail = img2img_sigmas(sigmas, p.denoising_strength)
+    rng = make_rng(p, hr_model, batch, width, height)
+    x = samples + rng.next() * tail[0]
+    prompts, hr_network_data = extra_networks.parse_prompts([p.hr_prompt] * (batch.stop - batch.start) if p.hr_prompt
+                                                            else p.all_prompts[batch])
+    extra_networks.activate(p, hr_network_data)  # the first pass's networks again cost nothing
+    negatives = [p.hr_negative_prompt] * (batch.stop - batch.start) if p.hr_negative_prompt else p.all_negative_prompts[batch]
+    second_pass_refiner = refiner if opts.hires_fix_refiner_pass != "first pass" else None
+    return run_sampler(p, hr_model, second_pass_refiner, sampler, tail, options, x, rng, prompts, negatives, width, height,
+                       hires_steps=steps)
+
+
+def restore_unmasked(p, image: Image.Image, i: int) -> Image.Image:
+    """Inpainting: the result goes back into its crop region and every unmasked pixel is the original's."""
+    prepared = getattr(p, "prepared", None)
+    if prepared is None or not prepared.overlays:
+        return image
+    return masking.apply_overlay(image, prepared.paste_to, prepared.overlays[i % len(prepared.overlays)])
 
 
 def write_params_txt(infotext: str) -> None:

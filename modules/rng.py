@@ -36,6 +36,7 @@ class ImageRNG:
         self.device = device
         self.eta_noise_seed_delta = eta_noise_seed_delta
         self.generators = [self._generator(s) for s in self.seeds]
+        self.is_first = True
 
     def _generator(self, seed: int) -> torch.Generator:
         return torch.Generator(self.gen_device).manual_seed(int(seed))
@@ -44,6 +45,7 @@ class ImageRNG:
         return torch.randn(shape, generator=generator, device=self.gen_device)
 
     def first(self) -> torch.Tensor:
+        self.is_first = False
         resized = self.resize_from[0] > 0 and self.resize_from[1] > 0
         noise_shape = (self.shape[0], *self.resize_from) if resized else self.shape
         xs = []
@@ -61,6 +63,9 @@ class ImageRNG:
         return torch.stack(xs).to(self.device)
 
     def next(self) -> torch.Tensor:
+        """The next draw of every image's generator; the very first call is `first()` (A1111)."""
+        if self.is_first:
+            return self.first()
         return torch.stack([self._randn(self.shape, g) for g in self.generators]).to(self.device)
 
 

@@ -237,9 +237,11 @@ class ModelManager:
     def _evict(self, keep: set) -> None:
         """Drop least recently used models beyond the limit; the current model and the one just asked for stay,
         so a base model and its refiner are both resident even with a limit of 1."""
-        for filename in [f for f in self.loaded if f not in keep][: max(len(self.loaded) - max(self.limit, 1), 0)]:
+        evict = [f for f in self.loaded if f not in keep][: max(len(self.loaded) - max(self.limit, 1), 0)]
+        for filename in evict:
             del self.loaded[filename]
-        devices.torch_gc()
+        if evict:
+            devices.torch_gc()
 
     def unload_all(self) -> None:
         with self.lock:

@@ -1,4 +1,9 @@
-"""The denoiser the samplers call: UNet + classifier-free guidance + the refiner switch + interrupt checks."""
+"""The denoiser the samplers call: UNet + classifier-free guidance + the refiner switch + interrupt checks.
+
+Conditioning is scheduled (prompt editing, alternation) and may be composed with AND: at each UNet evaluation the
+denoiser picks every sub-prompt's conditioning for that evaluation and combines
+denoised = uncond + sum_i weight_i * cfg * (cond_i - uncond)  (A1111's composable diffusion).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,17 +11,18 @@ from typing import Callable
 
 import torch
 
+from modules import prompt_parser
 from modules.prompt_encoding import Conditioning
 from modules.sd_samplers_common import InterruptedException, ModelSigmas
 
 
 @dataclass
 class UNetStage:
-    """One model's part of a run: its UNet, conditioning and extra inputs (SDXL time ids, inpainting channels)."""
+    """One model's part of a run: its UNet, conditioning schedules and extra inputs (SDXL time ids, inpainting channels)."""
 
     model: object                     # sd_models.StableDiffusionModel
-    cond: Conditioning
-    uncond: Conditioning
+    cond: prompt_parser.MulticondLearnedConditioning
+    uncond: list[list[prompt_parser.ScheduledPromptConditioning]]
     time_ids: torch.Tensor | None = None        # [2B, n] cond rows then uncond rows (SDXL)
     image_conditioning: torch.Tensor | None = None  # [B, 5, h, w] for 9-channel inpainting UNets
 
@@ -25,17 +31,18 @@ class CFGDenoiser:
     """denoiser(x, sigma) -> denoised x0 with CFG applied; switches to the refiner stage once, inside the same run."""
 
     def __init__(self, stage: UNetStage, cfg_scale: float, state, *, refiner: Callable[[], UNetStage] | None = None,
-                 switch_at: float = 1.0, switch_by_steps: bool = False, total_steps: int = 1):
+                 switch_at: float = 1.0, switch_by_steps: bool = False, schedule: list[float] | None = None):
         self.stage = stage
         self.cfg_scale = cfg_scale
         self.state = state
         self.refiner = refiner
         self.switch_at = switch_at
         self.switch_by_steps = switch_by_steps
-        self.total_steps = total_steps
+        self.schedule = schedule or [0.0]  # the run's sigmas on the host: switch decisions need no GPU sync
         self.model_sigmas: ModelSigmas = stage.model.model_sigmas
         self.uncond_denoised: torch.Tensor | None = None
         self.step = 0  # set by the sampling callback
+        self.evaluations = 0  # UNet evaluations so far: the clock of prompt editing, as A1111 counts it
         self.switched_at_step: int | None = None
         self.calls: list[tuple[int, str]] = []  # (step, checkpoint title) per UNet evaluation, for tests and logs
 
@@ -43,50 +50,70 @@ class CFGDenoiser:
         if self.state.interrupted or self.state.skipped:
             raise InterruptedException
         sigma = sigma.reshape(-1).expand(x.shape[0]) if sigma.numel() == 1 else sigma
-        self._maybe_switch(sigma)
+        self._maybe_switch()
         stage = self.stage
         self.calls.append((self.step, stage.model.sd_checkpoint_info.title))
-        if self.cfg_scale == 1.0:
-            self.uncond_denoised = None
-            return self._denoise(stage, x, sigma, stage.cond, rows=slice(0, x.shape[0]))
+        conds_list, cond = prompt_parser.reconstruct_multicond_batch(stage.cond, self.evaluations)
+        uncond = prompt_parser.reconstruct_cond_batch(stage.uncond, self.evaluations)
+        self.evaluations += 1
         b = x.shape[0]
-        if stage.cond.context.shape[1] == stage.uncond.context.shape[1]:
-            both = _cat_cond(stage.cond, stage.uncond)
-            out = self._denoise(stage, torch.cat([x, x]), torch.cat([sigma, sigma]), both, rows=slice(0, 2 * b))
-            cond_out, uncond_out = out[:b], out[b:]
+        owners = [i for i, rows in enumerate(conds_list) for _ in rows]  # the image of each cond row
+        plain = all(rows == [(i, 1.0)] for i, rows in enumerate(conds_list))  # no AND: one cond per image
+        if self.cfg_scale == 1.0 and plain:
+            self.uncond_denoised = None
+            return self._denoise(stage, x, sigma, cond, owners, first_uncond=len(owners))
+        n = len(owners)
+        # Index only when AND repeats images: indexing with a host list would make the GPU wait every step.
+        x_cond, sigma_cond = (x, sigma) if plain else (x[owners], sigma[owners])
+        if cond.context.shape[1] == uncond.context.shape[1]:
+            out = self._denoise(stage, torch.cat([x_cond, x]), torch.cat([sigma_cond, sigma]),
+                                _cat_cond(cond, uncond), owners + list(range(b)), first_uncond=n)
+            cond_out, uncond_out = out[:n], out[n:]
         else:  # prompts of different chunk counts cannot share a batch
-            cond_out = self._denoise(stage, x, sigma, stage.cond, rows=slice(0, b))
-            uncond_out = self._denoise(stage, x, sigma, stage.uncond, rows=slice(b, 2 * b))
+            cond_out = self._denoise(stage, x_cond, sigma_cond, cond, owners, first_uncond=n)
+            uncond_out = self._denoise(stage, x, sigma, uncond, list(range(b)), first_uncond=0)
         self.uncond_denoised = uncond_out
-        return uncond_out + (cond_out - uncond_out) * self.cfg_scale
+        if plain:
+            return uncond_out + (cond_out - uncond_out) * self.cfg_scale
+        denoised = uncond_out.clone()
+        for i, rows in enumerate(conds_list):
+            for row, weight in rows:
+                denoised[i] += (cond_out[row] - uncond_out[i]) * (weight * self.cfg_scale)
+        return denoised
 
-    def _maybe_switch(self, sigma: torch.Tensor) -> None:
+    def _maybe_switch(self) -> None:
         if self.refiner is None or self.switched_at_step is not None:
             return
+        steps = max(len(self.schedule) - 1, 1)
         if self.switch_by_steps:
-            done = self.step / max(self.total_steps, 1)
-        else:  # A1111 >= 1.9: progress is the nearest training timestep of the current sigma
-            t = self.model_sigmas.sigma_to_t(sigma[:1].float().cpu()).round()
-            done = float((999 - t) / 1000)
+            done = self.step / steps
+        else:  # A1111 >= 1.9: progress is the nearest training timestep of the step's sigma
+            step_sigma = torch.tensor([self.schedule[min(self.step, len(self.schedule) - 1)]])
+            done = float((999 - self.model_sigmas.sigma_to_t(step_sigma).round()) / 1000)
         if done >= self.switch_at:
             self.stage = self.refiner()
             self.model_sigmas = self.stage.model.model_sigmas
             self.switched_at_step = self.step
 
-    def _denoise(self, stage: UNetStage, x: torch.Tensor, sigma: torch.Tensor, cond: Conditioning, rows: slice) -> torch.Tensor:
+    def _denoise(self, stage: UNetStage, x: torch.Tensor, sigma: torch.Tensor, cond: Conditioning, images: list[int],
+                 first_uncond: int) -> torch.Tensor:
+        """UNet on rows of x: row r belongs to image images[r] and is an uncond row from index first_uncond on."""
         model = stage.model
         unet = model.unet
         dtype = next(unet.parameters()).dtype
         s = sigma.to(x.dtype)[:, None, None, None]
         c_in = 1.0 / (s**2 + 1.0) ** 0.5
-        t = self.model_sigmas.sigma_to_t(sigma.float().cpu()).to(x.device)
+        t = self.model_sigmas.sigma_to_t(sigma.float())
         x_in = x * c_in
         if stage.image_conditioning is not None:
-            reps = x.shape[0] // stage.image_conditioning.shape[0]
-            x_in = torch.cat([x_in, stage.image_conditioning.repeat(reps, 1, 1, 1)], dim=1)
+            same = images == list(range(len(stage.image_conditioning)))
+            x_in = torch.cat([x_in, stage.image_conditioning if same else stage.image_conditioning[images]], dim=1)
         added = None
         if cond.pooled is not None:
-            added = {"text_embeds": cond.pooled.to(dtype), "time_ids": stage.time_ids[rows].to(dtype)}
+            half = stage.time_ids.shape[0] // 2
+            rows = [i + (half if r >= first_uncond else 0) for r, i in enumerate(images)]
+            time_ids = stage.time_ids if rows == list(range(len(stage.time_ids))) else stage.time_ids[rows]
+            added = {"text_embeds": cond.pooled.to(dtype), "time_ids": time_ids.to(dtype)}
         out = unet(x_in.to(dtype), t.to(dtype), encoder_hidden_states=cond.context.to(dtype), added_cond_kwargs=added,
                    return_dict=False)[0].to(x.dtype)
         if model.family.prediction_type == "v_prediction":

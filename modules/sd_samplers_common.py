@@ -26,6 +26,7 @@ class ModelSigmas:
         self.log_sigmas = self.sigmas.log()
         self.sigma_min = float(self.sigmas[0])
         self.sigma_max = float(self.sigmas[-1])
+        self._log_sigmas_on: dict[torch.device, torch.Tensor] = {}
 
     def __len__(self) -> int:
         return self.sigmas.numel()
@@ -33,17 +34,23 @@ class ModelSigmas:
     def sigma_to_t(self, sigma: torch.Tensor) -> torch.Tensor:
         """Continuous timestep of each sigma, interpolating linearly in log sigma between training steps."""
         sigma = torch.as_tensor(sigma, dtype=torch.float32)
-        log_sigmas = self.log_sigmas.to(sigma.device)
+        log_sigmas = self._log_sigmas_for(sigma.device)
         log_sigma = sigma.log().reshape(-1)
         low = (torch.searchsorted(log_sigmas, log_sigma) - 1).clamp(0, len(self) - 2)
         low_log, high_log = log_sigmas[low], log_sigmas[low + 1]
         w = ((log_sigma - low_log) / (high_log - low_log)).clamp(0, 1)
         return (low.to(torch.float32) + w).reshape(sigma.shape)
 
+    def _log_sigmas_for(self, device: torch.device) -> torch.Tensor:
+        # One copy per device: copying the table every step would make the GPU wait for the host.
+        if device not in self._log_sigmas_on:
+            self._log_sigmas_on[device] = self.log_sigmas.to(device)
+        return self._log_sigmas_on[device]
+
     def t_to_sigma(self, t: torch.Tensor) -> torch.Tensor:
         """Sigma at a continuous timestep, interpolating linearly in log sigma."""
         t = torch.as_tensor(t, dtype=torch.float32)
-        log_sigmas = self.log_sigmas.to(t.device)
+        log_sigmas = self._log_sigmas_for(t.device)
         t = t.clamp(0, len(self) - 1)
         low = t.floor().long()
         high = t.ceil().long()

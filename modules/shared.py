@@ -12,6 +12,14 @@ def __getattr__(name):
     # Live values, read at access time: paths (--data-dir may move them), the current checkpoint and its device.
     if name in ("data_path", "models_path"):
         return getattr(paths_internal, name)
+    if name == "sd_upscalers":
+        from modules import upscaler
+
+        return upscaler.sd_upscalers
+    if name == "face_restorers":
+        from modules import face_restoration
+
+        return face_restoration.face_restorers
     if name == "sd_model":
         return sd_models.model_manager.current if sd_models.model_manager else None
     if name == "device":

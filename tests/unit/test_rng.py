@@ -44,3 +44,8 @@ def test_ensd_reseeds_ancestral_noise_only():
     expected = torch.randn(SHAPE, generator=torch.Generator().manual_seed(5 + 31337))
     assert torch.equal(delta.next()[0], expected)
     assert not torch.equal(plain.next(), delta.next())
+
+
+def test_next_before_first_is_first():
+    assert torch.equal(ImageRNG(SHAPE, [9], subseeds=[4], subseed_strength=0.5).next(),
+                       ImageRNG(SHAPE, [9], subseeds=[4], subseed_strength=0.5).first())

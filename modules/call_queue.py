@@ -1,0 +1,100 @@
+"""One GPU job at a time, and errors turned into messages for the page (A1111's modules.call_queue names).
+
+The UI and the API share `queue_lock`; a job that fails leaves a readable message and the lock free, so the
+server keeps serving.
+"""
+from __future__ import annotations
+
+import functools
+import html
+import logging
+import threading
+import time
+from concurrent.futures import Future
+
+import torch
+
+log = logging.getLogger(__name__)
+
+queue_lock = threading.Lock()
+
+OUT_OF_MEMORY_ADVICE = ("Out of memory: try a smaller width, height or batch size, or start Atelier with --medvram "
+                        "(or --lowvram).")
+
+
+def wrap_queued_call(func):
+    """`func` run while holding queue_lock, so it never overlaps a generation."""
+
+    @functools.wraps(func)
+    def f(*args, **kwargs):
+        with queue_lock:
+            return func(*args, **kwargs)
+
+    return f
+
+
+def error_message(e: BaseException) -> str:
+    """What the user reads: the error's own sentence; out-of-memory errors also say what to change."""
+    if isinstance(e, (torch.OutOfMemoryError, MemoryError)):
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return f"{OUT_OF_MEMORY_ADVICE} ({detail})"
+    text = str(e).strip()
+    if isinstance(e, (ValueError, RuntimeError, OSError)) and text:
+        return text
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def error_html(message: str) -> str:
+    return f"<div class='error'><b>Error:</b> {html.escape(message)}</div>"
+
+
+def wrap_gradio_call(func, extra_outputs=None, add_stats: bool = False):
+    """Call `func`; its last output is the page's log HTML. On an exception the outputs are `extra_outputs` plus an
+    error message in that place, and the traceback goes to the console."""
+
+    @functools.wraps(func)
+    def f(*args, **kwargs):
+        started = time.perf_counter()
+        try:
+            res = list(func(*args, **kwargs))
+        except Exception as e:
+            log.exception("Error completing request")
+            return [*(extra_outputs or []), error_html(error_message(e))]
+        if add_stats:
+            elapsed = time.perf_counter() - started
+            res[-1] = (res[-1] or "") + f"<div class='performance'><p class='time'>Time taken: {format_duration(elapsed)}</p></div>"
+        return tuple(res)
+
+    return f
+
+
+def wrap_gradio_gpu_call(func, extra_outputs=None):
+    """A generation for the page: one at a time (queue_lock), errors as messages, time taken in the log."""
+    return wrap_gradio_call(wrap_queued_call(func), extra_outputs=extra_outputs, add_stats=True)
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(seconds, 0.0)
+    if seconds < 60:
+        return f"{seconds:.1f} sec."
+    minutes, secs = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes} min. {secs} sec."
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h. {minutes} min. {secs} sec."
+
+
+def run_in_background(func, *args) -> Future:
+    """Run `func(*args)` in a daemon thread (a stuck job never blocks the process from exiting); its Future."""
+    future: Future = Future()
+
+    def run():
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(func(*args))
+        except BaseException as e:  # the caller reads it from the Future
+            future.set_exception(e)
+
+    threading.Thread(target=run, name=f"job {getattr(func, '__name__', 'call')}", daemon=True).start()
+    return future

@@ -1,0 +1,284 @@
+"""The output panel of txt2img (and img2img): gallery, generation info, folder and save buttons, job progress."""
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import types
+from dataclasses import dataclass
+
+import gradio as gr
+from PIL import Image
+from tqdm import tqdm
+
+from modules import call_queue, images
+from modules.shared_cmd_options import cmd_opts
+from modules.shared_options import opts
+from modules.shared_state import state
+from modules.ui_components import ToolButton
+
+
+folder_symbol = "\U0001f4c2"  # 📂
+save_symbol = "\U0001f4be"  # 💾
+LOG_CSV_FIELDS = ["prompt", "seed", "width", "height", "sampler", "cfgs", "steps", "filename", "negative_prompt",
+                  "sd_model_name", "sd_model_hash"]
+
+
+def plaintext_to_html(text: str, classname: str | None = None) -> str:
+    content = "<br>\n".join(html.escape(line) for line in (text or "").split("\n"))
+    return f"<p class='{classname}'>{content}</p>" if classname else f"<p>{content}</p>"
+
+
+@dataclass
+class OutputPanel:
+    gallery: gr.Gallery
+    generation_info: gr.Textbox
+    infotext: gr.HTML
+    html_log: gr.HTML
+    progress: gr.HTML
+    selected_index: gr.State
+    button_open_folder: ToolButton
+    button_save: ToolButton
+    download_files: gr.File
+
+
+def resolve_path(path: str) -> str:
+    """An output folder of the settings as images.save_image resolves it (relative to the working directory)."""
+    return os.path.abspath(path)
+
+
+def open_folder(path: str) -> str:
+    """Open an output folder in the file manager of the computer running Atelier; the page shows which folder."""
+    path = resolve_path(path)
+    if not os.path.isdir(path):
+        return plaintext_to_html(f"The folder {path} does not exist yet: it is made when the first image is saved.", "error")
+    if sys.platform == "win32":
+        os.startfile(path)  # noqa: S606 - the user asked to see this folder
+        return plaintext_to_html(f"Opened {path}")
+    opener = "open" if sys.platform == "darwin" else "xdg-open"
+    if shutil.which(opener) is None:
+        return plaintext_to_html(f"Images are saved in {path} (no file manager to open it with on this computer).")
+    subprocess.Popen([opener, path], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return plaintext_to_html(f"Opened {path}")
+
+
+def gallery_image(item) -> Image.Image:
+    """A gallery entry as Gradio hands it to a function: (file path, caption), or a path."""
+    image = Image.open(item[0] if isinstance(item, (list, tuple)) else item)
+    image.load()  # reads the pixels and closes the file
+    return image
+
+
+def _nth(values, index: int, default=None):
+    """values[index], the last value when the list is shorter (one seed for a whole batch), or `default`."""
+    return values[min(index, len(values) - 1)] if values else default
+
+
+def save_files(js_data: str, gallery: list, index: int | None):
+    """The 💾 button: save the shown images (only the selected one with `save_selected_only`) to `outdir_save`,
+    list them in its log.csv, and offer them for download."""
+    data = json.loads(js_data or "{}")
+    if not gallery or not data:
+        return gr.File(visible=False), plaintext_to_html("Nothing to save: generate images first.", "error")
+    first = data.get("index_of_first_image", 0)
+    selected = index is not None and index >= first and opts.save_selected_only
+    folder = resolve_path(opts.outdir_save)
+    p = types.SimpleNamespace(**data)  # what filename patterns read
+    saved, rows = [], []
+    for i in ([index] if selected else range(len(gallery))):
+        k = max(i - first, 0)
+        p.batch_index = k
+        seed, prompt = _nth(data.get("all_seeds"), k, data.get("seed")), _nth(data.get("all_prompts"), k, data.get("prompt"))
+        fullfn, txt_fullfn = images.save_image(
+            gallery_image(gallery[i]), folder, "", seed=seed, prompt=prompt, extension=opts.samples_format,
+            info=_nth(data.get("infotexts"), i), grid=i < first, p=p, save_to_dirs=opts.use_save_to_dirs_for_ui)
+        saved += [fullfn] + ([txt_fullfn] if txt_fullfn else [])
+        rows.append([prompt, seed, data.get("width"), data.get("height"), data.get("sampler_name"), data.get("cfg_scale"),
+                     data.get("steps"), os.path.basename(fullfn), data.get("negative_prompt"), data.get("sd_model_name"),
+                     data.get("sd_model_hash")])
+    if opts.save_write_log_csv:
+        append_log_csv(os.path.join(folder, "log.csv"), rows)
+    return gr.File(value=saved, visible=True), plaintext_to_html(f"Saved: {os.path.basename(saved[0])}")
+
+
+def append_log_csv(path: str, rows: list[list]) -> None:
+    new = not os.path.exists(path)
+    with open(path, "a", encoding="utf8", newline="") as file:
+        writer = csv.writer(file)
+        if new:
+            writer.writerow(LOG_CSV_FIELDS)
+        writer.writerows(rows)
+
+
+def infotext_for(js_data: str, index: int | None) -> str:
+    """The generation info of the image selected in the gallery (the grid shows the first image's)."""
+    data = json.loads(js_data or "{}")
+    infotexts = data.get("infotexts") or []
+    if not infotexts:
+        return ""
+    index = 0 if index is None else min(max(index, 0), len(infotexts) - 1)
+    return plaintext_to_html(infotexts[index])
+
+
+def create_output_panel(tabname: str, outdir: str) -> OutputPanel:
+    """Gallery and info on the right of a generation tab (A1111's element ids)."""
+    with gr.Column(elem_id=f"{tabname}_results"):
+        progress = gr.HTML("", elem_id=f"{tabname}_progress", elem_classes=["progress-panel"])
+        gallery = gr.Gallery(label="Output", show_label=False, elem_id=f"{tabname}_gallery", columns=4, format="png",
+                             preview=True, height=opts.gallery_height or None, interactive=False,
+                             buttons=["download", "fullscreen"])
+        with gr.Row(elem_id=f"image_buttons_{tabname}", elem_classes=["image-buttons"]):
+            button_open_folder = ToolButton(folder_symbol, elem_id=f"{tabname}_open_folder",
+                                            visible=not cmd_opts.hide_ui_dir_config)
+            button_save = ToolButton(save_symbol, elem_id=f"save_{tabname}")
+        download_files = gr.File(None, file_count="multiple", interactive=False, show_label=False, visible=False,
+                                 elem_id=f"download_files_{tabname}")
+        generation_info = gr.Textbox(visible="hidden", elem_id=f"generation_info_{tabname}")
+        infotext = gr.HTML(elem_id=f"html_info_{tabname}", elem_classes=["infotext"])
+        html_log = gr.HTML(elem_id=f"html_log_{tabname}", elem_classes=["html-log"])
+        selected_index = gr.State(None)
+
+    gallery.select(fn=_selected, inputs=[generation_info], outputs=[selected_index, infotext], show_progress="hidden")
+    button_open_folder.click(fn=lambda: open_folder(opts.outdir_samples or outdir), outputs=[html_log],
+                             show_progress="hidden")
+    button_save.click(fn=call_queue.wrap_gradio_call(save_files, extra_outputs=[gr.File(visible=False)]),
+                      inputs=[generation_info, gallery, selected_index], outputs=[download_files, html_log],
+                      show_progress="hidden")
+    return OutputPanel(gallery, generation_info, infotext, html_log, progress, selected_index, button_open_folder,
+                       button_save, download_files)
+
+
+def _selected(js_data: str, evt: gr.SelectData):
+    return evt.index, infotext_for(js_data, evt.index)
+
+
+def format_eta(seconds: float) -> str:
+    seconds = int(round(max(seconds, 0)))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m {seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
+def data_uri(image: Image.Image, image_format: str) -> str:
+    buffer = io.BytesIO()
+    if image_format == "jpeg" and image.mode not in ("RGB", "L"):
+        image = image.convert("RGB")
+    image.save(buffer, format=image_format.upper())
+    return f"data:image/{image_format};base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}"
+
+
+def progress_fraction(job_no: int, job_count: int, step: int, steps: int) -> float:
+    """Share of the job done: finished images plus the share of the current image's steps."""
+    if job_count <= 0:
+        return 0.0
+    done = job_no / job_count
+    if steps > 0:
+        done += step / steps / job_count
+    return min(max(done, 0.0), 1.0)
+
+
+def progress_html(fraction: float | None, text: str, eta: float | None = None, preview: str | None = None) -> str:
+    """The bar (percent and ETA) and the live preview shown above the gallery while a job runs."""
+    parts = []
+    if fraction is not None and opts.show_progressbar:
+        percent = int(fraction * 100)
+        eta_text = f" ETA: {format_eta(eta)}" if eta is not None else ""
+        parts.append(f"<div class='progressDiv'><div class='progress' style='width:{percent}%'>"
+                     f"<span class='progress-label'>{percent}%{eta_text}</span></div></div>")
+    parts.append(f"<div class='progress-text'>{html.escape(text)}</div>")
+    if preview:
+        parts.append(f"<div class='livePreview'><img src='{preview}' alt='Live preview'></div>")
+    return f"<div class='progress-panel-inner'>{''.join(parts)}</div>"
+
+
+class JobWatcher:
+    """Reads `state` while a job runs: percent, ETA and new live previews for the page, and a console tqdm bar."""
+
+    def __init__(self, started: float):
+        self.started = started
+        self.last_latent = None
+        self.preview = None
+        self.bar = None
+
+    def job_started(self) -> bool:
+        return state.time_start is not None and state.time_start >= self.started and bool(state.job)
+
+    def poll(self) -> str:
+        if not self.job_started():
+            busy = call_queue.queue_lock.locked()
+            return progress_html(None, "Waiting for the running job to finish..." if busy else "Preparing...")
+        job_count, job_no = state.job_count, state.job_no
+        steps, step = state.sampling_steps, state.sampling_step
+        if job_count <= 0 or steps <= 0:
+            return progress_html(0.0, "Loading model and preparing...")
+        fraction = progress_fraction(job_no, job_count, step, steps)
+        elapsed = time.time() - state.time_start
+        eta = elapsed / fraction - elapsed if fraction > 0 else None
+        self._update_preview()
+        self._update_console(job_no * steps + step, job_count * steps)
+        image_text = f"Image {min(job_no + 1, job_count)}/{job_count}, " if job_count > 1 else ""
+        return progress_html(fraction, f"{image_text}step {step}/{steps}", eta, self.preview)
+
+    def _update_preview(self) -> None:
+        latent = state.current_latent
+        if not opts.live_previews_enable or latent is None or latent is self.last_latent:
+            return
+        self.last_latent = latent
+        state.do_set_current_image()
+        if state.current_image is not None:
+            self.preview = data_uri(state.current_image, opts.live_previews_image_format)
+
+    def _update_console(self, done: int, total: int) -> None:
+        if cmd_opts.disable_console_progressbars:
+            return
+        if self.bar is None:
+            self.bar = tqdm(total=total, desc="Total progress", unit="it", dynamic_ncols=True, file=sys.stderr)
+        self.bar.total = total
+        self.bar.n = min(done, total)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        """The console bar ends at the steps done (a job quicker than one poll still gets its line)."""
+        job_ran = state.time_start is not None and state.time_start >= self.started
+        if job_ran and state.sampling_steps > 0:
+            done = state.job_no * state.sampling_steps + state.sampling_step
+            self._update_console(done, self.bar.total if self.bar is not None else done)
+        if self.bar is not None:
+            self.bar.close()
+
+
+def refresh_period() -> float:
+    return max(int(opts.live_preview_refresh_period), 100) / 1000
+
+
+def stream_job(func, args, n_outputs: int, busy: tuple = (), idle: tuple = ()):
+    """Run `func(*args)` (a wrap_gradio_gpu_call function with `n_outputs` outputs) in a worker thread.
+
+    Yields, for the outputs [func's outputs..., progress HTML, *extra]: progress while the job runs (func's outputs
+    untouched, `busy` for the extra outputs), then func's outputs, an empty progress and `idle`.
+    """
+    watcher = JobWatcher(time.time())
+    skip = [gr.skip()] * n_outputs
+    future = call_queue.run_in_background(func, *args)
+    try:
+        yield (*skip, watcher.poll(), *busy)
+        while not future.done():
+            try:
+                future.exception(timeout=refresh_period())
+            except TimeoutError:
+                yield (*skip, watcher.poll(), *busy)
+        result = future.result()
+    finally:
+        watcher.close()
+    yield (*result, "", *idle)

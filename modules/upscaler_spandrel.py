@@ -1,0 +1,151 @@
+"""Model-file upscalers (ESRGAN, RealESRGAN, SwinIR, DAT, HAT, ...) and face-restoration nets loaded with spandrel.
+
+spandrel detects the architecture and its sizes from the weights, so any file in a kind's folder loads through one
+path; the kind only decides the folder. Files are read weights-only (safetensors, or torch's weights_only unpickler:
+no code in a downloaded file ever runs). Models run on the model manager's device unless --use-cpu names them.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import re
+
+import numpy as np
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+from spandrel import MAIN_REGISTRY, ArchRegistry, ImageModelDescriptor, ModelLoader, ModelTiling, UnsupportedModelError
+from spandrel import canonicalize_state_dict
+
+from modules import devices, sd_models
+from modules.shared_options import opts
+from modules.upscaler import Upscaler, UpscalerData, default_models_path, tiled_upscale
+
+log = logging.getLogger(__name__)
+
+_SCALE_IN_NAME = re.compile(r"(?:^|[^a-z0-9])(\d)x|x(\d)(?:[^0-9]|$)", re.I)
+
+
+def scale_from_name(filename: str, default: int = 4) -> int:
+    """The factor a file name announces ("4x-UltraSharp", "RealESRGAN_x2plus"); the model itself says for sure."""
+    match = _SCALE_IN_NAME.search(os.path.splitext(os.path.basename(filename))[0])
+    return int(match.group(1) or match.group(2)) if match else default
+
+
+def load_state_dict(path: str) -> dict:
+    """The tensors of a model file, without running any code stored in it."""
+    if path.lower().endswith(".safetensors"):
+        return load_file(path, device="cpu")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a pickle that needs more than tensors: refused rather than executed
+        raise ValueError(f"Cannot read {path} as plain weights (only tensors are loaded from .pth/.pt/.ckpt files): "
+                         f"{error}") from error
+
+
+def model_device(part: str, cmd_opts=None) -> torch.device:
+    """The model manager's device, or the CPU when --use-cpu names `part` (esrgan, gfpgan, codeformer) or all."""
+    if cmd_opts is None:
+        from modules.shared_cmd_options import cmd_opts
+    use_cpu = getattr(cmd_opts, "use_cpu", None) or []
+    if "all" in use_cpu or part in use_cpu:
+        return torch.device("cpu")
+    manager = sd_models.model_manager
+    return manager.plan.device if manager is not None else devices.get_optimal_device()
+
+
+def load_spandrel_model(path: str, device: torch.device, *, expected_architectures: tuple[str, ...] | None = None,
+                        prefer_half: bool = False, registry: ArchRegistry = MAIN_REGISTRY) -> ImageModelDescriptor:
+    """The image model in `path` on `device`; ValueError with the file's name for anything that is not one."""
+    state = canonicalize_state_dict(load_state_dict(path))
+    try:
+        descriptor = ModelLoader(device, registry=registry).load_from_state_dict(state)
+    except UnsupportedModelError as error:
+        raise ValueError(f"{os.path.basename(path)}: the model architecture in this file is not supported") from error
+    if not isinstance(descriptor, ImageModelDescriptor):
+        raise ValueError(f"{os.path.basename(path)} is a {descriptor.purpose} model, not an image model")
+    if expected_architectures and descriptor.architecture.id not in expected_architectures:
+        raise ValueError(f"{os.path.basename(path)} holds a {descriptor.architecture.name} model, "
+                         f"expected {' or '.join(expected_architectures)}")
+    if prefer_half and device.type == "cuda" and descriptor.supports_half:
+        descriptor.model.half()
+    descriptor.model.eval()
+    log.info("Loaded %s (%s, %sx) on %s", path, descriptor.architecture.name, descriptor.scale, device)
+    return descriptor
+
+
+@functools.lru_cache(maxsize=1)
+def _cached_model(path: str, mtime: float, device: torch.device, prefer_half: bool) -> ImageModelDescriptor:
+    return load_spandrel_model(path, device, prefer_half=prefer_half)
+
+
+def pil_to_tensor(image: Image.Image, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0).to(device, dtype)
+
+
+def tensor_to_pil(tensor: torch.Tensor) -> Image.Image:
+    array = tensor[0].float().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(np.ascontiguousarray(array))
+
+
+def upscale_with_model(descriptor: ImageModelDescriptor, image: Image.Image, tile_size: int, tile_overlap: int) -> Image.Image:
+    """One pass of an image model over a PIL image, tiled when the model allows it (ESRGAN_tile / _overlap)."""
+    tensor = pil_to_tensor(image, descriptor.device, descriptor.dtype)
+    if descriptor.tiling != ModelTiling.SUPPORTED:
+        tile_size = 0  # the model tiles internally or would show seams
+    with torch.inference_mode():
+        output = tiled_upscale(tensor, descriptor, descriptor.scale, tile_size, tile_overlap)
+    return tensor_to_pil(output)
+
+
+class UpscalerSpandrel(Upscaler):
+    """Every model file in the kind's folder (models/<folder>, or its --<kind>-models-path) is one upscaler,
+    named after the file."""
+
+    name = None  # a base: each kind below names itself
+    folder: str = ""
+
+    def __init__(self, dirname: str | None = None):
+        self.model_path = default_models_path(self.folder)
+        self.user_path = dirname
+        super().__init__()
+        self.scalers = [UpscalerData(os.path.splitext(os.path.basename(f))[0], f, self, scale_from_name(f))
+                        for f in self.find_models()]
+
+    def load_model(self, path: str) -> ImageModelDescriptor:
+        from modules.shared_cmd_options import cmd_opts
+
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"Upscaler model file not found: {path}")
+        prefer_half = not getattr(cmd_opts, "no_half", False)
+        return _cached_model(os.path.abspath(path), os.path.getmtime(path), model_device("esrgan", cmd_opts), prefer_half)
+
+    def do_upscale(self, img: Image.Image, selected_model: str | None) -> Image.Image:
+        return upscale_with_model(self.load_model(selected_model), img, int(opts.ESRGAN_tile), int(opts.ESRGAN_tile_overlap))
+
+
+class UpscalerESRGAN(UpscalerSpandrel):
+    name = "ESRGAN"
+    folder = "ESRGAN"
+
+
+class UpscalerRealESRGAN(UpscalerSpandrel):
+    name = "RealESRGAN"
+    folder = "RealESRGAN"
+
+
+class UpscalerSwinIR(UpscalerSpandrel):
+    name = "SwinIR"
+    folder = "SwinIR"
+
+
+class UpscalerDAT(UpscalerSpandrel):
+    name = "DAT"
+    folder = "DAT"
+
+
+class UpscalerHAT(UpscalerSpandrel):
+    name = "HAT"
+    folder = "HAT"

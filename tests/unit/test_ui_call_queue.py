@@ -1,0 +1,97 @@
+"""call_queue: one job at a time, failures become readable messages, the lock is always released."""
+import threading
+import time
+
+import pytest
+import torch
+
+from modules import call_queue
+
+
+def test_success_passes_outputs_through():
+    wrapped = call_queue.wrap_gradio_call(lambda a, b: (a + b, "log"), extra_outputs=[None])
+    assert wrapped(2, 3) == (5, "log")
+
+
+def test_error_becomes_extra_outputs_plus_escaped_message():
+    def fails(width):
+        raise ValueError(f"Width and height must be positive multiples of 8, got {width}x64 <b>")
+
+    result = call_queue.wrap_gradio_call(fails, extra_outputs=["gallery", "info"])(100)
+    assert result[:2] == ["gallery", "info"]
+    assert result[2] == ("<div class='error'><b>Error:</b> Width and height must be positive multiples of 8, "
+                         "got 100x64 &lt;b&gt;</div>")
+
+
+@pytest.mark.parametrize("error, expected", [
+    (RuntimeError("Could not read broken.safetensors: the file is corrupt"), "Could not read broken.safetensors: the file is corrupt"),
+    (FileNotFoundError(2, "No such file or directory"), "[Errno 2] No such file or directory"),
+    (KeyError("steps"), "KeyError: 'steps'"),
+    (ZeroDivisionError(), "ZeroDivisionError"),
+])
+def test_error_message_is_the_errors_own_sentence(error, expected):
+    assert call_queue.error_message(error) == expected
+
+
+@pytest.mark.parametrize("error", [torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), MemoryError()])
+def test_out_of_memory_says_what_to_change(error):
+    message = call_queue.error_message(error)
+    assert message.startswith(call_queue.OUT_OF_MEMORY_ADVICE)
+    assert "--medvram" in message
+    assert message.endswith("(CUDA out of memory. Tried to allocate 2.00 GiB)" if str(error) else "(MemoryError)")
+
+
+def test_gpu_call_reports_time_and_releases_the_lock_after_an_error():
+    def fails():
+        assert call_queue.queue_lock.locked()
+        raise RuntimeError("boom")
+
+    result = call_queue.wrap_gradio_gpu_call(fails, extra_outputs=[None])()
+    assert result == [None, "<div class='error'><b>Error:</b> boom</div>"]
+    assert not call_queue.queue_lock.locked()
+    ok = call_queue.wrap_gradio_gpu_call(lambda: ("image", "<p>done</p>"))()
+    assert ok[0] == "image"
+    assert ok[1].startswith("<p>done</p><div class='performance'><p class='time'>Time taken: ")
+    assert ok[1].endswith(" sec.</p></div>")
+
+
+def test_gpu_calls_never_overlap():
+    order = []
+    first_inside = threading.Event()
+    release_first = threading.Event()
+
+    def first():
+        order.append("first in")
+        first_inside.set()
+        release_first.wait(5)
+        order.append("first out")
+        return ("a", "")
+
+    def second():
+        order.append("second in")
+        return ("b", "")
+
+    t1 = threading.Thread(target=call_queue.wrap_gradio_gpu_call(first))
+    t1.start()
+    assert first_inside.wait(5)
+    t2 = threading.Thread(target=call_queue.wrap_gradio_gpu_call(second))
+    t2.start()
+    time.sleep(0.2)
+    assert order == ["first in"]  # the second job waits for the lock
+    release_first.set()
+    t1.join(5)
+    t2.join(5)
+    assert order == ["first in", "first out", "second in"]
+
+
+@pytest.mark.parametrize("seconds, text", [(0.04, "0.0 sec."), (12.34, "12.3 sec."), (125, "2 min. 5 sec."),
+                                           (3725, "1 h. 2 min. 5 sec.")])
+def test_format_duration(seconds, text):
+    assert call_queue.format_duration(seconds) == text
+
+
+def test_run_in_background_returns_result_and_exception():
+    assert call_queue.run_in_background(lambda x: x * 2, 21).result(5) == 42
+    future = call_queue.run_in_background(lambda: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        future.result(5)
