@@ -241,7 +241,7 @@ def test_settings_search_apply_and_restart(page, app):
     open_settings(page)
     page.fill("#settings_search input, #settings_search textarea", "file format for images")
     page.wait_for_selector("#setting_samples_format", state="visible")
-    assert page.locator("#setting_CLIP_stop_at_last_layers").is_hidden()
+    assert page.locator("#setting_jpeg_quality").is_hidden()
     page.fill("#setting_samples_format input, #setting_samples_format textarea", "jpg")
     page.click("#settings_submit")
     page.wait_for_function("document.querySelector('#settings_result').innerText.includes('changed')")
