@@ -18,10 +18,17 @@ def server_name() -> str:
 def create_app(with_ui: bool):
     from fastapi import FastAPI
 
-    app = FastAPI(title="Atelier", docs_url="/docs" if (cmd_opts.api or cmd_opts.nowebui) else None)
+    with_api = cmd_opts.api or not with_ui
+    # the API serves /docs and /openapi.json itself, behind --api-auth like every API route
+    app = FastAPI(title="Atelier", docs_url=None, redoc_url=None, openapi_url=None)
     build = uuid.uuid4().hex  # changes with every build, so a page waiting for Reload UI knows the new one is up
     subpath = (cmd_opts.subpath or "").rstrip("/")
     app.add_api_route(f"{subpath}/internal/ping", lambda: {"build": build}, methods=["GET"])
+    if with_api:
+        from modules.api.api import Api
+        from modules.call_queue import queue_lock
+
+        Api(app, queue_lock)
     if with_ui:
         import gradio as gr
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import html
 import logging
+import collections
 import threading
 import time
 from concurrent.futures import Future
@@ -16,7 +17,50 @@ import torch
 
 log = logging.getLogger(__name__)
 
-queue_lock = threading.Lock()
+
+
+class FIFOLock:
+    """A lock that waiting threads get in the order they asked for it (threading.Lock promises no order)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._inner = threading.Lock()
+        self._waiters: collections.deque[threading.Event] = collections.deque()
+
+    def acquire(self, blocking: bool = True) -> bool:
+        with self._inner:
+            if not self._waiters and self._lock.acquire(False):
+                return True
+            if not blocking:
+                return False
+            turn = threading.Event()
+            self._waiters.append(turn)
+        turn.wait()  # release() hands the lock straight to the first waiter
+        return True
+
+    def release(self) -> None:
+        with self._inner:
+            if self._waiters:
+                self._waiters.popleft().set()  # _lock stays held: ownership passes to that waiter
+            else:
+                self._lock.release()
+
+    def locked(self) -> bool:
+        return self._lock.locked()
+
+    def waiting(self) -> int:
+        """Jobs queued behind the running one."""
+        return len(self._waiters)
+
+    def __enter__(self):
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+queue_lock = FIFOLock()
 
 OUT_OF_MEMORY_ADVICE = ("Out of memory: try a smaller width, height or batch size, or start Atelier with --medvram "
                         "(or --lowvram).")

@@ -5,7 +5,8 @@ import logging
 import os
 import threading
 
-from modules import paths_internal, processing, sd_models, sd_vae, upscaler
+from modules import extra_networks, paths_internal, processing, sd_models, sd_vae, upscaler
+from modules.networks import networks
 from modules.shared_cmd_options import cmd_opts
 from modules.shared_options import opts
 
@@ -21,6 +22,8 @@ def initialize() -> None:
     titles = sd_models.list_models(cmd_opts)
     sd_vae.refresh_vae_list(cmd_opts)
     upscaler.refresh_upscalers(cmd_opts)
+    networks.list_available_networks()
+    extra_networks.register_default_extra_networks()
     processing.setup_model_manager(cmd_opts, cache_dir())
     if not titles:
         log.warning("No checkpoint found. Put a .safetensors checkpoint into %s",

@@ -1,0 +1,413 @@
+"""The /sdapi/v1 routes (A1111's modules.api.api): every one behind --api-auth, generations through the shared queue."""
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import logging
+import os
+import secrets
+import time
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPBasic, HTTPBasicCredentials
+from PIL import Image, UnidentifiedImageError
+
+from modules import face_restoration, hypernetworks, images, infotext_utils, paths_internal, postprocessing, processing
+from modules import sd_models, sd_samplers, sd_schedulers, sd_vae, styles, textual_inversion, upscaler
+from modules.api import models
+from modules.networks import networks
+from modules.shared_cmd_options import cmd_opts
+from modules.shared_options import opts, restricted_opts
+from modules.shared_state import state
+
+log = logging.getLogger(__name__)
+
+
+def decode_base64_to_image(encoding: str) -> Image.Image:
+    """A bare base64 image or a data: URI; 422 naming the problem otherwise."""
+    if encoding.startswith("http://") or encoding.startswith("https://"):
+        raise HTTPException(status_code=422, detail="Image URLs are not accepted; send the image as base64")
+    if encoding.startswith("data:image/"):
+        encoding = encoding.split(";", 1)[1].split(",", 1)[1] if ";" in encoding and "," in encoding else ""
+    try:
+        image = Image.open(io.BytesIO(base64.b64decode(encoding, validate=True)))
+        image.load()
+        return image
+    except (binascii.Error, ValueError, UnidentifiedImageError, OSError) as e:
+        raise HTTPException(status_code=422, detail=f"Invalid encoded image: {e}") from e
+
+
+def encode_pil_to_base64(image: Image.Image) -> str:
+    """PNG with the infotext as its `parameters` chunk, as A1111 returns with samples_format png."""
+    buffer = io.BytesIO()
+    images.save_image_with_geninfo(image, image.info.get("parameters"), buffer, extension="png")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def api_middleware(app: FastAPI) -> None:
+    @app.middleware("http")
+    async def process_time(request: Request, call_next):
+        started = time.perf_counter()
+        response = await call_next(request)
+        response.headers["X-Process-Time"] = f"{time.perf_counter() - started:.4f}"
+        if cmd_opts.api_log and request.url.path.startswith("/sdapi"):
+            log.info("API %s %s %s", request.method, request.url.path, response.status_code)
+        return response
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, e: Exception):
+        log.exception("API error: %s %s", request.method, request.url.path)
+        return JSONResponse(status_code=500, content={"error": type(e).__name__, "detail": str(e), "body": "", "errors": str(e)})
+
+
+def credentials_checker(logins: str | None):
+    """A dependency that accepts only the --api-auth logins (none given: everyone)."""
+    allowed = dict(entry.split(":", 1) for entry in (logins or "").split(",") if ":" in entry)
+    basic = HTTPBasic(auto_error=False)
+
+    def check(credentials: HTTPBasicCredentials | None = Depends(basic)) -> None:
+        if not allowed:
+            return
+        if credentials is not None and credentials.username in allowed and \
+                secrets.compare_digest(credentials.password.encode(), allowed[credentials.username].encode()):
+            return
+        raise HTTPException(status_code=401, detail="Incorrect username or password",
+                            headers={"WWW-Authenticate": "Basic"})
+
+    return check
+
+
+def unprocessable(e: Exception) -> HTTPException:
+    return HTTPException(status_code=422, detail=str(e).strip() or type(e).__name__)
+
+
+class Api:
+    def __init__(self, app: FastAPI, queue_lock):
+        self.app = app
+        self.queue_lock = queue_lock
+        self.jobs_started = 0  # numbered "API job N begins/ends" log lines show the queue's order
+        router = APIRouter(dependencies=[Depends(credentials_checker(cmd_opts.api_auth))])
+        api_middleware(app)
+        get, post = "GET", "POST"
+        routes = [
+            ("txt2img", self.text2imgapi, post, models.TextToImageResponse),
+            ("img2img", self.img2imgapi, post, models.ImageToImageResponse),
+            ("extra-single-image", self.extras_single_image_api, post, models.ExtrasSingleImageResponse),
+            ("extra-batch-images", self.extras_batch_images_api, post, models.ExtrasBatchImagesResponse),
+            ("png-info", self.pnginfoapi, post, models.PNGInfoResponse),
+            ("progress", self.progressapi, get, models.ProgressResponse),
+            ("interrupt", self.interruptapi, post, None),
+            ("skip", self.skip, post, None),
+            ("options", self.get_config, get, dict),
+            ("options", self.set_config, post, None),
+            ("cmd-flags", self.get_cmd_flags, get, dict),
+            ("samplers", self.get_samplers, get, list[models.SamplerItem]),
+            ("schedulers", self.get_schedulers, get, list[models.SchedulerItem]),
+            ("upscalers", self.get_upscalers, get, list[models.UpscalerItem]),
+            ("latent-upscale-modes", self.get_latent_upscale_modes, get, list[models.LatentUpscalerModeItem]),
+            ("sd-models", self.get_sd_models, get, list[models.SDModelItem]),
+            ("sd-vae", self.get_sd_vaes, get, list[models.SDVaeItem]),
+            ("hypernetworks", self.get_hypernetworks, get, list[models.HypernetworkItem]),
+            ("face-restorers", self.get_face_restorers, get, list[models.FaceRestorerItem]),
+            ("prompt-styles", self.get_prompt_styles, get, list[models.PromptStyleItem]),
+            ("embeddings", self.get_embeddings, get, models.EmbeddingsResponse),
+            ("loras", self.get_loras, get, list[models.LoraItem]),
+            ("refresh-embeddings", self.refresh_embeddings, post, None),
+            ("refresh-checkpoints", self.refresh_checkpoints, post, None),
+            ("refresh-vae", self.refresh_vae, post, None),
+            ("refresh-loras", self.refresh_loras, post, None),
+            ("unload-checkpoint", self.unloadapi, post, None),
+            ("reload-checkpoint", self.reloadapi, post, None),
+            ("memory", self.get_memory, get, models.MemoryResponse),
+            ("scripts", self.get_scripts_list, get, models.ScriptsList),
+            ("script-info", self.get_script_info, get, list[dict]),
+            ("extensions", self.get_extensions_list, get, list[dict]),
+        ]
+        for path, endpoint, method, response_model in routes:
+            router.add_api_route(f"/sdapi/v1/{path}", endpoint, methods=[method], response_model=response_model)
+        router.add_api_route("/openapi.json", lambda: app.openapi(), methods=[get], include_in_schema=False)
+        router.add_api_route("/docs", lambda: get_swagger_ui_html(openapi_url="/openapi.json", title="Atelier API"),
+                             methods=[get], include_in_schema=False)
+        app.include_router(router)
+
+    def run_job(self, name: str, func, *args):
+        """`func(*args)` in its turn in the shared queue; a user's mistake found by the engine becomes a 422."""
+        with self.queue_lock:
+            self.jobs_started += 1
+            number = self.jobs_started
+            log.info("API job %d begins: %s", number, name)
+            try:
+                return func(*args)
+            except (ValueError, KeyError) as e:
+                raise unprocessable(e) from e
+            finally:
+                log.info("API job %d ends: %s", number, name)
+
+    # generation
+
+    def validate_generation(self, req) -> None:
+        """Names checked before the job waits in the queue, so a mistake is reported at once with the valid choices."""
+        try:
+            sd_samplers.resolve_sampler_scheduler(req.sampler_name or req.sampler_index, req.scheduler)
+            for key in (req.override_settings or {}):
+                if key not in opts.data_labels:
+                    raise ValueError(f"Unknown setting in override_settings: {key}")
+            wanted = (req.override_settings or {}).get("sd_model_checkpoint")
+            for name in (wanted, req.refiner_checkpoint, getattr(req, "hr_checkpoint_name", None)):
+                if name and name not in ("None", "Use same checkpoint"):
+                    processing.resolve_checkpoint(name)
+            hr_upscaler = getattr(req, "hr_upscaler", None)
+            if getattr(req, "enable_hr", False) and hr_upscaler and hr_upscaler not in processing.LATENT_UPSCALE_MODES \
+                    and hr_upscaler not in processing.image_upscaler_names():
+                raise ValueError(f"Upscaler not found: {hr_upscaler}. Available: "
+                                 f"{', '.join(list(processing.LATENT_UPSCALE_MODES) + processing.image_upscaler_names())}")
+        except ValueError as e:
+            raise unprocessable(e) from e
+        if req.script_name:
+            raise HTTPException(status_code=422, detail=f"Script not found: {req.script_name}. Available scripts: none")
+        unknown = list(req.alwayson_scripts or {})
+        if unknown:
+            raise HTTPException(status_code=422, detail=f"Always-on script not found: {', '.join(unknown)}. "
+                                                        "Available always-on scripts: none")
+
+    def processing_args(self, req, cls) -> dict:
+        args = req.model_dump(exclude=set(models.API_FIELDS) | {"init_images", "mask"})
+        args["sampler_name"] = req.sampler_name or req.sampler_index
+        args["styles"] = args["styles"] or []
+        args["override_settings"] = args["override_settings"] or {}
+        args["width"], args["height"] = req.width // 8 * 8, req.height // 8 * 8  # A1111 makes the latent size W//8 x H//8
+        args["do_not_save_samples"] = not req.save_images
+        args["do_not_save_grid"] = not req.save_images
+        args["is_api"] = True
+        return args
+
+    def generate(self, req, p: processing.StableDiffusionProcessing, name: str, echo: dict) -> dict:
+        processed = self.run_job(name, processing.process_images, p)
+        encoded = [encode_pil_to_base64(image) for image in processed.images] if req.send_images else []
+        return {"images": encoded, "parameters": echo, "info": processed.js()}
+
+    def text2imgapi(self, txt2imgreq: models.StableDiffusionTxt2ImgProcessingAPI):
+        self.validate_generation(txt2imgreq)
+        p = processing.StableDiffusionProcessingTxt2Img(**self.processing_args(txt2imgreq, processing.StableDiffusionProcessingTxt2Img))
+        return self.generate(txt2imgreq, p, "txt2img", txt2imgreq.model_dump())
+
+    def img2imgapi(self, img2imgreq: models.StableDiffusionImg2ImgProcessingAPI):
+        self.validate_generation(img2imgreq)
+        init_images = [decode_base64_to_image(x) for x in img2imgreq.init_images]
+        mask = decode_base64_to_image(img2imgreq.mask) if img2imgreq.mask else None
+        p = processing.StableDiffusionProcessingImg2Img(init_images=init_images, mask=mask,
+                                                        **self.processing_args(img2imgreq, processing.StableDiffusionProcessingImg2Img))
+        echo = img2imgreq.model_dump()
+        if not img2imgreq.include_init_images:
+            echo["init_images"], echo["mask"] = None, None
+        return self.generate(img2imgreq, p, "img2img", echo)
+
+    # extras and png info
+
+    def extras_single_image_api(self, req: models.ExtrasSingleImageRequest):
+        image = decode_base64_to_image(req.image)
+        result, info = self.run_job("extras", postprocessing.run_postprocessing, postprocessing.EXTRAS_SINGLE, image,
+                                    None, "", "", True, req.options(), False)
+        return {"image": encode_pil_to_base64(result[0]) if result else None, "html_info": info}
+
+    def extras_batch_images_api(self, req: models.ExtrasBatchImagesRequest):
+        batch = [decode_base64_to_image(item.data) for item in req.imageList]
+        result, info = self.run_job("extras", postprocessing.run_postprocessing, postprocessing.EXTRAS_BATCH, None,
+                                    batch, "", "", True, req.options(), False)
+        return {"images": [encode_pil_to_base64(image) for image in result], "html_info": info}
+
+    def pnginfoapi(self, req: models.PNGInfoRequest):
+        image = decode_base64_to_image(req.image)
+        geninfo, items = images.read_info_from_image(image)
+        items = {k: v for k, v in items.items() if isinstance(v, str)}
+        params = infotext_utils.parse_generation_parameters(geninfo) if geninfo else {}
+        return {"info": geninfo or "", "items": items, "parameters": params}
+
+    # progress and control
+
+    def progressapi(self, skip_current_image: bool = False):
+        snapshot = state.dict()
+        if snapshot["job_count"] == 0:
+            return {"progress": 0, "eta_relative": 0, "state": snapshot, "textinfo": state.textinfo}
+        progress = 0.01
+        job_count, job_no = snapshot["job_count"], snapshot["job_no"]
+        steps, step = snapshot["sampling_steps"], snapshot["sampling_step"]
+        if job_count > 0:
+            progress += job_no / job_count
+            if steps > 0:
+                progress += step / steps / job_count
+        progress = min(progress, 1.0)
+        elapsed = time.time() - (state.time_start or time.time())
+        eta_relative = elapsed / progress - elapsed
+        current_image = None
+        if not skip_current_image:
+            state.set_current_image()
+            if state.current_image is not None:
+                current_image = encode_pil_to_base64(state.current_image)
+        return {"progress": progress, "eta_relative": eta_relative, "state": snapshot, "current_image": current_image,
+                "textinfo": state.textinfo}
+
+    def interruptapi(self):
+        if state.job:  # only the running job: a stale flag must not stop the next one
+            state.interrupt()
+        return {}
+
+    def skip(self):
+        if state.job:
+            state.skip()
+        return {}
+
+    # settings
+
+    def get_config(self):
+        return {key: opts.data.get(key, info.default) for key, info in opts.data_labels.items() if not info.do_not_save}
+
+    def set_config(self, req: dict[str, object]):
+        for key, value in req.items():
+            if key not in opts.data_labels:
+                raise HTTPException(status_code=422, detail=f"Unknown setting: {key}")
+            if opts.data_labels[key].restrict_api:
+                raise HTTPException(status_code=403, detail=f"Setting {key} cannot be changed through the API")
+            if key in restricted_opts and isinstance(value, str) and not self.inside_data_dir(value):
+                raise HTTPException(status_code=422, detail=f"Setting {key} must name a folder inside the data directory")
+        for key, value in req.items():
+            if key == "sd_model_checkpoint":
+                self.switch_checkpoint(str(value))
+            elif not opts.set(key, value, is_api=True) and getattr(opts, key) != value:
+                raise HTTPException(status_code=422, detail=f"Setting {key} was not changed: refused value {value!r}")
+        opts.save(cmd_opts.ui_settings_file)
+        return {}
+
+    @staticmethod
+    def inside_data_dir(path: str) -> bool:
+        root = os.path.realpath(paths_internal.data_path)
+        return os.path.commonpath([root, os.path.realpath(os.path.join(root, path))]) == root
+
+    def switch_checkpoint(self, wanted: str) -> None:
+        info = sd_models.get_closet_checkpoint_match(wanted)
+        if info is None:
+            raise HTTPException(status_code=404, detail=f"Checkpoint not found: {wanted}. Available: "
+                                                        f"{', '.join(sd_models.checkpoint_registry.titles()) or 'none'}")
+        self.run_job("load checkpoint", sd_models.model_manager.get, info)
+        opts.set("sd_model_checkpoint", info.title, is_api=True)
+
+    def get_cmd_flags(self):
+        return vars(cmd_opts)
+
+    # lists
+
+    def get_samplers(self):
+        return [{"name": s.name, "aliases": list(s.aliases),
+                 "options": {"scheduler": s.default_scheduler, **{k: True for k in ("second_order", "ancestral", "brownian")
+                                                                   if getattr(s, k)}}}
+                for s in sd_samplers.all_samplers]
+
+    def get_schedulers(self):
+        return [{"name": s.name, "label": s.label, "aliases": list(s.aliases) or None, "default_rho": s.default_rho,
+                 "need_inner_model": s.need_inner_model} for s in sd_schedulers.schedulers]
+
+    def get_upscalers(self):
+        if not upscaler.sd_upscalers:
+            upscaler.refresh_upscalers(cmd_opts)
+        return [{"name": u.name, "model_name": getattr(u.scaler, "model_name", None), "model_path": u.data_path,
+                 "model_url": None, "scale": u.scale} for u in upscaler.sd_upscalers]
+
+    def get_latent_upscale_modes(self):
+        return [{"name": name} for name in processing.LATENT_UPSCALE_MODES]
+
+    def get_sd_models(self):
+        return [{"title": i.title, "model_name": i.model_name, "hash": i.shorthash, "sha256": i.sha256,
+                 "filename": i.filename, "config": None} for i in sd_models.checkpoint_registry.checkpoints_list.values()]
+
+    def get_sd_vaes(self):
+        return [{"model_name": name, "filename": path} for name, path in sd_vae.vae_dict.items()]
+
+    def get_hypernetworks(self):
+        return [{"name": name, "path": path} for name, path in hypernetworks.hypernetworks.items()]
+
+    def get_face_restorers(self):
+        if not face_restoration.face_restorers:
+            face_restoration.setup_face_restorers(cmd_opts)
+        return [{"name": r.name(), "cmd_dir": getattr(r, "model_path", None)} for r in face_restoration.face_restorers]
+
+    def get_prompt_styles(self):
+        return [{"name": s.name, "prompt": s.prompt, "negative_prompt": s.negative_prompt}
+                for s in styles.prompt_styles().styles.values()]
+
+    def get_embeddings(self):
+        db = textual_inversion.embedding_db()
+        model = sd_models.model_manager.current if sd_models.model_manager else None
+        if model is not None:
+            loaded, skipped = db.usable_for(model), db.skipped_embeddings
+        else:
+            db.load_textual_inversion_embeddings()
+            loaded, skipped = db.word_embeddings, {}
+
+        def item(e):
+            return {"step": None, "sd_checkpoint": None, "sd_checkpoint_name": None, "shape": e.shape, "vectors": e.vectors}
+
+        return {"loaded": {n: item(e) for n, e in loaded.items()}, "skipped": {n: item(e) for n, e in skipped.items()}}
+
+    def get_loras(self):
+        if not networks.available_networks:
+            networks.list_available_networks()
+        return [{"name": n.name, "alias": n.alias, "path": n.filename, "metadata": n.metadata}
+                for n in networks.available_networks.values()]
+
+    def refresh_embeddings(self):
+        textual_inversion.embedding_db().load_textual_inversion_embeddings(force_reload=True)
+        return {}
+
+    def refresh_checkpoints(self):
+        self.run_job("refresh checkpoints", sd_models.list_models, cmd_opts)
+        return {}
+
+    def refresh_vae(self):
+        sd_vae.refresh_vae_list(cmd_opts)
+        return {}
+
+    def refresh_loras(self):
+        networks.list_available_networks()
+        return {}
+
+    def unloadapi(self):
+        self.run_job("unload checkpoint", sd_models.model_manager.unload_all)
+        return {}
+
+    def reloadapi(self):
+        self.run_job("reload checkpoint", processing.main_model, processing.StableDiffusionProcessingTxt2Img())
+        return {}
+
+    def get_memory(self):
+        import psutil
+        import torch
+
+        ram = psutil.virtual_memory()
+        result = {"ram": {"free": ram.available, "used": ram.total - ram.available, "total": ram.total}}
+        if not torch.cuda.is_available():
+            return {**result, "cuda": {"error": "CUDA is not available"}}
+        free, total = torch.cuda.mem_get_info()
+        stats = torch.cuda.memory_stats()
+
+        def pair(name):
+            return {"current": stats.get(f"{name}.all.current", 0), "peak": stats.get(f"{name}.all.peak", 0)}
+
+        return {**result, "cuda": {
+            "system": {"free": free, "used": total - free, "total": total},
+            "active": pair("active_bytes"), "allocated": pair("allocated_bytes"), "reserved": pair("reserved_bytes"),
+            "inactive": pair("inactive_split_bytes"),
+            "events": {"retries": stats.get("num_alloc_retries", 0), "oom": stats.get("num_ooms", 0)}}}
+
+    # scripts and extensions do not exist yet: A1111's empty shapes
+
+    def get_scripts_list(self):
+        return {"txt2img": [], "img2img": []}
+
+    def get_script_info(self):
+        return []
+
+    def get_extensions_list(self):
+        return []
