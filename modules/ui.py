@@ -1,4 +1,5 @@
-"""The web page: quicksettings row, the txt2img and Settings tabs, footer; login and the page's CSS and JavaScript."""
+"""The web page: quicksettings row, the tabs in A1111's order (txt2img, img2img, Extras, PNG Info, Checkpoint Merger,
+Settings) and the "Send to" buttons between them, footer; login and the page's CSS and JavaScript."""
 from __future__ import annotations
 
 import html
@@ -9,7 +10,9 @@ import platform
 import gradio as gr
 import torch
 
-from modules import paths_internal, processing, sd_models, ui_loadsave, ui_settings, ui_txt2img
+from modules import call_queue, paths_internal, processing, sd_models, ui_checkpoint_merger, ui_common, ui_img2img, \
+    ui_loadsave, ui_pnginfo, ui_postprocessing, ui_settings, ui_txt2img
+from modules.shared_options import opts
 from modules.shared_cmd_options import cmd_opts
 
 CORE_SCRIPT = "ui.js"
@@ -64,36 +67,133 @@ def create_ui() -> gr.Blocks:
     loadsave = ui_loadsave.UiLoadsave(cmd_opts.ui_config_file)
     settings = ui_settings.UiSettings()
 
-    def extra_option(key):
-        return ui_settings.create_setting_component(key, elem_id=f"txt2img_setting_{key}")
+    def extra_option(tabname):
+        return lambda key: ui_settings.create_setting_component(key, elem_id=f"{tabname}_setting_{key}")
 
     with gr.Blocks(title="Atelier", analytics_enabled=False) as demo:
         settings.add_quicksettings()
-        with gr.Tabs(elem_id="tabs"):
+        with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab("txt2img", id="txt2img", elem_id="tab_txt2img"):
-                txt2img = ui_txt2img.create_ui(loadsave, extra_option)
+                txt2img = ui_txt2img.create_ui(loadsave, extra_option("txt2img"))
+            with gr.Tab("img2img", id="img2img", elem_id="tab_img2img"):
+                img2img = ui_img2img.create_ui(loadsave, extra_option("img2img"))
+            with gr.Tab("Extras", id="extras", elem_id="tab_extras"):
+                extras = ui_postprocessing.create_ui()
+            with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
+                pnginfo = ui_pnginfo.create_ui()
+            with gr.Tab("Checkpoint Merger", id="modelmerger", elem_id="tab_modelmerger"):
+                merger = ui_checkpoint_merger.create_ui()
             with gr.Tab("Settings", id="settings", elem_id="tab_settings"):
                 settings.create_ui(loadsave)
         footer = gr.HTML(versions_html(), elem_id="footer")
         settings.add_functionality()
         loadsave.setup_ui()
-        _wire_checkpoint_views(demo, settings, txt2img, footer)
+        pages = Pages(tabs, txt2img, img2img, extras, settings.quicksettings.get(ui_settings.CHECKPOINT_KEY))
+        _wire_send_buttons(pages, pnginfo)
+        _wire_checkpoint_views(demo, settings, txt2img, img2img, merger, footer)
     loadsave.dump_defaults()
     return demo
 
 
-def _wire_checkpoint_views(demo, settings, txt2img, footer) -> None:
+class Pages:
+    """What a "Send to" button reaches: the page's tabs, the two generation tabs, Extras and the checkpoint choice."""
+
+    def __init__(self, tabs, txt2img, img2img, extras, checkpoint):
+        self.tabs, self.txt2img, self.img2img, self.extras, self.checkpoint = tabs, txt2img, img2img, extras, checkpoint
+
+    def target(self, name: str):
+        return self.txt2img if name == "txt2img" else self.img2img
+
+    def outputs(self, name: str) -> list:
+        """For a send to `name`: [image, tab fields..., override settings, checkpoint, report, page tabs, mode tabs,
+        mode]; extras takes only [image, page tabs]."""
+        if name == "extras":
+            return [self.extras.image, self.tabs]
+        image = {"img2img": self.img2img.init_img, "inpaint": self.img2img.inpaint}.get(name, self.img2img.init_img)
+        target = self.target(name)
+        checkpoint = [self.checkpoint] if self.checkpoint is not None else []
+        return [image, *target.paste.components(), *checkpoint, target.output.html_log, self.tabs, self.img2img.mode_tabs_block,
+                self.img2img.mode]
+
+
+SEND_MODES = {"img2img": ("img2img", ui_img2img.IMG2IMG), "inpaint": ("inpaint", ui_img2img.INPAINT)}
+
+
+def gallery_params(params: dict, target: str) -> dict:
+    """What "Send to" under a gallery carries over (A1111): prompts, steps, and seed and size as the settings say
+    (never the size to inpaint, which keeps the image's)."""
+    keys = {"Prompt", "Negative prompt", "Steps"}
+    if opts.send_seed:
+        keys.add("Seed")
+    if opts.send_size and target != "inpaint":
+        keys |= {"Size-1", "Size-2"}
+    return {key: value for key, value in params.items() if key in keys}
+
+
+def send_values(pages: Pages, name: str, image, params: dict, has_checkpoint: bool) -> list:
+    """The values for Pages.outputs(name): the image in the target's input, the pasted fields, the tab switch."""
+    if name == "extras":
+        return [image if image is not None else gr.skip(), gr.Tabs(selected="extras")]
+    target = pages.target(name)
+    updates, checkpoint, report = ui_common.paste_updates(params, target.paste)
+    checkpoint_update = []
+    if has_checkpoint:
+        checkpoint_update = [ui_settings.checkpoint_dropdown_update(_switch_checkpoint(checkpoint)) if checkpoint
+                             else gr.skip()]
+    if name == "txt2img":
+        return [gr.skip(), *updates, *checkpoint_update, report, gr.Tabs(selected="txt2img"), gr.skip(), gr.skip()]
+    mode_tab, mode = SEND_MODES[name]
+    image_update = gr.skip() if image is None else (
+        {"background": image, "layers": [], "composite": image} if name == "inpaint" else image)
+    return [image_update, *updates, *checkpoint_update, report, gr.Tabs(selected="img2img"),
+            gr.Tabs(selected=mode_tab), mode]
+
+
+def _switch_checkpoint(title: str) -> str:
+    """A pasted text names another checkpoint that is here: load it (one GPU job at a time) like the quicksetting."""
+    return ui_settings.load_checkpoint(title)
+
+
+def _wire_send_buttons(pages: Pages, pnginfo) -> None:
+    has_checkpoint = pages.checkpoint is not None
+    for source in (pages.txt2img, pages.img2img):
+        output = source.output
+        for name, button in output.send_buttons.items():
+            def send(gallery, index, js_data, name=name):
+                image = ui_common.selected_image(gallery, index)
+                if image is None:
+                    raise gr.Error("Generate an image first: Send to uses the image selected in the gallery")
+                return send_values(pages, name, image, gallery_params(ui_common.parameters_of(js_data, index), name),
+                                   has_checkpoint)
+
+            button.click(fn=call_queue.wrap_gradio_call(send), inputs=[output.gallery, output.selected_index,
+                                                                        output.generation_info],
+                         outputs=pages.outputs(name), show_progress="hidden")
+    for name, button in pnginfo.send_buttons.items():
+        def send_pnginfo(path, params, name=name):
+            image = ui_common.gallery_image(path) if path and name in ("img2img", "inpaint", "extras") else None
+            return send_values(pages, name, image, params or {}, has_checkpoint)
+
+        button.click(fn=send_pnginfo, inputs=[pnginfo.image, pnginfo.parameters], outputs=pages.outputs(name),
+                     show_progress="hidden")
+
+
+def _wire_checkpoint_views(demo, settings, txt2img, img2img, merger, footer) -> None:
     """Everything that shows the checkpoint list or the chosen checkpoint follows it: on page load, when the
-    choice changes, and after the first-start download."""
+    choice changes, after the first-start download and after a merge."""
     checkpoint = settings.quicksettings.get(ui_settings.CHECKPOINT_KEY)
-    views = [txt2img.notice, txt2img.download_row, txt2img.refiner_checkpoint, footer]
+    views = [txt2img.notice, txt2img.download_row, txt2img.common.refiner_checkpoint, img2img.common.refiner_checkpoint,
+             footer]
 
     def refresh_views():
-        return (*ui_txt2img.notice_updates(), gr.update(choices=ui_txt2img.refiner_choices()), versions_html())
+        refiners = gr.update(choices=ui_txt2img.refiner_choices())
+        return (*ui_txt2img.notice_updates(), refiners, refiners, versions_html())
 
     demo.load(fn=refresh_views, outputs=views, show_progress="hidden")
-    txt2img.download_event.then(fn=refresh_views, outputs=views, show_progress="hidden")
+    for event in (txt2img.download_event, merger.merge_event, merger.load_event):
+        event.then(fn=refresh_views, outputs=views, show_progress="hidden")
+        if checkpoint is not None:
+            event.then(fn=ui_settings.checkpoint_dropdown_update, outputs=[checkpoint], show_progress="hidden")
     if checkpoint is not None:
         demo.load(fn=ui_settings.checkpoint_dropdown_update, outputs=[checkpoint], show_progress="hidden")
-        txt2img.download_event.then(fn=ui_settings.checkpoint_dropdown_update, outputs=[checkpoint], show_progress="hidden")
         checkpoint.change(fn=refresh_views, outputs=views, show_progress="hidden")

@@ -1,4 +1,5 @@
-"""The output panel of txt2img (and img2img): gallery, generation info, folder and save buttons, job progress."""
+"""The output panel of txt2img and img2img: gallery, generation info, folder, save and "Send to" buttons, job
+progress; and what a "Send to" fills in a generation tab."""
 from __future__ import annotations
 
 import base64
@@ -18,7 +19,7 @@ import gradio as gr
 from PIL import Image
 from tqdm import tqdm
 
-from modules import call_queue, images
+from modules import call_queue, images, infotext_utils, sd_models
 from modules.shared_cmd_options import cmd_opts
 from modules.shared_options import opts
 from modules.shared_state import state
@@ -27,6 +28,7 @@ from modules.ui_components import ToolButton
 
 folder_symbol = "\U0001f4c2"  # 📂
 save_symbol = "\U0001f4be"  # 💾
+send_symbols = {"img2img": "\U0001f5bc\ufe0f", "inpaint": "\U0001f3a8\ufe0f", "extras": "\U0001f4d0"}  # 🖼️ 🎨️ 📐
 LOG_CSV_FIELDS = ["prompt", "seed", "width", "height", "sampler", "cfgs", "steps", "filename", "negative_prompt",
                   "sd_model_name", "sd_model_hash"]
 
@@ -47,6 +49,7 @@ class OutputPanel:
     button_open_folder: ToolButton
     button_save: ToolButton
     download_files: gr.File
+    send_buttons: dict  # "img2img", "inpaint", "extras" -> ToolButton; the page wires them
 
 
 def resolve_path(path: str) -> str:
@@ -138,6 +141,8 @@ def create_output_panel(tabname: str, outdir: str) -> OutputPanel:
             button_open_folder = ToolButton(folder_symbol, elem_id=f"{tabname}_open_folder",
                                             visible=not cmd_opts.hide_ui_dir_config)
             button_save = ToolButton(save_symbol, elem_id=f"save_{tabname}")
+            send_buttons = {target: ToolButton(symbol, elem_id=f"{tabname}_send_to_{target}")
+                            for target, symbol in send_symbols.items()}
         download_files = gr.File(None, file_count="multiple", interactive=False, show_label=False, visible=False,
                                  elem_id=f"download_files_{tabname}")
         generation_info = gr.Textbox(visible="hidden", elem_id=f"generation_info_{tabname}")
@@ -152,7 +157,81 @@ def create_output_panel(tabname: str, outdir: str) -> OutputPanel:
                       inputs=[generation_info, gallery, selected_index], outputs=[download_files, html_log],
                       show_progress="hidden")
     return OutputPanel(gallery, generation_info, infotext, html_log, progress, selected_index, button_open_folder,
-                       button_save, download_files)
+                       button_save, download_files, send_buttons)
+
+
+def selected_image(gallery: list | None, index: int | None) -> Image.Image | None:
+    """The gallery's selected image, the first one when none is selected, None for an empty gallery."""
+    if not gallery:
+        return None
+    return gallery_image(gallery[min(max(index or 0, 0), len(gallery) - 1)])
+
+
+def find_checkpoint(name: str) -> str | None:
+    """A checkpoint's title from the name or hash an infotext gives, None when no such file is here."""
+    info = sd_models.get_closet_checkpoint_match(name)
+    return info.title if info is not None else None
+
+
+@dataclass
+class PasteTarget:
+    """A generation tab's controls that a "Send to" fills: processing field name -> component, with the toggles
+    that must open for a field to apply, and the "Override settings" control for settings named in the text."""
+
+    tabname: str
+    fields: dict
+    override_settings: gr.Dropdown
+    radio_choices: dict  # field -> choices of an index radio (the value pasted is the index)
+
+    def components(self) -> list:
+        return [*self.fields.values(), self.override_settings]
+
+
+def pasted_fields(params: dict, tabname: str) -> infotext_utils.PastedFields:
+    tab = "txt2img" if tabname == "txt2img" else "img2img"
+    return infotext_utils.infotext_to_fields(params, tab, find_checkpoint=find_checkpoint, find_refiner=find_checkpoint)
+
+
+def paste_updates(params: dict, target: PasteTarget) -> tuple[list, str | None, str]:
+    """(updates for target.components(), checkpoint title to switch to or None, HTML naming what was not used)."""
+    pasted = pasted_fields(params, target.tabname)
+    values = dict(pasted.fields)
+    if values.get("subseed_strength") or values.get("seed_resize_from_w", 0) > 0:
+        values["seed_extras"] = True
+    if values.get("refiner_checkpoint"):
+        values["enable_refiner"] = True
+    updates = []
+    for name, component in target.fields.items():
+        value = values.get(name)
+        if value is None:
+            updates.append(gr.skip())
+        elif name in target.radio_choices:
+            updates.append(gr.update(value=target.radio_choices[name][int(value)]))
+        else:
+            updates.append(gr.update(value=value))
+    checkpoint = pasted.override_settings.pop("sd_model_checkpoint", None)
+    overrides = [f"{key}: {value}" for key, setting, value in infotext_utils.get_override_settings(params)
+                 if setting in pasted.override_settings]
+    updates.append(gr.update(choices=overrides, value=overrides, visible=bool(overrides)))
+    return updates, checkpoint, paste_report_html(pasted)
+
+
+def paste_report_html(pasted: infotext_utils.PastedFields) -> str:
+    lines = []
+    if pasted.missing_checkpoint:
+        lines.append(f"Checkpoint not found: {pasted.missing_checkpoint}")
+    if pasted.unknown:
+        lines.append("Not used by Atelier: " + ", ".join(f"{key}: {value}" for key, value in pasted.unknown.items()))
+    return plaintext_to_html("\n".join(lines), "paste-report") if lines else ""
+
+
+def parameters_of(js_data: str, index: int | None) -> dict:
+    """The parsed infotext of the gallery's selected image (the first image's for the grid or no selection)."""
+    data = json.loads(js_data or "{}")
+    infotexts = data.get("infotexts") or []
+    if not infotexts:
+        return {}
+    return infotext_utils.parse_generation_parameters(infotexts[min(max(index or 0, 0), len(infotexts) - 1)])
 
 
 def _selected(js_data: str, evt: gr.SelectData):

@@ -80,6 +80,7 @@ class InputAccordion(_RenderedAsStock, gr.Checkbox):
     _ids = itertools.count()
 
     def __init__(self, value: bool = False, *, label: str = "", elem_id: str | None = None, **kwargs):
+        kwargs.pop("render", None)  # Gradio rebuilds components from their arguments when it applies an update
         self.accordion_id = elem_id or f"input-accordion-{next(InputAccordion._ids)}"
         self.accordion = gr.Accordion(label=label, open=bool(value), elem_id=self.accordion_id,
                                       elem_classes=["input-accordion"], render=False)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import gradio as gr
 
-from modules import call_queue, clip_tokenizer, demo_model, extra_networks, first_start, initialize, processing, \
-    prompt_parser, sd_models, sd_samplers, sd_schedulers, ui_common, ui_settings
-from modules.prompt_encoding import CHUNK, tokenize_weighted
+from modules import call_queue, demo_model, first_start, processing, sd_models, sd_samplers, sd_schedulers, \
+    ui_common, ui_extra_networks, ui_settings, ui_toprow
+from modules.infotext_utils import create_override_settings_dict
 from modules.shared_cmd_options import cmd_opts
 from modules.shared_options import opts
 from modules.shared_state import state
@@ -21,8 +21,8 @@ reuse_symbol = "\u267b\ufe0f"  # ♻️
 switch_values_symbol = "\u21c5"  # ⇅
 refresh_symbol = "\U0001f504"  # 🔄
 SDXL_SIZES = ["1024x1024", "1152x896", "896x1152", "1216x832", "832x1216", "1344x768", "768x1344", "1536x640", "640x1536"]
-PROMPT_HINT = "(Press Ctrl+Enter to generate, Alt+Enter to skip, Esc to interrupt)"
 NO_REFINER = "None"
+SAME_CHECKPOINT, SAME_SAMPLER, SAME_SCHEDULER = "Use same checkpoint", "Use same sampler", "Use same scheduler"
 
 
 @dataclass
@@ -32,44 +32,12 @@ class Txt2ImgUI:
     download_button: gr.Button
     download_progress: gr.HTML
     download_event: object  # the download's Dependency, for `.then(...)` on the checkpoint views
-    prompt: gr.Textbox
-    negative_prompt: gr.Textbox
-    generate: gr.Button
-    interrupt: gr.Button
-    skip: gr.Button
-    refiner_checkpoint: gr.Dropdown
+    toprow: ui_toprow.Toprow
+    common: "CommonControls"
+    hires: "Hires"
+    extra_networks: ui_extra_networks.ExtraNetworksUi
     output: ui_common.OutputPanel
-
-
-@functools.lru_cache(maxsize=1)
-def counting_tokenizer():
-    """CLIP-L's tokenizer (A1111 counts with the first text encoder's); built offline once, no model needed."""
-    return clip_tokenizer.load_tokenizer(Path(initialize.cache_dir()), clip_tokenizer.PAD_CLIP_L)
-
-
-def _count(text: str) -> tuple[int, int]:
-    tokenizer = counting_tokenizer()
-    chunks = tokenize_weighted(tokenizer, text)
-    count = sum(1 for chunk in chunks for token in chunk.ids if token != tokenizer.pad_token_id)
-    return count, max(len(chunks), 1) * CHUNK
-
-
-def token_count(text: str, steps: int = 20) -> tuple[int, int]:
-    """(tokens, tokens its 75-token chunks hold), as A1111's counter shows them (`3/75`): without comments and
-    extra-network tags, for the longest prompt that prompt editing makes over `steps` steps."""
-    text = text or ""
-    if opts.enable_prompt_comments:
-        text = prompt_parser.strip_comments(text)
-    text, _ = extra_networks.parse_prompt(text)
-    schedule = prompt_parser.get_learned_conditioning_prompt_schedules([text], max(int(steps or 1), 1))[0]
-    return max((_count(prompt) for _, prompt in schedule), key=lambda counted: counted[0])
-
-
-def token_counter_html(text: str, steps: int = 20) -> str:
-    if opts.disable_token_counters:
-        return ""
-    count, limit = token_count(text, steps)
-    return f"<span class='token-count'>{count}/{limit}</span>"
+    paste: ui_common.PasteTarget  # what "Send to txt2img" fills
 
 
 def checkpoint_notice_html() -> str:
@@ -96,31 +64,110 @@ def visible_samplers() -> list[str]:
     return [s.name for s in sd_samplers.all_samplers if s.name not in opts.hide_samplers]
 
 
-def txt2img(extra_option_keys: tuple, prompt, negative_prompt, sampler_name, scheduler, steps, width, height,
-            batch_count, batch_size, cfg_scale, seed, seed_extras, subseed, subseed_strength, seed_resize_from_w,
-            seed_resize_from_h, enable_refiner, refiner_checkpoint, refiner_switch_at, *extra_option_values):
-    """Fill a txt2img job from the controls and run it: (gallery, generation info JSON, info HTML, log HTML)."""
+@dataclass
+class Hires:
+    """The Hires. fix controls, in the order of txt2img()'s hires arguments."""
+
+    enable_hr: InputAccordion
+    hr_upscaler: gr.Dropdown
+    hr_second_pass_steps: gr.Slider
+    denoising_strength: gr.Slider
+    hr_scale: gr.Slider
+    hr_resize_x: gr.Slider
+    hr_resize_y: gr.Slider
+    hr_checkpoint_name: gr.Dropdown
+    hr_sampler_name: gr.Dropdown
+    hr_scheduler: gr.Dropdown
+    hr_prompt: gr.Textbox
+    hr_negative_prompt: gr.Textbox
+
+    def inputs(self) -> list:
+        return list(vars(self).values())
+
+
+def hires_upscalers() -> list[str]:
+    return [*processing.LATENT_UPSCALE_MODES, *processing.image_upscaler_names()]
+
+
+def scheduler_choices() -> list[str]:
+    return [sd_samplers.AUTOMATIC, *(s.label for s in sd_schedulers.schedulers)]
+
+
+def _same_or(value, same: str):
+    return None if value in (None, "", same) else value
+
+
+def override_settings(entries, extra_option_keys: tuple, extra_option_values) -> dict:
+    """Pasted "Override settings" (`Clip skip: 2`, ...), then the "Settings in UI" controls."""
+    overrides = create_override_settings_dict(list(entries or []))
+    overrides.update({key: ui_settings.coerce(key, value) for key, value in zip(extra_option_keys, extra_option_values)})
+    return overrides
+
+
+def seed_fields(seed, seed_extras, subseed, subseed_strength, seed_resize_from_w, seed_resize_from_h) -> dict:
+    # without "Extra" the variation controls keep their values in the page but do not apply (A1111)
+    return dict(seed=-1 if seed is None else int(seed), subseed=-1 if subseed is None or not seed_extras else int(subseed),
+                subseed_strength=float(subseed_strength) if seed_extras else 0.0,
+                seed_resize_from_w=int(seed_resize_from_w) if seed_extras else 0,
+                seed_resize_from_h=int(seed_resize_from_h) if seed_extras else 0, seed_enable_extras=bool(seed_extras))
+
+
+def refiner_fields(enable_refiner, refiner_checkpoint, refiner_switch_at) -> dict:
     use_refiner = bool(enable_refiner) and refiner_checkpoint not in (None, "", NO_REFINER)
-    p = processing.StableDiffusionProcessingTxt2Img(
-        prompt=prompt or "", negative_prompt=negative_prompt or "", sampler_name=sampler_name, scheduler=scheduler,
-        steps=int(steps), width=int(width), height=int(height), n_iter=int(batch_count), batch_size=int(batch_size),
-        cfg_scale=float(cfg_scale), seed=-1 if seed is None else int(seed),
-        # without "Extra" the variation controls keep their values in the page but do not apply (A1111)
-        subseed=-1 if subseed is None or not seed_extras else int(subseed),
-        subseed_strength=float(subseed_strength) if seed_extras else 0.0,
-        seed_resize_from_w=int(seed_resize_from_w) if seed_extras else 0,
-        seed_resize_from_h=int(seed_resize_from_h) if seed_extras else 0,
-        seed_enable_extras=bool(seed_extras),
-        refiner_checkpoint=refiner_checkpoint if use_refiner else None,
-        refiner_switch_at=float(refiner_switch_at) if use_refiner else None,
-        override_settings={key: ui_settings.coerce(key, value) for key, value in zip(extra_option_keys, extra_option_values)},
-    )
+    return dict(refiner_checkpoint=refiner_checkpoint if use_refiner else None,
+                refiner_switch_at=float(refiner_switch_at) if use_refiner else None)
+
+
+def finish(p: processing.StableDiffusionProcessing):
+    """Run a filled job: (gallery, generation info JSON, info HTML, log HTML)."""
     processed = processing.process_images(p)
     log_html = ui_common.plaintext_to_html(processed.comments, "comments") if processed.comments else ""
     if demo_model.is_demo_checkpoint(p.sd_model.sd_checkpoint_info.filename):
         log_html += f"<div class='demo-notice'>{demo_model.DEMO_NOTICE}</div>"
     shown = [] if opts.do_not_show_images else processed.images
     return shown, processed.js(), ui_common.plaintext_to_html(processed.info), log_html
+
+
+def hires_fields(enable_hr, hr_upscaler, hr_second_pass_steps, denoising_strength, hr_scale, hr_resize_x, hr_resize_y,
+                 hr_checkpoint_name, hr_sampler_name, hr_scheduler, hr_prompt, hr_negative_prompt) -> dict:
+    """The Hires. fix controls as processing fields; nothing when the accordion's checkbox is off."""
+    if not enable_hr:
+        return {}
+    return dict(enable_hr=True, hr_upscaler=hr_upscaler, hr_second_pass_steps=int(hr_second_pass_steps),
+                denoising_strength=float(denoising_strength), hr_scale=float(hr_scale), hr_resize_x=int(hr_resize_x),
+                hr_resize_y=int(hr_resize_y), hr_checkpoint_name=_same_or(hr_checkpoint_name, SAME_CHECKPOINT),
+                hr_sampler_name=_same_or(hr_sampler_name, SAME_SAMPLER),
+                hr_scheduler=_same_or(hr_scheduler, SAME_SCHEDULER), hr_prompt=hr_prompt or "",
+                hr_negative_prompt=hr_negative_prompt or "")
+
+
+def txt2img(extra_option_keys: tuple, prompt, negative_prompt, sampler_name, scheduler, steps, width, height,
+            batch_count, batch_size, cfg_scale, seed, seed_extras, subseed, subseed_strength, seed_resize_from_w,
+            seed_resize_from_h, enable_refiner, refiner_checkpoint, refiner_switch_at, *extra_option_values,
+            styles=(), hires: dict | None = None, override_entries=()):
+    """Fill a txt2img job from the controls and run it: (gallery, generation info JSON, info HTML, log HTML).
+    `hires`: hires_fields() of the Hires. fix controls; `override_entries`: the pasted "Override settings"."""
+    p = processing.StableDiffusionProcessingTxt2Img(
+        prompt=prompt or "", negative_prompt=negative_prompt or "", styles=list(styles or []), sampler_name=sampler_name,
+        scheduler=scheduler, steps=int(steps), width=int(width), height=int(height), n_iter=int(batch_count),
+        batch_size=int(batch_size), cfg_scale=float(cfg_scale),
+        **seed_fields(seed, seed_extras, subseed, subseed_strength, seed_resize_from_w, seed_resize_from_h),
+        **refiner_fields(enable_refiner, refiner_checkpoint, refiner_switch_at), **(hires or {}),
+        override_settings=override_settings(override_entries, extra_option_keys, extra_option_values),
+    )
+    return finish(p)
+
+
+BASE_INPUTS = 19  # txt2img()'s positional controls before the "Settings in UI" values
+
+
+def generate(extra_option_keys: tuple, *values):
+    """Generate's inputs: the base controls, the "Settings in UI" values, styles, the Hires. fix controls and the
+    override settings, in that order."""
+    split = BASE_INPUTS + len(extra_option_keys)
+    styles, *hires_values, override_entries = values[split:]
+    return txt2img(extra_option_keys, *values[:split], styles=styles, hires=hires_fields(*hires_values),
+                   override_entries=override_entries)
 
 
 def reuse_seed(js_data: str, index: int | None, is_subseed: bool) -> int:
@@ -202,6 +249,158 @@ def create_seed_inputs(tabname: str):
     return seed, reuse, seed_extras, subseed, reuse_subseed, subseed_strength, resize_w, resize_h
 
 
+@dataclass
+class CommonControls:
+    """The generation controls txt2img and img2img share (A1111's ids with the tab's prefix)."""
+
+    sampler_name: gr.Dropdown
+    scheduler: gr.Dropdown
+    steps: gr.Slider
+    batch_count: gr.Slider
+    batch_size: gr.Slider
+    cfg_scale: gr.Slider
+    seed: gr.Number
+    reuse_seed: ToolButton
+    seed_extras: gr.Checkbox
+    subseed: gr.Number
+    reuse_subseed: ToolButton
+    subseed_strength: gr.Slider
+    seed_resize_from_w: gr.Slider
+    seed_resize_from_h: gr.Slider
+    enable_refiner: InputAccordion
+    refiner_checkpoint: gr.Dropdown
+    refiner_switch_at: gr.Slider
+    refiner_refresh: ToolButton
+
+    def seed_inputs(self) -> list:
+        return [self.seed, self.seed_extras, self.subseed, self.subseed_strength, self.seed_resize_from_w,
+                self.seed_resize_from_h]
+
+    def refiner_inputs(self) -> list:
+        return [self.enable_refiner, self.refiner_checkpoint, self.refiner_switch_at]
+
+
+def create_sampler_row(tabname: str):
+    with FormRow(elem_id=f"sampler_selection_{tabname}"):
+        samplers = visible_samplers()
+        sampler_name = gr.Dropdown(label="Sampling method", elem_id=f"{tabname}_sampling", choices=samplers,
+                                   value="DPM++ 2M" if "DPM++ 2M" in samplers else samplers[0])
+        scheduler = gr.Dropdown(label="Schedule type", elem_id=f"{tabname}_scheduler", choices=scheduler_choices(),
+                                value=sd_samplers.AUTOMATIC)
+        steps = gr.Slider(minimum=1, maximum=150, step=1, value=20, label="Sampling steps", elem_id=f"{tabname}_steps")
+    return sampler_name, scheduler, steps
+
+
+def create_batch_column(tabname: str):
+    with gr.Column(elem_id=f"{tabname}_column_batch", scale=2):
+        batch_count = gr.Slider(minimum=1, maximum=100, step=1, value=1, label="Batch count",
+                                elem_id=f"{tabname}_batch_count")
+        batch_size = gr.Slider(minimum=1, maximum=8, step=1, value=1, label="Batch size", elem_id=f"{tabname}_batch_size")
+    return batch_count, batch_size
+
+
+def create_common_tail(tabname: str, sampler_row, batch) -> CommonControls:
+    """CFG, seed and refiner controls under the size row; with the sampler row and batch sliders made earlier."""
+    cfg_scale = gr.Slider(minimum=1.0, maximum=30.0, step=0.5, value=7.0, label="CFG Scale", elem_id=f"{tabname}_cfg_scale")
+    seeds = create_seed_inputs(tabname)
+    with InputAccordion(False, label="Refiner", elem_id=f"{tabname}_enable_refiner") as enable_refiner:
+        with FormRow():
+            refiner_checkpoint = gr.Dropdown(label="Checkpoint", choices=refiner_choices(), value=NO_REFINER,
+                                             elem_id=f"{tabname}_refiner_checkpoint")
+            refiner_refresh = ToolButton(refresh_symbol, elem_id=f"{tabname}_refiner_checkpoint_refresh")
+            refiner_switch_at = gr.Slider(minimum=0.01, maximum=1.0, step=0.01, value=0.8, label="Switch at",
+                                          elem_id=f"{tabname}_refiner_switch_at")
+    return CommonControls(*sampler_row, *batch, cfg_scale, *seeds, enable_refiner, refiner_checkpoint, refiner_switch_at,
+                          refiner_refresh)
+
+
+def wire_common(common: CommonControls, output: ui_common.OutputPanel) -> None:
+    common.reuse_seed.click(fn=functools.partial(reuse_seed, is_subseed=False),
+                            inputs=[output.generation_info, output.selected_index], outputs=[common.seed],
+                            show_progress="hidden", queue=False)
+    common.reuse_subseed.click(fn=functools.partial(reuse_seed, is_subseed=True),
+                               inputs=[output.generation_info, output.selected_index], outputs=[common.subseed],
+                               show_progress="hidden", queue=False)
+    common.refiner_refresh.click(fn=lambda: gr.update(choices=refiner_choices()), outputs=[common.refiner_checkpoint],
+                                 show_progress="hidden")
+
+
+def create_override_settings(tabname: str) -> gr.Dropdown:
+    """Settings a pasted infotext names (`Clip skip: 2`): shown, applied to this tab's jobs until removed (A1111)."""
+    return gr.Dropdown(label="Override settings", value=[], choices=[], multiselect=True, visible=False,
+                       elem_id=f"{tabname}_override_settings")
+
+
+def create_hires(tabname: str) -> Hires:
+    upscalers = hires_upscalers()
+    with InputAccordion(False, label="Hires. fix", elem_id=f"{tabname}_hr") as enable_hr:
+        with FormRow(elem_id=f"{tabname}_hires_fix_row1"):
+            hr_upscaler = gr.Dropdown(label="Upscaler", elem_id=f"{tabname}_hr_upscaler", choices=upscalers,
+                                      value=upscalers[0])
+            hr_second_pass_steps = gr.Slider(minimum=0, maximum=150, step=1, value=0, label="Hires steps",
+                                             elem_id=f"{tabname}_hires_steps")
+            denoising_strength = gr.Slider(minimum=0.0, maximum=1.0, step=0.01, value=0.7, label="Denoising strength",
+                                           elem_id=f"{tabname}_denoising_strength")
+        with FormRow(elem_id=f"{tabname}_hires_fix_row2"):
+            hr_scale = gr.Slider(minimum=1.0, maximum=4.0, step=0.05, value=2.0, label="Upscale by",
+                                 elem_id=f"{tabname}_hr_scale")
+            hr_resize_x = gr.Slider(minimum=0, maximum=2048, step=8, value=0, label="Resize width to",
+                                    elem_id=f"{tabname}_hr_resize_x")
+            hr_resize_y = gr.Slider(minimum=0, maximum=2048, step=8, value=0, label="Resize height to",
+                                    elem_id=f"{tabname}_hr_resize_y")
+        with FormRow(elem_id=f"{tabname}_hires_fix_row3", visible=opts.hires_fix_show_sampler):
+            hr_checkpoint_name = gr.Dropdown(label="Hires checkpoint", elem_id=f"{tabname}_hr_checkpoint",
+                                             choices=[SAME_CHECKPOINT, *sd_models.checkpoint_registry.titles()],
+                                             value=SAME_CHECKPOINT)
+            hr_sampler_name = gr.Dropdown(label="Hires sampling method", elem_id=f"{tabname}_hr_sampler",
+                                          choices=[SAME_SAMPLER, *visible_samplers()], value=SAME_SAMPLER)
+            hr_scheduler = gr.Dropdown(label="Hires schedule type", elem_id=f"{tabname}_hr_scheduler",
+                                       choices=[SAME_SCHEDULER, *scheduler_choices()], value=SAME_SCHEDULER)
+        with FormRow(elem_id=f"{tabname}_hires_fix_row4", visible=opts.hires_fix_show_prompts):
+            hr_prompt = gr.Textbox(label="Hires prompt", elem_id=f"{tabname}_hr_prompt", lines=3,
+                                   placeholder="Prompt for hires fix pass.\nLeave empty to use the same prompt as in first pass.")
+            hr_negative_prompt = gr.Textbox(label="Hires negative prompt", elem_id=f"{tabname}_hr_negative_prompt", lines=3,
+                                            placeholder="Negative prompt for hires fix pass.\nLeave empty to use the "
+                                                        "same negative prompt as in first pass.")
+    return Hires(enable_hr, hr_upscaler, hr_second_pass_steps, denoising_strength, hr_scale, hr_resize_x, hr_resize_y,
+                 hr_checkpoint_name, hr_sampler_name, hr_scheduler, hr_prompt, hr_negative_prompt)
+
+
+def paste_fields(toprow: ui_toprow.Toprow, common: CommonControls, width, height) -> dict:
+    """Processing field -> component, for "Send to" (infotext_utils.infotext_to_fields names the fields)."""
+    return dict(prompt=toprow.prompt, negative_prompt=toprow.negative_prompt, styles=toprow.styles,
+                sampler_name=common.sampler_name, scheduler=common.scheduler, steps=common.steps, width=width,
+                height=height, batch_size=common.batch_size, cfg_scale=common.cfg_scale, seed=common.seed,
+                seed_extras=common.seed_extras, subseed=common.subseed, subseed_strength=common.subseed_strength,
+                seed_resize_from_w=common.seed_resize_from_w, seed_resize_from_h=common.seed_resize_from_h,
+                enable_refiner=common.enable_refiner, refiner_checkpoint=common.refiner_checkpoint,
+                refiner_switch_at=common.refiner_switch_at)
+
+
+def run_with_buttons(job, toprow: ui_toprow.Toprow):
+    """The Generate handler: progress while the job runs; Interrupt and Skip take Generate's place meanwhile (A1111)."""
+
+    def run(*args):
+        yield from ui_common.stream_job(
+            job, args, n_outputs=4,
+            busy=(gr.update(visible=True), gr.update(visible=True), gr.update(visible=False), gr.skip()),
+            idle=(gr.update(visible=False), gr.update(visible=False), gr.update(visible=True), None))
+
+    return run
+
+
+def job_outputs(output: ui_common.OutputPanel, toprow: ui_toprow.Toprow) -> list:
+    return [output.gallery, output.generation_info, output.infotext, output.html_log, output.progress, toprow.interrupt,
+            toprow.skip, toprow.generate, output.selected_index]
+
+
+def wire_generate(toprow: ui_toprow.Toprow, output: ui_common.OutputPanel, job, inputs: list) -> None:
+    toprow.generate.click(fn=run_with_buttons(job, toprow), inputs=inputs, outputs=job_outputs(output, toprow),
+                          show_progress="hidden", concurrency_limit=None, api_visibility="private")
+    toprow.interrupt.click(fn=interrupt, queue=False, show_progress="hidden")
+    toprow.skip.click(fn=skip, queue=False, show_progress="hidden")
+
+
 def create_ui(loadsave, extra_option_component) -> Txt2ImgUI:
     """The txt2img tab's contents; `extra_option_component(key)` builds a "Settings in UI" control."""
     tabname = "txt2img"
@@ -213,107 +412,58 @@ def create_ui(loadsave, extra_option_component) -> Txt2ImgUI:
                                     elem_id="txt2img_download_sd15")
         download_progress = gr.HTML(elem_id="txt2img_download_progress")
 
-    with gr.Row(elem_id="txt2img_toprow", elem_classes=["toprow"]):
-        with gr.Column(scale=6, elem_id="txt2img_prompt_container"):
-            with gr.Row(elem_id="txt2img_prompt_row", elem_classes=["prompt-row"]):
-                prompt = gr.Textbox(label="Prompt", show_label=False, lines=3, elem_id="txt2img_prompt",
-                                    elem_classes=["prompt"], placeholder=f"Prompt\n{PROMPT_HINT}")
-                token_counter = gr.HTML(f"<span class='token-count'>0/{CHUNK}</span>", elem_id="txt2img_token_counter",
-                                        elem_classes=["token-counter"])
-            with gr.Row(elem_id="txt2img_neg_prompt_row", elem_classes=["prompt-row"]):
-                negative_prompt = gr.Textbox(label="Negative prompt", show_label=False, lines=3,
-                                             elem_id="txt2img_neg_prompt", elem_classes=["prompt"],
-                                             placeholder=f"Negative prompt\n{PROMPT_HINT}")
-                negative_token_counter = gr.HTML(f"<span class='token-count'>0/{CHUNK}</span>",
-                                                 elem_id="txt2img_negative_token_counter", elem_classes=["token-counter"])
-        with gr.Column(scale=1, elem_id="txt2img_actions_column", min_width=160):
-            with gr.Row(elem_id="txt2img_generate_box", elem_classes=["generate-box"]):
-                interrupt_button = gr.Button("Interrupt", elem_id="txt2img_interrupt", visible=False, variant="stop")
-                skip_button = gr.Button("Skip", elem_id="txt2img_skip", visible=False)
-                generate = gr.Button("Generate", elem_id="txt2img_generate", variant="primary")
-
+    toprow = ui_toprow.create_toprow(tabname)
     with ResizeHandleRow(equal_height=False, elem_id="txt2img_main_row"):
-        with gr.Column(variant="compact", elem_id="txt2img_settings") as settings_column:
-            with FormRow(elem_id="sampler_selection_txt2img"):
-                samplers = visible_samplers()
-                sampler_name = gr.Dropdown(label="Sampling method", elem_id="txt2img_sampling", choices=samplers,
-                                           value="DPM++ 2M" if "DPM++ 2M" in samplers else samplers[0])
-                scheduler = gr.Dropdown(label="Schedule type", elem_id="txt2img_scheduler",
-                                        choices=[sd_samplers.AUTOMATIC, *(s.label for s in sd_schedulers.schedulers)],
-                                        value=sd_samplers.AUTOMATIC)
-                steps = gr.Slider(minimum=1, maximum=150, step=1, value=20, label="Sampling steps",
-                                  elem_id="txt2img_steps")
-            with FormRow(elem_id="txt2img_dimensions_row"):
-                with gr.Column(elem_id="txt2img_column_size", scale=4):
-                    width = gr.Slider(minimum=64, maximum=2048, step=8, value=512, label="Width", elem_id="txt2img_width")
-                    height = gr.Slider(minimum=64, maximum=2048, step=8, value=512, label="Height",
-                                       elem_id="txt2img_height")
-                with gr.Column(elem_id="txt2img_dimensions_tools", scale=1, min_width=120, elem_classes=["dimensions-tools"]):
-                    res_switch_btn = ToolButton(switch_values_symbol, elem_id="txt2img_res_switch_btn")
-                    size_picker = gr.Dropdown(label="SDXL size", choices=SDXL_SIZES, value=None,
-                                              elem_id="txt2img_size_picker")
-                with gr.Column(elem_id="txt2img_column_batch", scale=2):
-                    batch_count = gr.Slider(minimum=1, maximum=100, step=1, value=1, label="Batch count",
-                                            elem_id="txt2img_batch_count")
-                    batch_size = gr.Slider(minimum=1, maximum=8, step=1, value=1, label="Batch size",
-                                           elem_id="txt2img_batch_size")
-            cfg_scale = gr.Slider(minimum=1.0, maximum=30.0, step=0.5, value=7.0, label="CFG Scale",
-                                  elem_id="txt2img_cfg_scale")
-            seed, reuse, seed_extras, subseed, reuse_subseed, subseed_strength, resize_w, resize_h = \
-                create_seed_inputs(tabname)
-            with InputAccordion(False, label="Refiner", elem_id="txt2img_enable_refiner") as enable_refiner:
-                with FormRow():
-                    refiner_checkpoint = gr.Dropdown(label="Checkpoint", choices=refiner_choices(), value=NO_REFINER,
-                                                     elem_id="txt2img_refiner_checkpoint")
-                    refiner_refresh = ToolButton(refresh_symbol, elem_id="txt2img_refiner_checkpoint_refresh")
-                    refiner_switch_at = gr.Slider(minimum=0.01, maximum=1.0, step=0.01, value=0.8, label="Switch at",
-                                                  elem_id="txt2img_refiner_switch_at")
-            extra_option_keys = tuple(k for k in opts.extra_options_txt2img if k in opts.data_labels)
-            extra_options = []
-            if extra_option_keys:
-                with gr.Accordion("Options", open=True, elem_id="txt2img_extra_options"):
-                    extra_options = [extra_option_component(k) for k in extra_option_keys]
+        with gr.Column(variant="compact", elem_id="txt2img_settings_outer"):
+            with gr.Tabs(elem_id="txt2img_generation_tabs"):
+                with gr.Tab("Generation", id="txt2img_generation", elem_id="txt2img_generation_tab"):
+                    with gr.Column(variant="compact", elem_id="txt2img_settings") as settings_column:
+                        sampler_row = create_sampler_row(tabname)
+                        with FormRow(elem_id="txt2img_dimensions_row"):
+                            with gr.Column(elem_id="txt2img_column_size", scale=4):
+                                width = gr.Slider(minimum=64, maximum=2048, step=8, value=512, label="Width",
+                                                  elem_id="txt2img_width")
+                                height = gr.Slider(minimum=64, maximum=2048, step=8, value=512, label="Height",
+                                                   elem_id="txt2img_height")
+                            with gr.Column(elem_id="txt2img_dimensions_tools", scale=1, min_width=120,
+                                           elem_classes=["dimensions-tools"]):
+                                res_switch_btn = ToolButton(switch_values_symbol, elem_id="txt2img_res_switch_btn")
+                                size_picker = gr.Dropdown(label="SDXL size", choices=SDXL_SIZES, value=None,
+                                                          elem_id="txt2img_size_picker")
+                            batch = create_batch_column(tabname)
+                        common = create_common_tail(tabname, sampler_row, batch)
+                        hires = create_hires(tabname)
+                        override = create_override_settings(tabname)
+                        extra_option_keys = tuple(k for k in opts.extra_options_txt2img if k in opts.data_labels)
+                        extra_options = []
+                        if extra_option_keys:
+                            with gr.Accordion("Options", open=True, elem_id="txt2img_extra_options"):
+                                extra_options = [extra_option_component(k) for k in extra_option_keys]
+                with gr.Tab("Extra Networks", id="txt2img_extra_networks", elem_id="txt2img_extra_networks_tab"):
+                    extra_networks_ui = ui_extra_networks.create_ui(tabname)
         output = ui_common.create_output_panel(tabname, opts.outdir_txt2img_samples)
 
-    loadsave.add_block(settings_column, tabname, skip=[size_picker, *extra_options])
-    loadsave.add_component(f"{tabname}/Prompt", prompt)
-    loadsave.add_component(f"{tabname}/Negative prompt", negative_prompt)
+    loadsave.add_block(settings_column, tabname, skip=[size_picker, override, *extra_options])
+    loadsave.add_component(f"{tabname}/Prompt", toprow.prompt)
+    loadsave.add_component(f"{tabname}/Negative prompt", toprow.negative_prompt)
 
-    inputs = [prompt, negative_prompt, sampler_name, scheduler, steps, width, height, batch_count, batch_size, cfg_scale,
-              seed, seed_extras, subseed, subseed_strength, resize_w, resize_h, enable_refiner, refiner_checkpoint,
-              refiner_switch_at, *extra_options]
-    job = call_queue.wrap_gradio_gpu_call(functools.partial(txt2img, extra_option_keys),
+    inputs = [toprow.prompt, toprow.negative_prompt, common.sampler_name, common.scheduler, common.steps, width, height,
+              common.batch_count, common.batch_size, common.cfg_scale, *common.seed_inputs(), *common.refiner_inputs(),
+              *extra_options, toprow.styles, *hires.inputs(), override]
+    job = call_queue.wrap_gradio_gpu_call(functools.partial(generate, extra_option_keys),
                                           extra_outputs=[gr.skip(), gr.skip(), gr.skip()])
-
-    def run(*args):
-        # while a job runs, Interrupt and Skip take Generate's place (A1111)
-        yield from ui_common.stream_job(
-            job, args, n_outputs=4,
-            busy=(gr.update(visible=True), gr.update(visible=True), gr.update(visible=False), gr.skip()),
-            idle=(gr.update(visible=False), gr.update(visible=False), gr.update(visible=True), None))
-
-    outputs = [output.gallery, output.generation_info, output.infotext, output.html_log, output.progress,
-               interrupt_button, skip_button, generate, output.selected_index]
-    generate.click(fn=run, inputs=inputs, outputs=outputs, show_progress="hidden", concurrency_limit=None,
-                   api_visibility="private")
-    interrupt_button.click(fn=interrupt, queue=False, show_progress="hidden")
-    skip_button.click(fn=skip, queue=False, show_progress="hidden")
-
-    for box, counter in ((prompt, token_counter), (negative_prompt, negative_token_counter)):
-        box.change(fn=token_counter_html, inputs=[box, steps], outputs=[counter], show_progress="hidden",
-                   trigger_mode="always_last", queue=False)
+    wire_generate(toprow, output, job, inputs)
+    ui_toprow.wire_toprow(toprow, common.steps)
+    wire_common(common, output)
+    ui_extra_networks.setup_ui(extra_networks_ui, output.gallery, output.selected_index)
     res_switch_btn.click(fn=None, inputs=[width, height], outputs=[width, height], js="(w, h) => [h, w]",
                          show_progress="hidden")
     size_picker.change(fn=apply_size, inputs=[size_picker], outputs=[width, height, size_picker], show_progress="hidden",
                        queue=False)
-    reuse.click(fn=functools.partial(reuse_seed, is_subseed=False), inputs=[output.generation_info, output.selected_index],
-                outputs=[seed], show_progress="hidden", queue=False)
-    reuse_subseed.click(fn=functools.partial(reuse_seed, is_subseed=True),
-                        inputs=[output.generation_info, output.selected_index], outputs=[subseed], show_progress="hidden",
-                        queue=False)
-    refiner_refresh.click(fn=lambda: gr.update(choices=refiner_choices()), outputs=[refiner_checkpoint],
-                          show_progress="hidden")
     download_event = download_button.click(fn=download_sd15, outputs=[download_progress], show_progress="hidden")
 
-    return Txt2ImgUI(notice, download_row, download_button, download_progress, download_event, prompt, negative_prompt,
-                     generate, interrupt_button, skip_button, refiner_checkpoint, output)
+    fields = paste_fields(toprow, common, width, height)
+    fields.update({name: getattr(hires, name) for name in vars(hires)})
+    paste = ui_common.PasteTarget(tabname, fields, override, radio_choices={})
+    return Txt2ImgUI(notice, download_row, download_button, download_progress, download_event, toprow, common, hires,
+                     extra_networks_ui, output, paste)

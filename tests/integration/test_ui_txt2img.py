@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image, PngImagePlugin
 
-from modules import call_queue, ui_common, ui_txt2img
+from modules import call_queue, ui_common, ui_toprow, ui_txt2img
 from modules.shared_options import opts
 from modules.shared_state import State, state
 from tests.integration.engine_helpers import start_engine
@@ -132,14 +132,14 @@ def test_save_button_saves_the_selected_image_with_its_parameters_and_a_log_row(
 
 
 def test_token_counter_counts_clip_tokens_in_75_token_chunks(engine):
-    assert ui_txt2img.token_count("") == (0, 75)
-    assert ui_txt2img.token_count("a red cube") == (3, 75)
-    assert ui_txt2img.token_count("cat " * 80) == (80, 150)
-    assert ui_txt2img.token_count("a BREAK b") == (2, 150)
-    assert ui_txt2img.token_count("a red cube <lora:style:0.8>") == (3, 75)  # tags are not text
-    assert ui_txt2img.token_count("a red cube\n# a comment that is not sent") == (3, 75)
-    assert ui_txt2img.token_count("a [red:very very very red:0.5] cube", steps=10) == (6, 75)  # the longer prompt
-    assert ui_txt2img.token_counter_html("a red cube") == "<span class='token-count'>3/75</span>"
+    assert ui_toprow.token_count("") == (0, 75)
+    assert ui_toprow.token_count("a red cube") == (3, 75)
+    assert ui_toprow.token_count("cat " * 80) == (80, 150)
+    assert ui_toprow.token_count("a BREAK b") == (2, 150)
+    assert ui_toprow.token_count("a red cube <lora:style:0.8>") == (3, 75)  # tags are not text
+    assert ui_toprow.token_count("a red cube\n# a comment that is not sent") == (3, 75)
+    assert ui_toprow.token_count("a [red:very very very red:0.5] cube", steps=10) == (6, 75)  # the longer prompt
+    assert ui_toprow.token_counter_html("a red cube") == "<span class='token-count'>3/75</span>"
 
 
 def test_stream_job_shows_progress_and_preview_then_the_result(monkeypatch):

@@ -1,0 +1,283 @@
+"""The img2img tab (A1111's ids): img2img, Sketch, Inpaint, Inpaint sketch, Inpaint upload and Batch, with resize,
+denoising and mask controls, and the generation controls txt2img has (but Hires. fix)."""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import gradio as gr
+import numpy as np
+from PIL import Image, ImageChops
+
+from modules import call_queue, img2img as img2img_batch, processing, ui_common, ui_extra_networks, \
+    ui_toprow, ui_txt2img
+from modules.processing_img2img import MASKED_CONTENT, ORIGINAL, RESIZE_MODES
+from modules.shared_cmd_options import cmd_opts
+from modules.shared_options import opts
+from modules.ui_components import FormRow, ResizeHandleRow, ToolButton
+
+MODES = ("img2img", "Sketch", "Inpaint", "Inpaint sketch", "Inpaint upload", "Batch")
+IMG2IMG, SKETCH, INPAINT, INPAINT_SKETCH, INPAINT_UPLOAD, BATCH = range(len(MODES))
+MASK_MODES = ["Inpaint masked", "Inpaint not masked"]
+MASKED_CONTENT_CHOICES = [MASKED_CONTENT[i] for i in sorted(MASKED_CONTENT)]
+INPAINT_AREAS = ["Whole picture", "Only masked"]
+WHITE_BRUSH = dict(colors=["#ffffff"], default_color="#ffffff", color_mode="fixed")
+detect_symbol = "\U0001f4d0"  # 📐
+
+
+@dataclass
+class Img2ImgUI:
+    toprow: ui_toprow.Toprow
+    common: ui_txt2img.CommonControls
+    mode: gr.State
+    mode_tabs_block: gr.Tabs  # the mode tabs, for "Send to inpaint" to select one
+    init_img: gr.Image
+    sketch: gr.ImageEditor
+    inpaint: gr.ImageEditor
+    inpaint_color_sketch: gr.ImageEditor
+    inpaint_base: gr.Image
+    inpaint_mask: gr.Image
+    width: gr.Slider
+    height: gr.Slider
+    extra_networks: ui_extra_networks.ExtraNetworksUi
+    output: ui_common.OutputPanel
+    paste: ui_common.PasteTarget  # what "Send to img2img" fills
+
+
+def layers_alpha(editor: dict) -> Image.Image | None:
+    """The union of an ImageEditor's drawn layers as an L mask (255 where anything was drawn), None when none."""
+    layers = [layer for layer in editor.get("layers") or [] if layer is not None]
+    if not layers:
+        return None
+    alpha = np.zeros(layers[0].size[::-1], dtype=np.uint8)
+    for layer in layers:
+        alpha = np.maximum(alpha, np.asarray(layer.convert("RGBA").split()[-1]))
+    return Image.fromarray(alpha, "L")
+
+
+def sketch_difference(background: Image.Image, composite: Image.Image) -> Image.Image:
+    """Inpaint sketch's mask: every pixel the painting changed (A1111)."""
+    difference = ImageChops.difference(background.convert("RGB"), composite.convert("RGB")).convert("L")
+    return difference.point(lambda v: 255 if v > 0 else 0)
+
+
+def _editor_image(editor: dict | None, key: str) -> Image.Image | None:
+    return editor.get(key) if editor else None
+
+
+def init_image_and_mask(mode: int, init_img, sketch, inpaint, inpaint_color_sketch, inpaint_base, inpaint_mask):
+    """(init image, mask or None) of the chosen mode; a clear message when the mode's image is missing."""
+    if mode == IMG2IMG:
+        image, mask = init_img, None
+    elif mode == SKETCH:
+        image, mask = _editor_image(sketch, "composite"), None
+    elif mode == INPAINT:
+        image = _editor_image(inpaint, "background")
+        mask = layers_alpha(inpaint) if image is not None else None
+    elif mode == INPAINT_SKETCH:
+        image = _editor_image(inpaint_color_sketch, "composite")
+        background = _editor_image(inpaint_color_sketch, "background")
+        mask = sketch_difference(background, image) if image is not None and background is not None else None
+    elif mode == INPAINT_UPLOAD:
+        image, mask = inpaint_base, inpaint_mask
+        if image is not None and mask is None:
+            raise gr.Error("Inpaint upload needs a mask image too (white = the area to change)")
+    else:
+        raise ValueError(f"Unknown img2img mode: {mode}")
+    if image is None:
+        raise gr.Error(f"{MODES[mode]}: upload an image first")
+    if mode in (INPAINT, INPAINT_SKETCH) and (mask is None or mask.getbbox() is None):
+        raise gr.Error(f"{MODES[mode]}: draw over the area to change first")
+    return image.convert("RGBA" if image.mode in ("RGBA", "LA", "P") else "RGB"), mask
+
+
+def scaled_size(image: Image.Image | None, width: int, height: int, scale_by: float, resize_by: bool) -> tuple[int, int]:
+    """The job's size: the sliders ("Resize to"), or the image's size times scale rounded to multiples of 8 ("Resize by")."""
+    if not resize_by or image is None:
+        return int(width), int(height)
+    return max(int(image.width * scale_by) // 8 * 8, 8), max(int(image.height * scale_by) // 8 * 8, 8)
+
+
+def img2img(extra_option_keys: tuple, mode, prompt, negative_prompt, styles, init_img, sketch, inpaint,
+            inpaint_color_sketch, inpaint_base, inpaint_mask, batch_input_dir, batch_output_dir, batch_inpaint_mask_dir,
+            resize_mode, resize_by, scale_by, sampler_name, scheduler, steps, width, height, batch_count, batch_size,
+            cfg_scale, denoising_strength, seed, seed_extras, subseed, subseed_strength, seed_resize_from_w,
+            seed_resize_from_h, enable_refiner, refiner_checkpoint, refiner_switch_at, mask_blur, mask_mode,
+            inpainting_fill, inpaint_full_res, inpaint_full_res_padding, override_entries, *extra_option_values):
+    """Fill an img2img job from the controls and run it: (gallery, generation info JSON, info HTML, log HTML)."""
+    mode = int(mode)
+    image, mask = (None, None) if mode == BATCH else init_image_and_mask(
+        mode, init_img, sketch, inpaint, inpaint_color_sketch, inpaint_base, inpaint_mask)
+    width, height = scaled_size(image, width, height, float(scale_by), bool(resize_by))
+    p = processing.StableDiffusionProcessingImg2Img(
+        prompt=prompt or "", negative_prompt=negative_prompt or "", styles=list(styles or []), sampler_name=sampler_name,
+        scheduler=scheduler, steps=int(steps), width=width, height=height, n_iter=int(batch_count),
+        batch_size=int(batch_size), cfg_scale=float(cfg_scale), denoising_strength=float(denoising_strength),
+        init_images=[image] if image is not None else [], mask=mask, resize_mode=int(resize_mode),
+        mask_blur=int(mask_blur), inpainting_fill=int(inpainting_fill), inpaint_full_res=bool(inpaint_full_res),
+        inpaint_full_res_padding=int(inpaint_full_res_padding), inpainting_mask_invert=int(mask_mode),
+        **ui_txt2img.seed_fields(seed, seed_extras, subseed, subseed_strength, seed_resize_from_w, seed_resize_from_h),
+        **ui_txt2img.refiner_fields(enable_refiner, refiner_checkpoint, refiner_switch_at),
+        override_settings=ui_txt2img.override_settings(override_entries, extra_option_keys, extra_option_values),
+    )
+    if mode == BATCH:
+        return run_batch(p, batch_input_dir, batch_output_dir, batch_inpaint_mask_dir)
+    return ui_txt2img.finish(p)
+
+
+def run_batch(p, input_dir: str, output_dir: str, inpaint_mask_dir: str):
+    """Batch from a directory: every image through the engine; the files that could not be read are listed."""
+    if not (input_dir or "").strip():
+        raise gr.Error("Batch: enter an input directory")
+    p.init_images = []
+    result = img2img_batch.process_batch(p, input_dir.strip(), (output_dir or "").strip(), (inpaint_mask_dir or "").strip())
+    shown = [] if opts.do_not_show_images else [image for _, processed in result.processed for image in processed.images]
+    infos = [processed.infotexts[0] for _, processed in result.processed if processed.infotexts]
+    js = result.processed[-1][1].js() if result.processed else "{}"
+    log = f"Processed {len(result.processed)} image(s)."
+    if result.errors:
+        log += "\nSkipped:\n" + "\n".join(result.errors)
+    return shown, js, ui_common.plaintext_to_html("\n\n".join(infos)), ui_common.plaintext_to_html(log, "batch-log")
+
+
+def detect_size(image: Image.Image | None):
+    """📐: width and height from the uploaded image."""
+    if image is None:
+        return gr.skip(), gr.skip()
+    return image.width, image.height
+
+
+def scale_preview(image: Image.Image | None, scale_by: float) -> str:
+    if image is None:
+        return "<span class='resize-preview'>Upload an image to see its new size</span>"
+    width, height = scaled_size(image, 0, 0, float(scale_by), True)
+    return f"<span class='resize-preview'>resize: from {image.width}x{image.height} to {width}x{height}</span>"
+
+
+def _editor(label: str, elem_id: str, brush: dict | None = None) -> gr.ImageEditor:
+    return gr.ImageEditor(label=label, elem_id=elem_id, type="pil", image_mode="RGBA", height=480, format="png",
+                          sources=["upload", "clipboard"], brush=gr.Brush(**brush) if brush else gr.Brush(),
+                          eraser=gr.Eraser(), layers=False, transforms=())
+
+
+def create_mode_tabs(mode: gr.State):
+    tabs = {}
+    with gr.Tabs(elem_id="mode_img2img") as mode_tabs:
+        with gr.Tab("img2img", id="img2img", elem_id="img2img_img2img_tab") as tabs["img2img"]:
+            init_img = gr.Image(label="Image for img2img", elem_id="img2img_image", type="pil", image_mode="RGBA",
+                                height=480, format="png", sources=["upload", "clipboard"])
+        with gr.Tab("Sketch", id="img2img_sketch", elem_id="img2img_img2img_sketch_tab") as tabs["Sketch"]:
+            sketch = _editor("Image for img2img", "img2img_sketch")
+        with gr.Tab("Inpaint", id="inpaint", elem_id="img2img_inpaint_tab") as tabs["Inpaint"]:
+            inpaint = _editor("Image for inpainting with mask", "img2maskimg", WHITE_BRUSH)
+        with gr.Tab("Inpaint sketch", id="inpaint_sketch", elem_id="img2img_inpaint_sketch_tab") as tabs["Inpaint sketch"]:
+            inpaint_color_sketch = _editor("Color sketch inpainting", "inpaint_sketch")
+        with gr.Tab("Inpaint upload", id="inpaint_upload", elem_id="img2img_inpaint_upload_tab") as tabs["Inpaint upload"]:
+            inpaint_base = gr.Image(label="Image for img2img", elem_id="img_inpaint_base", type="pil", format="png",
+                                    sources=["upload", "clipboard"])
+            inpaint_mask = gr.Image(label="Mask", elem_id="img_inpaint_mask", type="pil", image_mode="L", format="png",
+                                    sources=["upload", "clipboard"])
+        with gr.Tab("Batch", id="batch", elem_id="img2img_batch_tab") as tabs["Batch"]:
+            hidden = "<br>Disabled when launched with --hide-ui-dir-config." if cmd_opts.hide_ui_dir_config else ""
+            gr.HTML("<p>Process images in a directory on the same machine where the server is running. Use an empty "
+                    f"output directory to save pictures normally instead of writing to the output directory.{hidden}</p>")
+            batch_dirs = [gr.Textbox(label=label, elem_id=elem_id, visible=not cmd_opts.hide_ui_dir_config)
+                          for label, elem_id in (("Input directory", "img2img_batch_input_dir"),
+                                                 ("Output directory", "img2img_batch_output_dir"),
+                                                 ("Inpaint batch mask directory (required for inpaint batch processing only)",
+                                                  "img2img_batch_inpaint_mask_dir"))]
+    for index, tab in enumerate(tabs.values()):
+        tab.select(fn=lambda index=index: index, outputs=[mode], show_progress="hidden", queue=False)
+    return mode_tabs, [init_img, sketch, inpaint, inpaint_color_sketch, inpaint_base, inpaint_mask], batch_dirs
+
+
+def create_ui(loadsave, extra_option_component) -> Img2ImgUI:
+    """The img2img tab's contents; `extra_option_component(key)` builds a "Settings in UI" control."""
+    tabname = "img2img"
+    toprow = ui_toprow.create_toprow(tabname)
+    mode = gr.Number(IMG2IMG, visible=False, precision=0, elem_id="img2img_selected_tab")  # A1111 keeps it in a hidden number
+    resize_by = gr.State(False)
+    with ResizeHandleRow(equal_height=False, elem_id="img2img_main_row"):
+        with gr.Column(variant="compact", elem_id="img2img_settings_outer"):
+            with gr.Tabs(elem_id="img2img_generation_tabs"):
+                with gr.Tab("Generation", id="img2img_generation", elem_id="img2img_generation_tab"):
+                    mode_tabs, images, batch_dirs = create_mode_tabs(mode)
+                    with gr.Column(variant="compact", elem_id="img2img_settings") as settings_column:
+                        resize_mode = gr.Radio(RESIZE_MODES, value=RESIZE_MODES[0], type="index", label="Resize mode",
+                                               elem_id="resize_mode")
+                        sampler_row = ui_txt2img.create_sampler_row(tabname)
+                        with FormRow(elem_id="img2img_dimensions_row"):
+                            with gr.Column(elem_id="img2img_column_size", scale=4):
+                                with gr.Tabs(elem_id="img2img_tabs_resize"):
+                                    with gr.Tab("Resize to", id="to", elem_id="img2img_tab_resize_to") as tab_to:
+                                        width = gr.Slider(minimum=64, maximum=2048, step=8, value=512, label="Width",
+                                                          elem_id="img2img_width")
+                                        height = gr.Slider(minimum=64, maximum=2048, step=8, value=512, label="Height",
+                                                           elem_id="img2img_height")
+                                        with FormRow():
+                                            res_switch_btn = ToolButton(ui_txt2img.switch_values_symbol,
+                                                                        elem_id="img2img_res_switch_btn")
+                                            detect = ToolButton(detect_symbol, elem_id="img2img_detect_image_size_btn")
+                                    with gr.Tab("Resize by", id="by", elem_id="img2img_tab_resize_by") as tab_by:
+                                        scale_by = gr.Slider(minimum=0.05, maximum=4.0, step=0.05, value=1.0, label="Scale",
+                                                             elem_id="img2img_scale")
+                                        scale_label = gr.HTML(scale_preview(None, 1.0), elem_id="img2img_scale_resolution_preview")
+                            batch = ui_txt2img.create_batch_column(tabname)
+                        denoising_strength = gr.Slider(minimum=0.0, maximum=1.0, step=0.01, value=0.75,
+                                                       label="Denoising strength", elem_id="img2img_denoising_strength")
+                        common = ui_txt2img.create_common_tail(tabname, sampler_row, batch)
+                        with gr.Group(elem_id="inpaint_controls", visible=False) as inpaint_controls:
+                            with FormRow():
+                                mask_blur = gr.Slider(label="Mask blur", minimum=0, maximum=64, step=1, value=4,
+                                                      elem_id="img2img_mask_blur")
+                            mask_mode = gr.Radio(MASK_MODES, value=MASK_MODES[0], type="index", label="Mask mode",
+                                                 elem_id="img2img_mask_mode")
+                            inpainting_fill = gr.Radio(MASKED_CONTENT_CHOICES, value=MASKED_CONTENT[ORIGINAL], type="index",
+                                                       label="Masked content", elem_id="img2img_inpainting_fill")
+                            with FormRow():
+                                inpaint_full_res = gr.Radio(INPAINT_AREAS, value=INPAINT_AREAS[0], type="index",
+                                                            label="Inpaint area", elem_id="img2img_inpaint_full_res")
+                                padding = gr.Slider(label="Only masked padding, pixels", minimum=0, maximum=256, step=4,
+                                                    value=32, elem_id="img2img_inpaint_full_res_padding")
+                        override = ui_txt2img.create_override_settings(tabname)
+                        extra_option_keys = tuple(k for k in opts.extra_options_img2img if k in opts.data_labels)
+                        extra_options = []
+                        if extra_option_keys:
+                            with gr.Accordion("Options", open=True, elem_id="img2img_extra_options"):
+                                extra_options = [extra_option_component(k) for k in extra_option_keys]
+                with gr.Tab("Extra Networks", id="img2img_extra_networks", elem_id="img2img_extra_networks_tab"):
+                    extra_networks_ui = ui_extra_networks.create_ui(tabname)
+        output = ui_common.create_output_panel(tabname, opts.outdir_img2img_samples)
+
+    loadsave.add_block(settings_column, tabname, skip=[override, *extra_options])
+    loadsave.add_component(f"{tabname}/Prompt", toprow.prompt)
+    loadsave.add_component(f"{tabname}/Negative prompt", toprow.negative_prompt)
+
+    inputs = [mode, toprow.prompt, toprow.negative_prompt, toprow.styles, *images, *batch_dirs, resize_mode, resize_by,
+              scale_by, common.sampler_name, common.scheduler, common.steps, width, height, common.batch_count,
+              common.batch_size, common.cfg_scale, denoising_strength, *common.seed_inputs(), *common.refiner_inputs(),
+              mask_blur, mask_mode, inpainting_fill, inpaint_full_res, padding, override, *extra_options]
+    job = call_queue.wrap_gradio_gpu_call(functools.partial(img2img, extra_option_keys),
+                                          extra_outputs=[gr.skip(), gr.skip(), gr.skip()])
+    ui_txt2img.wire_generate(toprow, output, job, inputs)
+    ui_toprow.wire_toprow(toprow, common.steps)
+    ui_txt2img.wire_common(common, output)
+    ui_extra_networks.setup_ui(extra_networks_ui, output.gallery, output.selected_index)
+
+    mode.change(fn=lambda m: gr.update(visible=int(m) in (INPAINT, INPAINT_SKETCH, INPAINT_UPLOAD, BATCH)), inputs=[mode],
+                outputs=[inpaint_controls], show_progress="hidden", queue=False)
+    tab_to.select(fn=lambda: False, outputs=[resize_by], show_progress="hidden", queue=False)
+    tab_by.select(fn=lambda: True, outputs=[resize_by], show_progress="hidden", queue=False)
+    scale_by.change(fn=scale_preview, inputs=[images[0], scale_by], outputs=[scale_label], show_progress="hidden")
+    images[0].change(fn=scale_preview, inputs=[images[0], scale_by], outputs=[scale_label], show_progress="hidden")
+    res_switch_btn.click(fn=None, inputs=[width, height], outputs=[width, height], js="(w, h) => [h, w]",
+                         show_progress="hidden")
+    detect.click(fn=detect_size, inputs=[images[0]], outputs=[width, height], show_progress="hidden")
+
+    fields = ui_txt2img.paste_fields(toprow, common, width, height)
+    fields.update(denoising_strength=denoising_strength, mask_blur=mask_blur, inpainting_mask_invert=mask_mode,
+                  inpainting_fill=inpainting_fill, inpaint_full_res=inpaint_full_res, inpaint_full_res_padding=padding)
+    paste = ui_common.PasteTarget(tabname, fields, override, radio_choices={
+        "inpainting_mask_invert": MASK_MODES, "inpainting_fill": MASKED_CONTENT_CHOICES,
+        "inpaint_full_res": INPAINT_AREAS})
+    return Img2ImgUI(toprow, common, mode, mode_tabs, *images, width, height, extra_networks_ui, output, paste)

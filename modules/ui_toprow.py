@@ -1,0 +1,126 @@
+"""The prompt row of txt2img and img2img (A1111's ids): prompts, token counters, Generate/Interrupt/Skip and styles."""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+
+from modules import clip_tokenizer, extra_networks, initialize, prompt_parser, styles
+from modules.prompt_encoding import CHUNK, tokenize_weighted
+from modules.shared_options import opts
+from modules.ui_components import ToolButton
+
+PROMPT_HINT = "(Press Ctrl+Enter to generate, Alt+Enter to skip, Esc to interrupt)"
+apply_style_symbol = "\U0001f4cb"  # 📋
+save_style_symbol = "\U0001f4be"  # 💾
+
+
+@dataclass
+class Toprow:
+    prompt: gr.Textbox
+    negative_prompt: gr.Textbox
+    token_counter: gr.HTML
+    negative_token_counter: gr.HTML
+    generate: gr.Button
+    interrupt: gr.Button
+    skip: gr.Button
+    styles: gr.Dropdown
+    style_apply: ToolButton
+    style_create: ToolButton
+
+
+@functools.lru_cache(maxsize=1)
+def counting_tokenizer():
+    """CLIP-L's tokenizer (A1111 counts with the first text encoder's); built offline once, no model needed."""
+    return clip_tokenizer.load_tokenizer(Path(initialize.cache_dir()), clip_tokenizer.PAD_CLIP_L)
+
+
+def _count(text: str) -> tuple[int, int]:
+    tokenizer = counting_tokenizer()
+    chunks = tokenize_weighted(tokenizer, text)
+    count = sum(1 for chunk in chunks for token in chunk.ids if token != tokenizer.pad_token_id)
+    return count, max(len(chunks), 1) * CHUNK
+
+
+def token_count(text: str, steps: int = 20) -> tuple[int, int]:
+    """(tokens, tokens its 75-token chunks hold), as A1111's counter shows them (`3/75`): without comments and
+    extra-network tags, for the longest prompt that prompt editing makes over `steps` steps."""
+    text = text or ""
+    if opts.enable_prompt_comments:
+        text = prompt_parser.strip_comments(text)
+    text, _ = extra_networks.parse_prompt(text)
+    schedule = prompt_parser.get_learned_conditioning_prompt_schedules([text], max(int(steps or 1), 1))[0]
+    return max((_count(prompt) for _, prompt in schedule), key=lambda counted: counted[0])
+
+
+def token_counter_html(text: str, steps: int = 20) -> str:
+    if opts.disable_token_counters:
+        return ""
+    count, limit = token_count(text, steps)
+    return f"<span class='token-count'>{count}/{limit}</span>"
+
+
+def style_names() -> list[str]:
+    return list(styles.prompt_styles().styles)
+
+
+def apply_styles(prompt: str, negative_prompt: str, chosen: list[str] | None):
+    """📋: write the chosen styles into the prompt boxes and clear the choice (so they are not applied twice)."""
+    database = styles.prompt_styles()
+    chosen = chosen or []
+    return (database.apply_styles_to_prompt(prompt or "", chosen),
+            database.apply_negative_styles_to_prompt(negative_prompt or "", chosen), gr.update(value=[]))
+
+
+def save_style(name: str | None, prompt: str, negative_prompt: str):
+    """💾: the current prompts as a style named `name` (asked in the page); a style of that name is replaced."""
+    name = (name or "").strip()
+    if not name:
+        raise gr.Error("A style needs a name")
+    styles.prompt_styles().save_style(name, prompt or "", negative_prompt or "")
+    return gr.update(choices=style_names())
+
+
+def _prompt_box(tabname: str, negative: bool):
+    label = "Negative prompt" if negative else "Prompt"
+    key = "neg_prompt" if negative else "prompt"
+    with gr.Row(elem_id=f"{tabname}_{key}_row", elem_classes=["prompt-row"]):
+        box = gr.Textbox(label=label, show_label=False, lines=3, elem_id=f"{tabname}_{key}", elem_classes=["prompt"],
+                         placeholder=f"{label}\n{PROMPT_HINT}")
+        counter = gr.HTML(f"<span class='token-count'>0/{CHUNK}</span>",
+                          elem_id=f"{tabname}_{'negative_' if negative else ''}token_counter",
+                          elem_classes=["token-counter"])
+    return box, counter
+
+
+def create_toprow(tabname: str) -> Toprow:
+    """The row above a generation tab's controls; call `wire_toprow` once `steps` exists (the counters read it)."""
+    with gr.Row(elem_id=f"{tabname}_toprow", elem_classes=["toprow"]):
+        with gr.Column(scale=6, elem_id=f"{tabname}_prompt_container"):
+            prompt, counter = _prompt_box(tabname, negative=False)
+            negative_prompt, negative_counter = _prompt_box(tabname, negative=True)
+        with gr.Column(scale=1, elem_id=f"{tabname}_actions_column", min_width=160):
+            with gr.Row(elem_id=f"{tabname}_generate_box", elem_classes=["generate-box"]):
+                interrupt = gr.Button("Interrupt", elem_id=f"{tabname}_interrupt", visible=False, variant="stop")
+                skip = gr.Button("Skip", elem_id=f"{tabname}_skip", visible=False)
+                generate = gr.Button("Generate", elem_id=f"{tabname}_generate", variant="primary")
+            with gr.Row(elem_id=f"{tabname}_styles_row", elem_classes=["styles-row"]):
+                chosen = gr.Dropdown(label="Styles", show_label=False, choices=style_names(), value=[], multiselect=True,
+                                     elem_id=f"{tabname}_styles", scale=4)
+                style_apply = ToolButton(apply_style_symbol, elem_id=f"{tabname}_style_apply")
+                style_create = ToolButton(save_style_symbol, elem_id=f"{tabname}_style_create")
+    return Toprow(prompt, negative_prompt, counter, negative_counter, generate, interrupt, skip, chosen, style_apply,
+                  style_create)
+
+
+def wire_toprow(toprow: Toprow, steps: gr.Slider) -> None:
+    for box, counter in ((toprow.prompt, toprow.token_counter), (toprow.negative_prompt, toprow.negative_token_counter)):
+        box.change(fn=token_counter_html, inputs=[box, steps], outputs=[counter], show_progress="hidden",
+                   trigger_mode="always_last", queue=False)
+    toprow.style_apply.click(fn=apply_styles, inputs=[toprow.prompt, toprow.negative_prompt, toprow.styles],
+                             outputs=[toprow.prompt, toprow.negative_prompt, toprow.styles], show_progress="hidden")
+    name = gr.Textbox(visible=False, elem_id=f"{toprow.prompt.elem_id}_style_name")  # filled by the page's prompt()
+    toprow.style_create.click(fn=save_style, inputs=[name, toprow.prompt, toprow.negative_prompt], outputs=[toprow.styles],
+                              js="(name, p, n) => [prompt('Style name:'), p, n]", show_progress="hidden")
