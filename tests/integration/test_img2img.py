@@ -212,3 +212,36 @@ def test_crop_region_grows_to_the_target_aspect(region, expected):
     from modules import masking
 
     assert masking.expand_crop_region(region, 64, 64, 64, 64) == expected
+
+
+@pytest.mark.parametrize("refiner_pass,in_second", [("second pass", True), ("first pass", False), ("both passes", True)])
+def test_hires_refiner_runs_in_the_pass_the_setting_names(engine, refiner_pass, in_second):
+    opts.set("hires_fix_refiner_pass", refiner_pass)
+    p = processing.StableDiffusionProcessingTxt2Img(prompt="x", steps=6, width=64, height=64, seed=1, sampler_name="Euler",
+                                                    enable_hr=True, hr_scale=1.5, hr_upscaler="Latent", denoising_strength=0.6,
+                                                    refiner_checkpoint="tiny_sdxl_refiner", refiner_switch_at=0.3,
+                                                    do_not_save_samples=True)
+    opts.set("sd_model_checkpoint", "tiny_sdxl")
+    result = processing.process_images(p)
+    second_pass_titles = {title for _, title in p.denoiser.calls}
+    assert any("refiner" in t for t in second_pass_titles) == in_second
+    assert ("Hires refiner: " + refiner_pass in result.info) == (refiner_pass != "second pass")
+
+
+def test_sdxl_inpainting_checkpoint_gets_nine_channels(tiny_models_dir, tmp_path):
+    models = tmp_path / "models"
+    (models / "Stable-diffusion").mkdir(parents=True)
+    checkpoints.write_sdxl(models / "Stable-diffusion" / "tiny_xl_inpaint.safetensors", inpainting=True)
+    manager = start_engine(models, tmp_path)
+    manager.get(processing.resolve_checkpoint("tiny_xl_inpaint"))
+    channels = []
+    hook = manager.current.unet.conv_in.register_forward_hook(lambda m, args, out: channels.append(args[0].shape[1]))
+    try:
+        init = picture(8)
+        result = run(checkpoint="tiny_xl_inpaint", init_images=[init], mask=square_mask(), mask_blur=0,
+                     inpaint_full_res=False, denoising_strength=0.9)
+    finally:
+        hook.remove()
+    assert set(channels) == {9}
+    outside = np.asarray(square_mask()) == 0
+    assert np.array_equal(pixels(result.images[0])[outside], pixels(init)[outside])
