@@ -18,11 +18,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sdxl_refiner import NEGATIVE, PROMPT, write_checkpoint  # noqa: E402
+from sdxl_refiner import NEGATIVE, PROMPT, random_sdxl_base  # noqa: E402
 
-from modules import paths_internal, processing, sd_models, sd_models_config  # noqa: E402
-from modules.shared_cmd_options import cmd_opts  # noqa: E402
-from modules.shared_options import opts  # noqa: E402
+from modules import processing, sd_models_config  # noqa: E402
 
 
 def ours() -> float:
@@ -69,17 +67,7 @@ def main() -> None:
     args = parser.parse_args()
     work, out = Path(args.work), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    ckpt = work / "models" / "Stable-diffusion" / "sdxl_base_random.safetensors"
-    ckpt.parent.mkdir(parents=True, exist_ok=True)
-    if not ckpt.exists():
-        write_checkpoint("xl_base", ckpt)
-    paths_internal.configure(str(work), str(work / "models"))
-    cmd_opts.no_hashing = True
-    opts.set("samples_save", False)
-    sd_models.list_models(cmd_opts)
-    manager = processing.setup_model_manager(cmd_opts, work / "cache")
-    model = manager.get(sd_models.get_closet_checkpoint_match("sdxl_base_random"))
-    opts.set("sd_model_checkpoint", model.sd_checkpoint_info.title)
+    model = random_sdxl_base(work)
     results = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "variants": {}}
 
     def record(name, fn):

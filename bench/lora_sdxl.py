@@ -20,12 +20,11 @@ from safetensors.torch import save_file
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sdxl_refiner import write_checkpoint  # noqa: E402
+from sdxl_refiner import random_sdxl_base  # noqa: E402
 
-from modules import paths_internal, processing, sd_models  # noqa: E402
+from modules import processing  # noqa: E402
 from modules.networks import layer_names  # noqa: E402
 from modules.shared_cmd_options import cmd_opts  # noqa: E402
-from modules.shared_options import opts  # noqa: E402
 
 RANK = 32
 
@@ -64,18 +63,8 @@ def main() -> None:
     args = parser.parse_args()
     work, out = Path(args.work), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    ckpt = work / "models" / "Stable-diffusion" / "sdxl_base_random.safetensors"
-    ckpt.parent.mkdir(parents=True, exist_ok=True)
-    if not ckpt.exists():
-        write_checkpoint("xl_base", ckpt)
-    paths_internal.configure(str(work), str(work / "models"))
-    cmd_opts.no_hashing = True
     cmd_opts.lora_dir = str(work / "models" / "Lora")
-    opts.set("samples_save", False)
-    sd_models.list_models(cmd_opts)
-    manager = processing.setup_model_manager(cmd_opts, work / "cache")
-    model = manager.get(sd_models.get_closet_checkpoint_match("sdxl_base_random"))
-    opts.set("sd_model_checkpoint", model.sd_checkpoint_info.title)
+    model = random_sdxl_base(work)
     Path(cmd_opts.lora_dir).mkdir(parents=True, exist_ok=True)
     layers = write_lora(model, Path(cmd_opts.lora_dir) / "bench.safetensors")
 

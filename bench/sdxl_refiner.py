@@ -49,6 +49,22 @@ def write_checkpoint(family: str, path: Path) -> None:
     save_file({k: v.contiguous().cpu() for k, v in sd.items()}, str(path))
 
 
+def random_sdxl_base(work: Path):
+    """The full-size random SDXL base (written once under `work`) loaded through our model manager, as the current model."""
+    ckpt = work / "models" / "Stable-diffusion" / "sdxl_base_random.safetensors"
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    if not ckpt.exists():
+        write_checkpoint("xl_base", ckpt)
+    paths_internal.configure(str(work), str(work / "models"))
+    cmd_opts.no_hashing = True
+    opts.set("samples_save", False)
+    sd_models.list_models(cmd_opts)
+    manager = processing.setup_model_manager(cmd_opts, work / "cache")
+    model = manager.get(sd_models.get_closet_checkpoint_match("sdxl_base_random"))
+    opts.set("sd_model_checkpoint", model.sd_checkpoint_info.title)
+    return model
+
+
 def timed(fn, runs: int) -> tuple[list[float], float]:
     fn()  # warm-up: kernels, allocator, cuDNN/cuBLAS heuristics
     torch.cuda.synchronize()

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.cuda
 
 @pytest.fixture()
 def cuda_engine(tiny_models_dir, tmp_path):
-    manager = start_engine(tiny_models_dir, tmp_path)
+    start_engine(tiny_models_dir, tmp_path)
     sd_models.model_manager = sd_models.ModelManager(devices.plan_from_flags(cmd_opts), tmp_path / "cache", limit=3)
     return sd_models.model_manager
 
