@@ -112,7 +112,7 @@ def img2img(extra_option_keys: tuple, mode, prompt, negative_prompt, styles, ini
     p = processing.StableDiffusionProcessingImg2Img(
         prompt=prompt or "", negative_prompt=negative_prompt or "", styles=list(styles or []), sampler_name=sampler_name,
         scheduler=scheduler, steps=int(steps), width=width, height=height, n_iter=int(batch_count),
-        batch_size=int(batch_size), cfg_scale=float(cfg_scale), denoising_strength=float(denoising_strength),
+        batch_size=int(batch_size), cfg_scale=ui_txt2img.slider_number(cfg_scale), denoising_strength=float(denoising_strength),
         init_images=[image] if image is not None else [], mask=mask, resize_mode=int(resize_mode),
         mask_blur=int(mask_blur), inpainting_fill=int(inpainting_fill), inpaint_full_res=bool(inpaint_full_res),
         inpaint_full_res_padding=int(inpaint_full_res_padding), inpainting_mask_invert=int(mask_mode),

@@ -39,6 +39,12 @@ class Txt2ImgUI:
     paste: ui_common.PasteTarget  # what "Send to txt2img" fills
 
 
+
+def slider_number(value) -> int | float:
+    """Gradio 6 sliders give floats; A1111's page gave 7 for a whole number, and its infotext says `CFG scale: 7`."""
+    value = float(value)
+    return int(value) if value.is_integer() else value
+
 def checkpoint_notice_html() -> str:
     """First start (no checkpoint) or the --demo checkpoint in use: what txt2img must say above everything else."""
     if not sd_models.checkpoint_registry.titles():
@@ -149,7 +155,7 @@ def txt2img(extra_option_keys: tuple, prompt, negative_prompt, sampler_name, sch
     p = processing.StableDiffusionProcessingTxt2Img(
         prompt=prompt or "", negative_prompt=negative_prompt or "", styles=list(styles or []), sampler_name=sampler_name,
         scheduler=scheduler, steps=int(steps), width=int(width), height=int(height), n_iter=int(batch_count),
-        batch_size=int(batch_size), cfg_scale=float(cfg_scale),
+        batch_size=int(batch_size), cfg_scale=slider_number(cfg_scale),
         **seed_fields(seed, seed_extras, subseed, subseed_strength, seed_resize_from_w, seed_resize_from_h),
         **refiner_fields(enable_refiner, refiner_checkpoint, refiner_switch_at), **(hires or {}),
         override_settings=override_settings(override_entries, extra_option_keys, extra_option_values),

@@ -195,3 +195,10 @@ def test_interrupt_stops_after_the_current_image_when_there_are_several(monkeypa
     assert (job.stopping_generation, job.interrupted, job.skipped) == (stops, interrupted, False)
     ui_txt2img.skip()
     assert job.skipped
+
+
+def test_whole_number_cfg_is_written_as_a1111_writes_it():
+    from modules.ui_txt2img import slider_number
+
+    assert slider_number(7.0) == 7 and isinstance(slider_number(7.0), int)
+    assert slider_number(6.5) == 6.5
