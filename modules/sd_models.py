@@ -176,6 +176,12 @@ class StableDiffusionModel:
         return self.plan.device
 
 
+def place(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> None:
+    """Move and cast a frozen inference module. torch's own `to`: diffusers' override warns about fp32-only
+    submodules on every cast, and SD's components have none."""
+    torch.nn.Module.to(module, device, dtype).eval().requires_grad_(False)
+
+
 def build_model(info: CheckpointInfo, plan: devices.DevicePlan, cache_dir: Path) -> StableDiffusionModel:
     started = time.perf_counter()
     sd, metadata = sd_models_loader.read_state_dict(info.filename)
@@ -196,10 +202,10 @@ def build_model(info: CheckpointInfo, plan: devices.DevicePlan, cache_dir: Path)
     finally:
         del sd
     tokenizers = {name: load_tokenizer(cache_dir, pad) for name, pad in sd_models_config.tokenizer_pads(family.name).items()}
-    unet.to(plan.device, plan.dtype).eval().requires_grad_(False)
-    vae.to(plan.device, plan.dtype_vae).eval().requires_grad_(False)
+    place(unet, plan.device, plan.dtype)
+    place(vae, plan.device, plan.dtype_vae)
     for te in encoders.values():
-        te.to(plan.device, plan.dtype).eval().requires_grad_(False)
+        place(te, plan.device, plan.dtype)
     info.metadata = metadata
     model = StableDiffusionModel(info, family, unet, vae, encoders, tokenizers, sigmas, plan, base_vae=vae)
     model.load_time = time.perf_counter() - started

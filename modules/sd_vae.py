@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from modules import hashes, paths_internal, sd_models_config, sd_models_loader
+from modules import hashes, paths_internal, sd_models, sd_models_config, sd_models_loader
 
 VAE_EXTENSIONS = (".pt", ".ckpt", ".safetensors")
 vae_dict: dict[str, str] = {}  # file name -> path
@@ -60,7 +60,8 @@ def apply_vae(model, vae_file: str | None) -> None:
         sd, _ = sd_models_loader.read_state_dict(vae_file)
         prefix = sd_models_config.VAE if any(k.startswith(sd_models_config.VAE) for k in sd) else ""
         vae = sd_models_loader.build_vae(sd, model.family.name, prefix)
-        cache[vae_file] = vae.to(model.device, model.plan.dtype_vae).eval().requires_grad_(False)
+        sd_models.place(vae, model.device, model.plan.dtype_vae)
+        cache[vae_file] = vae
     model.vae, model.loaded_vae_file = cache[vae_file], vae_file
 
 
