@@ -5,13 +5,13 @@ importing it has no side effects, and only main() reads the command line.
 """
 import importlib.metadata
 import importlib.util
-import json
 import os
 import shlex
 import subprocess
 import sys
 
-from modules import paths_internal
+from modules import extensions, paths_internal
+from modules.cmd_args import parser
 from modules.shared_cmd_options import cmd_opts as args
 from modules.shared_cmd_options import parse
 
@@ -22,13 +22,14 @@ dir_repos = "repositories"
 requirements_file = os.environ.get("REQS_FILE", "requirements.txt")
 
 
-def run(command, desc=None, errdesc=None, custom_env=None, live: bool = False) -> str:
+def run(command, desc=None, errdesc=None, custom_env=None, live: bool = False, cwd=None) -> str:
     """Run a shell command (or an argument list); return its output. A non-zero exit raises RuntimeError with the output."""
     if desc:
         print(desc, flush=True)
     result = subprocess.run(
         command,
         shell=isinstance(command, str),
+        cwd=cwd,
         env=os.environ if custom_env is None else custom_env,
         stdout=None if live else subprocess.PIPE,
         stderr=None if live else subprocess.PIPE,
@@ -136,29 +137,21 @@ def check_torch_cuda():
 
 
 def list_extensions(settings_file: str) -> list[str]:
-    """Names of the user extensions that are enabled, from the extensions folder and the settings file."""
-    if args.disable_all_extensions or args.disable_extra_extensions or not os.path.isdir(paths_internal.extensions_dir):
-        return []
-    try:
-        with open(settings_file, encoding="utf8") as file:
-            settings = json.load(file)
-    except (OSError, ValueError):
-        settings = {}  # a missing or corrupt file is reported when the settings are loaded
-    if not isinstance(settings, dict) or settings.get("disable_all_extensions", "none") != "none":
-        return []
-    disabled = set(settings.get("disabled_extensions", []))
-    return [name for name in sorted(os.listdir(paths_internal.extensions_dir)) if name not in disabled]
+    """Names of the extensions that load, by the extensions folders and the settings file (read before settings load)."""
+    return [ext.name for ext in extensions.enabled_in_settings_file(settings_file)]
 
 
 def run_extension_installer(extension_dir: str):
-    """Run an extension's install.py with the install dir on PYTHONPATH, so that it can `import launch`."""
+    """Run an extension's install.py in its folder, with the install dir on PYTHONPATH so that it can `import launch`."""
     installer = os.path.join(extension_dir, "install.py")
     if not os.path.isfile(installer):
         return
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (paths_internal.script_path, env.get("PYTHONPATH", "")) if p)
+    name = os.path.basename(extension_dir)
     try:
-        stdout = run([python, installer], errdesc=f"Error running install.py for extension {extension_dir}", custom_env=env)
+        stdout = run([python, installer], errdesc=f"Error running install.py for extension {name}", custom_env=env,
+                     cwd=extension_dir)
         if stdout:
             print(stdout, end="", flush=True)
     except RuntimeError as e:
@@ -166,8 +159,14 @@ def run_extension_installer(extension_dir: str):
 
 
 def run_extensions_installers(settings_file: str):
-    for name in list_extensions(settings_file):
-        run_extension_installer(os.path.join(paths_internal.extensions_dir, name))
+    for ext in extensions.enabled_in_settings_file(settings_file):
+        run_extension_installer(ext.path)
+
+
+def parse_with_extension_flags(argv: list[str]):
+    """Let the enabled extensions' preload.py add their flags, then parse the whole command line (unknown flags fail now)."""
+    extensions.preload_extensions(parser, extensions.enabled_in_settings_file(args.ui_settings_file))
+    parse(argv)
 
 
 def prepare_environment():
@@ -206,6 +205,7 @@ def main():
     if args.exit:
         print("Exiting because of --exit argument", flush=True)
         return
+    parse_with_extension_flags(sys.argv[1:])
     start()
 
 

@@ -5,6 +5,7 @@ import logging
 import threading
 import uuid
 
+from modules import script_callbacks
 from modules.shared_cmd_options import cmd_opts
 from modules.shared_state import state
 
@@ -29,16 +30,35 @@ def create_app(with_ui: bool):
         from modules.call_queue import queue_lock
 
         Api(app, queue_lock)
+    blocks = None
+    script_callbacks.before_ui_callback()
     if with_ui:
         import gradio as gr
 
-        from modules import ui
+        from modules import shared, ui
 
-        blocks = ui.create_ui()
+        blocks = shared.demo = ui.create_ui()
         blocks.queue(default_concurrency_limit=1, max_size=64)
         app = gr.mount_gradio_app(app, blocks, path=cmd_opts.subpath or "/", auth=ui.gradio_auth(), ssr_mode=False,
                                   footer_links=[], **ui.page_assets())
+    script_callbacks.app_started_callback(blocks, app)  # extensions add their routes here
     return app
+
+
+def load_scripts() -> None:
+    """Import the built-in and extension scripts (Gradio's compatibility shims first: scripts build Gradio UIs)."""
+    from modules import extensions, gradio_compat, scripts
+
+    gradio_compat.install()
+    extensions.list_extensions()
+    scripts.load_scripts()
+
+
+def reload_scripts() -> None:
+    """Reload UI: tell the loaded scripts, then import them afresh (A1111 does the same)."""
+    script_callbacks.app_reload_callback()
+    script_callbacks.script_unloaded_callback()
+    load_scripts()
 
 
 def serve_until_command(app, port: int) -> str | None:
@@ -68,6 +88,7 @@ def serve(with_ui: bool) -> None:
 
         demo_model.ensure_demo_checkpoint()
     initialize()
+    load_scripts()
     state.preview_decoder = live_preview.decode_preview
     port = cmd_opts.port or (7861 if not with_ui else 7860)
     while True:
@@ -76,6 +97,7 @@ def serve(with_ui: bool) -> None:
         if serve_until_command(app, port) != "restart":
             break
         log.info("Reloading the UI")
+        reload_scripts()
 
 
 def webui() -> None:

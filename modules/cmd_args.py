@@ -76,6 +76,7 @@ group.add_argument("--codeformer-models-path", type=normalized_filepath, help="d
 group.add_argument("--styles-file", type=str, action="append", default=[], help="prompt styles CSV file, repeatable, wildcards allowed (default: styles.csv in the data dir)")
 group.add_argument("--ui-settings-file", type=normalized_filepath, help="settings file (default: config.json in the data dir)")
 group.add_argument("--ui-config-file", type=normalized_filepath, help="UI defaults file (default: ui-config.json in the data dir)")
+group.add_argument("--localizations-dir", type=normalized_filepath, default=os.path.join(paths_internal.script_path, "localizations"), help="directory of page translations, localizations/*.json (extensions add theirs)")
 
 group = parser.add_argument_group("precision and memory")
 group.add_argument("--no-half", action="store_true", help="keep the model in 32-bit floats (more memory, avoids fp16 NaNs)")

@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
+import logging
 from dataclasses import dataclass
 
 import torch
+
+log = logging.getLogger(__name__)
 
 
 def has_cuda() -> bool:
@@ -27,22 +31,43 @@ class DevicePlan:
     device: torch.device
     dtype: torch.dtype          # UNet and text encoders
     dtype_vae: torch.dtype
-    memory_mode: str = "normal"  # normal | medvram | lowvram
+    memory_mode: str = "normal"  # normal | medvram | medvram-sdxl | lowvram; a model's own plan never says medvram-sdxl
 
     @property
     def is_cuda(self) -> bool:
         return self.device.type == "cuda"
 
+    @property
+    def offloads(self) -> bool:
+        """Weights wait in RAM and go to the device only while they run (modules.lowvram)."""
+        return self.memory_mode in ("medvram", "lowvram")
+
+    def for_model(self, is_sdxl: bool) -> DevicePlan:
+        """The plan one model runs under: --medvram-sdxl offloads SDXL models (base and refiner) only."""
+        if self.memory_mode != "medvram-sdxl":
+            return self
+        return dataclasses.replace(self, memory_mode="medvram" if is_sdxl else "normal")
+
+
+def memory_mode_from_flags(cmd_opts) -> str:
+    """--lowvram wins over --medvram, which wins over --medvram-sdxl."""
+    for flag, mode in (("lowvram", "lowvram"), ("medvram", "medvram"), ("medvram_sdxl", "medvram-sdxl")):
+        if getattr(cmd_opts, flag, False):
+            return mode
+    return "normal"
+
 
 def plan_from_flags(cmd_opts) -> DevicePlan:
     device = get_optimal_device(getattr(cmd_opts, "device_id", None))
+    mode = memory_mode_from_flags(cmd_opts)
     if device.type != "cuda":
+        if mode != "normal":
+            log.warning("--%s changes nothing without CUDA: on the CPU the model is in RAM anyway", mode)
         # Half precision on the CPU is slow and lossy: A1111 also runs fp32 there.
         return DevicePlan(device, torch.float32, torch.float32, "normal")
     full = getattr(cmd_opts, "no_half", False) or getattr(cmd_opts, "precision", "autocast") == "full"
     dtype = torch.float32 if full else torch.float16
     dtype_vae = torch.float32 if full or getattr(cmd_opts, "no_half_vae", False) else torch.float16
-    mode = "lowvram" if getattr(cmd_opts, "lowvram", False) else "medvram" if getattr(cmd_opts, "medvram", False) else "normal"
     return DevicePlan(device, dtype, dtype_vae, mode)
 
 

@@ -4,8 +4,9 @@
 * CodeFormer's architecture ships in `spandrel_extra_arches`, which is NOT a default dependency: that package is MIT
   but carries architectures under non-commercial licences, CodeFormer's among them (S-Lab License 1.0). Whoever
   installs it (`pip install spandrel_extra_arches`) accepts those terms; its files go into models/Codeformer.
-* Atelier has no face detector yet: the restorer treats the whole image as one face crop (resized to the model's
-  512x512 and back), which suits portraits. A1111 finds and aligns each face first (facexlib).
+* Faces are found by RetinaFace (modules.face_detection; its file detection_Resnet50_Final.pth goes into the GFPGAN
+  folder, for CodeFormer too, as in A1111), aligned to a 512x512 crop, restored and pasted back one by one
+  (modules.face_restoration_utils). No face found: the image stays as it was.
 """
 from __future__ import annotations
 
@@ -16,11 +17,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from modules.upscaler import LANCZOS, MODEL_EXTENSIONS, default_models_path
+from modules import face_detection, face_restoration_utils
+from modules.upscaler import MODEL_EXTENSIONS, default_models_path
 
 log = logging.getLogger(__name__)
-
-FACE_SIZE = 512  # the crop size GFPGAN and CodeFormer were trained on
 
 
 class FaceRestoration:
@@ -34,14 +34,16 @@ class FaceRestoration:
 
 
 class FaceRestorerSpandrel(FaceRestoration):
-    """A restorer whose model file is the first file of its folder that holds its architecture."""
+    """A restorer whose model file is the first model file of its folder (face detector files aside); the face
+    detector comes from detector_dirname (default models/GFPGAN)."""
 
     architecture = ""
     folder = ""
     cpu_part = ""  # the --use-cpu name of this part
 
-    def __init__(self, dirname: str | None = None):
+    def __init__(self, dirname: str | None = None, detector_dirname: str | None = None):
         self.model_path = dirname or default_models_path(self.folder)
+        self.detector_path = detector_dirname or default_models_path("GFPGAN")
         self._model = None
         self._model_key = None
 
@@ -57,7 +59,7 @@ class FaceRestorerSpandrel(FaceRestoration):
         if not os.path.isdir(self.model_path):
             return []
         return [os.path.join(self.model_path, f) for f in sorted(os.listdir(self.model_path), key=str.lower)
-                if f.lower().endswith(MODEL_EXTENSIONS)]
+                if f.lower().endswith(MODEL_EXTENSIONS) and not face_detection.is_detector_file(f)]
 
     def load_model(self):
         from modules import upscaler_spandrel
@@ -79,16 +81,15 @@ class FaceRestorerSpandrel(FaceRestoration):
         raise NotImplementedError
 
     def restore(self, np_image: np.ndarray, **kwargs) -> np.ndarray:
-        from modules import upscaler_spandrel
-
         descriptor = self.load_model()
-        height, width = np_image.shape[:2]
-        face = Image.fromarray(np_image).convert("RGB").resize((FACE_SIZE, FACE_SIZE), resample=LANCZOS)
-        tensor = upscaler_spandrel.pil_to_tensor(face, descriptor.device, descriptor.dtype) * 2 - 1  # nets work in [-1, 1]
+        detector = face_detection.get_detector(self.detector_path, descriptor.device)
+
+        def restore_face(face: torch.Tensor) -> torch.Tensor:
+            return self.run_net(descriptor.model, face.to(descriptor.device, descriptor.dtype), **kwargs)
+
+        rgb = np.asarray(Image.fromarray(np_image).convert("RGB"))
         with torch.inference_mode():
-            restored = (self.run_net(descriptor.model, tensor, **kwargs) + 1) / 2
-        result = upscaler_spandrel.tensor_to_pil(restored)
-        return np.asarray(result.resize((width, height), resample=LANCZOS) if result.size != (width, height) else result)
+            return face_restoration_utils.restore_with_face_helper(rgb, detector, restore_face)
 
 
 class FaceRestorerGFPGAN(FaceRestorerSpandrel):
@@ -127,8 +128,9 @@ face_restorers: list[FaceRestoration] = []
 
 
 def setup_face_restorers(cmd_opts) -> list[FaceRestoration]:
-    face_restorers[:] = [FaceRestorerCodeFormer(getattr(cmd_opts, "codeformer_models_path", None)),
-                         FaceRestorerGFPGAN(getattr(cmd_opts, "gfpgan_models_path", None))]
+    gfpgan_dir = getattr(cmd_opts, "gfpgan_models_path", None)
+    face_restorers[:] = [FaceRestorerCodeFormer(getattr(cmd_opts, "codeformer_models_path", None), gfpgan_dir),
+                         FaceRestorerGFPGAN(gfpgan_dir, gfpgan_dir)]
     return face_restorers
 
 

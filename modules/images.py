@@ -1,5 +1,6 @@
 """Saving images the A1111 way: file-name patterns, sequence numbers, infotext in PNG/JPEG/WebP metadata, grids."""
 import datetime
+import functools
 import hashlib
 import inspect
 import itertools
@@ -13,7 +14,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import piexif
 import piexif.helper
-from PIL import Image, PngImagePlugin
+from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
+
+from modules import script_callbacks
 
 log = logging.getLogger(__name__)
 
@@ -374,6 +377,16 @@ def save_image(image, path, basename, seed=None, prompt=None, extension='png', i
         pnginfo[pnginfo_section_name] = info
     # as in A1111, infotext already present in existing_info is kept when no new one is given
     info = pnginfo.get(pnginfo_section_name)
+    proposed = os.path.join(folder, f"{next(stems)}.{extension}")
+    params = script_callbacks.ImageSaveParams(image, p, proposed, pnginfo)
+    script_callbacks.before_image_saved_callback(params)  # extensions may change the image, its metadata or its file
+    image, pnginfo = params.image, params.pnginfo
+    info = pnginfo.get(pnginfo_section_name)
+    stem, ext = os.path.splitext(os.path.basename(params.filename))
+    if params.filename == proposed:
+        stems = itertools.chain([stem], stems)
+    else:
+        folder, stems, extension, replace = os.path.dirname(params.filename) or ".", [stem], ext.lstrip("."), True
 
     def write(image_to_save, file_extension):
         def save(temp):
@@ -383,6 +396,8 @@ def save_image(image, path, basename, seed=None, prompt=None, extension='png', i
     fullfn = _save_atomically(folder, stems, extension, replace, write(image, extension))
     # A1111 marks the image so the UI's Save button can reuse this file
     image.already_saved_as = fullfn
+    params.filename = fullfn
+    script_callbacks.image_saved_callback(params)
     stem = os.path.splitext(os.path.basename(fullfn))[0]
 
     if opts.export_for_4chan and extension not in ("jpg", "jpeg") and _needs_small_copy(image, fullfn, opts):
@@ -516,6 +531,107 @@ def image_grid(imgs, batch_size=1, rows=None, *, opts=None):
         y = index // cols * height + (height - img.height) // 2
         grid.paste(img, (x, y))
     return grid
+
+
+class GridAnnotation:
+    """One label of a grid legend; an inactive one is drawn in the inactive colour and struck through (prompt matrix)."""
+
+    def __init__(self, text: str = "", is_active: bool = True):
+        self.text = text
+        self.is_active = is_active
+
+
+@functools.lru_cache(maxsize=16)
+def grid_font(path: str, size: int):
+    """The `font` setting's file, else Pillow's built-in scalable font (present on every machine, no download)."""
+    if path:
+        try:
+            return ImageFont.truetype(path, size)
+        except OSError:
+            log.warning("Grid font %s could not be loaded; using the built-in font", path)
+    return ImageFont.load_default(size)
+
+
+def _wrap(font, text: str, max_width: float) -> list[str]:
+    """Words into lines no wider than max_width; a word wider than that gets a line of its own."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and font.getlength(f"{lines[-1]} {word}") <= max_width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    return lines
+
+
+def _label_lines(font, annotations, max_width) -> list[GridAnnotation]:
+    return [GridAnnotation(line, a.is_active) for a in annotations for line in _wrap(font, a.text, max_width)]
+
+
+def _draw_label(draw, font, lines, centre_x, top, line_height, spacing, colours) -> None:
+    for line in lines:
+        colour = colours[0] if line.is_active else colours[1]
+        middle = top + line_height / 2
+        draw.text((centre_x, middle), line.text, font=font, fill=colour, anchor="mm")
+        if not line.is_active:
+            half = font.getlength(line.text) / 2
+            draw.line((centre_x - half, middle, centre_x + half, middle), fill=colour, width=max(line_height // 8, 1))
+        top += line_height + spacing
+
+
+def draw_grid_annotations(im, width, height, hor_texts, ver_texts, margin=0, *, opts=None):
+    """Labels above the columns and left of the rows of a grid of width x height cells, with margin px between cells.
+
+    hor_texts / ver_texts hold one list of GridAnnotation per column / row; text wraps to the cell width (the row
+    labels to the left band's width). Without any row text there is no left band, without column text no top band.
+    """
+    opts = _live_opts(opts)
+    cols, rows = len(hor_texts), len(ver_texts)
+    if im.size != (cols * width, rows * height):
+        raise ValueError(f"A grid of {cols}x{rows} cells of {width}x{height} must be {cols * width}x{rows * height}, "
+                         f"not {im.width}x{im.height}")
+    font_size = max((width + height) // 25, 10)  # A1111's scale (labels grow with the cells), legible on small ones
+    font = grid_font(opts.font or "", font_size)
+    spacing = font_size // 2
+    ascent, descent = font.getmetrics()
+    line_height = ascent + descent
+
+    def block_height(lines):
+        return len(lines) * line_height + max(len(lines) - 1, 0) * spacing
+
+    pad_left = width * 3 // 4 if any(a.text for texts in ver_texts for a in texts) else 0
+    hor_lines = [_label_lines(font, texts, width) for texts in hor_texts]
+    ver_lines = [_label_lines(font, texts, pad_left) for texts in ver_texts]
+    tallest = max(map(block_height, hor_lines), default=0)
+    pad_top = tallest + 2 * spacing if tallest else 0
+
+    result = Image.new("RGB", (pad_left + cols * width + (cols - 1) * margin, pad_top + rows * height + (rows - 1) * margin),
+                       opts.grid_background_color)
+    for row in range(rows):
+        for col in range(cols):
+            cell = im.crop((col * width, row * height, (col + 1) * width, (row + 1) * height))
+            result.paste(cell, (pad_left + col * (width + margin), pad_top + row * (height + margin)))
+    draw = ImageDraw.Draw(result)
+    colours = (opts.grid_text_active_color, opts.grid_text_inactive_color)
+    for col, lines in enumerate(hor_lines):
+        centre_x = pad_left + col * (width + margin) + width / 2
+        _draw_label(draw, font, lines, centre_x, (pad_top - block_height(lines)) / 2, line_height, spacing, colours)
+    for row, lines in enumerate(ver_lines):
+        top = pad_top + row * (height + margin) + (height - block_height(lines)) / 2
+        _draw_label(draw, font, lines, pad_left / 2, top, line_height, spacing, colours)
+    return result
+
+
+def draw_prompt_matrix(im, width, height, all_prompts, margin=0, *, opts=None):
+    """Prompt-matrix legend: all_prompts is the prompt split on "|"; the first half of the variable parts label the
+    columns, the rest the rows, each shown active where the cell's combination includes it (bit i of its index)."""
+    parts = all_prompts[1:]
+    boundary = math.ceil(len(parts) / 2)
+    hor_parts, ver_parts = parts[:boundary], parts[boundary:]
+
+    def labels(texts):
+        return [[GridAnnotation(text, bool(pos & (1 << i))) for i, text in enumerate(texts)] for pos in range(1 << len(texts))]
+
+    return draw_grid_annotations(im, width, height, labels(hor_parts), labels(ver_parts), margin, opts=opts)
 
 
 def resize_image(resize_mode: int, im: Image.Image, width: int, height: int, upscaler_name: str | None = None) -> Image.Image:

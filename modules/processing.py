@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from modules import devices, face_restoration, images, infotext_utils, masking, paths_internal, sd_models, sd_samplers, sd_vae
-from modules import extra_networks, prompt_parser, styles, textual_inversion
+from modules import extra_networks, prompt_parser, scripts, styles, textual_inversion
 from modules import processing_img2img as i2i
 from modules.prompt_encoding import PromptEncoder
 from modules.rng import ImageRNG
@@ -37,6 +37,12 @@ def get_fixed_seed(seed) -> int:
     except (TypeError, ValueError):
         seed = -1
     return random.randrange(MAX_SEED) if seed == -1 else seed
+
+
+def fix_seed(p) -> None:
+    """Replace -1 seeds of p by the random seeds the job will use, so that scripts see the real values (A1111)."""
+    p.seed = get_fixed_seed(p.seed)
+    p.subseed = get_fixed_seed(p.subseed)
 
 
 @dataclass(eq=False)
@@ -78,7 +84,9 @@ class StableDiffusionProcessing:
     s_tmin: float | None = None
     s_tmax: float | None = None
     s_noise: float | None = None
-    script_args: list = field(default_factory=list)
+    scripts: Any = None  # the tab's scripts.ScriptRunner, whose always-on scripts' hooks run during the job
+    script_args: list = field(default_factory=list)  # every script's UI values; each script reads its own slice
+    scripts_setup_complete: bool = False
     user: str | None = None
     model_manager: Any = None
     # Filled while processing (A1111 names, read by scripts and filename patterns).
@@ -86,6 +94,10 @@ class StableDiffusionProcessing:
     all_negative_prompts: list[str] = field(default_factory=list)
     all_seeds: list[int] = field(default_factory=list)
     all_subseeds: list[int] = field(default_factory=list)
+    prompts: list[str] = field(default_factory=list)  # the current batch's share of all_prompts, and so on
+    negative_prompts: list[str] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)
+    subseeds: list[int] = field(default_factory=list)
     iteration: int = 0
     batch_index: int = 0
     job_timestamp: str = ""
@@ -103,6 +115,11 @@ class StableDiffusionProcessing:
 
     def comment(self, text: str) -> None:
         self.comments[text] = 1
+
+    def setup_scripts(self) -> None:
+        """The always-on scripts' setup(): once, right after the job is filled in and before anything runs."""
+        self.scripts_setup_complete = True
+        self.scripts.setup_scrips(self, is_ui=not self.is_api)
 
     @property
     def sampling_options(self) -> dict:
@@ -184,32 +201,47 @@ class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):
 
 
 class Processed:
-    """The result of a job, in A1111's shape (`js()` is what the API's `info` field carries)."""
+    """The result of a job, in A1111's shape (`js()` is what the API's `info` field carries). Scripts build their own
+    with A1111's arguments, e.g. Processed(p, [grid], p.seed, info) for a grid of several jobs."""
 
-    def __init__(self, p: StableDiffusionProcessing, images_list: list[Image.Image], infotexts: list[str],
-                 index_of_first_image: int = 0, comments: str = ""):
+    def __init__(self, p: StableDiffusionProcessing, images_list: list[Image.Image], seed=-1, info: str = "", subseed=None,
+                 all_prompts=None, all_negative_prompts=None, all_seeds=None, all_subseeds=None,
+                 index_of_first_image: int = 0, infotexts: list[str] | None = None, comments: str | None = None,
+                 extra_images_list=None):
         self.images = images_list
-        self.infotexts = infotexts
-        self.info = infotexts[0] if infotexts else ""
-        self.prompt = p.all_prompts[0] if p.all_prompts else p.prompt
-        self.negative_prompt = p.all_negative_prompts[0] if p.all_negative_prompts else p.negative_prompt
-        self.seed = p.all_seeds[0] if p.all_seeds else p.seed
-        self.subseed = p.all_subseeds[0] if p.all_subseeds else p.subseed
-        self.all_prompts, self.all_negative_prompts = p.all_prompts, p.all_negative_prompts
-        self.all_seeds, self.all_subseeds = p.all_seeds, p.all_subseeds
+        self.extra_images = extra_images_list or []
+        self.infotexts = infotexts or [info] * len(images_list)
+        self.info = info or (self.infotexts[0] if self.infotexts else "")
+        self.all_prompts = all_prompts or p.all_prompts or [p.prompt]
+        self.all_negative_prompts = all_negative_prompts or p.all_negative_prompts or [p.negative_prompt]
+        self.all_seeds = all_seeds or p.all_seeds or [p.seed]
+        self.all_subseeds = all_subseeds or p.all_subseeds or [p.subseed]
+        self.prompt, self.negative_prompt = self.all_prompts[0], self.all_negative_prompts[0]
+        self.seed = int(seed) if seed not in (None, -1) else int(self.all_seeds[0])
+        self.subseed = int(subseed) if subseed not in (None, -1) else int(self.all_subseeds[0])
         self.subseed_strength = p.subseed_strength
         self.width, self.height = p.width, p.height
         self.sampler_name, self.scheduler = p.sampler_name, p.scheduler
         self.cfg_scale, self.steps, self.batch_size = p.cfg_scale, p.steps, p.batch_size
+        self.image_cfg_scale = getattr(p, "image_cfg_scale", None)
+        self.restore_faces = bool(opts.face_restoration if p.restore_faces is None else p.restore_faces)
+        self.face_restoration_model = opts.face_restoration_model if self.restore_faces else None
         self.styles = p.styles
         self.sd_model_name, self.sd_model_hash = p.sd_model_name, p.sd_model_hash
+        self.sd_vae_name, self.sd_vae_hash = p.sd_vae_name, p.sd_vae_hash
         self.seed_resize_from_w, self.seed_resize_from_h = p.seed_resize_from_w, p.seed_resize_from_h
         self.denoising_strength = p.denoising_strength
         self.extra_generation_params = p.extra_generation_params
         self.index_of_first_image = index_of_first_image
         self.clip_skip = p.clip_skip
+        self.eta, self.s_churn, self.s_tmin, self.s_tmax, self.s_noise = p.eta, p.s_churn, p.s_tmin, p.s_tmax, p.s_noise
         self.job_timestamp = p.job_timestamp
-        self.comments = comments
+        self.comments = "".join(f"{c}\n" for c in p.comments) if comments is None else comments
+        self.version = VERSION
+
+    def infotext(self, p: StableDiffusionProcessing, index: int) -> str:
+        """The infotext of image `index` of the job (not counting a grid in front)."""
+        return self.infotexts[index + self.index_of_first_image]
 
     def js(self) -> str:
         return json.dumps({
@@ -217,8 +249,9 @@ class Processed:
             "all_negative_prompts": self.all_negative_prompts, "seed": self.seed, "all_seeds": self.all_seeds,
             "subseed": self.subseed, "all_subseeds": self.all_subseeds, "subseed_strength": self.subseed_strength,
             "width": self.width, "height": self.height, "sampler_name": self.sampler_name, "scheduler": self.scheduler,
-            "cfg_scale": self.cfg_scale, "steps": self.steps, "batch_size": self.batch_size, "restore_faces": False,
-            "face_restoration_model": None, "sd_model_name": self.sd_model_name, "sd_model_hash": self.sd_model_hash,
+            "cfg_scale": self.cfg_scale, "steps": self.steps, "batch_size": self.batch_size,
+            "restore_faces": self.restore_faces, "face_restoration_model": self.face_restoration_model,
+            "sd_model_name": self.sd_model_name, "sd_model_hash": self.sd_model_hash,
             "seed_resize_from_w": self.seed_resize_from_w, "seed_resize_from_h": self.seed_resize_from_h,
             "denoising_strength": self.denoising_strength, "extra_generation_params": self.extra_generation_params,
             "index_of_first_image": self.index_of_first_image, "infotexts": self.infotexts, "styles": self.styles,
@@ -290,12 +323,28 @@ def main_model(p: StableDiffusionProcessing):
 
 
 def process_images(p: StableDiffusionProcessing) -> Processed:
+    if p.scripts is not None:
+        if not p.scripts_setup_complete:
+            p.setup_scripts()
+        p.scripts.before_process(p)
     with overridden_settings(p):
         model = main_model(p)
         p.sd_model = model
         sd_vae.apply_vae(model, sd_vae.resolve_vae(model.sd_model_checkpoint, opts.sd_vae, cmd_opts.vae_path))
         with seamless_tiling(model, bool(opts.tiling if p.tiling is None else p.tiling)):
             return process_images_inner(p)
+
+
+def run_with_scripts(p: StableDiffusionProcessing) -> Processed:
+    """What a face runs: the script chosen in the Script dropdown (p.script_args[0]) does the job, perhaps as several
+    process_images calls inside one job; with none chosen (or one that returns nothing), process_images."""
+    processed = None
+    if p.scripts is not None and not p.scripts_setup_complete:
+        p.setup_scripts()
+    if p.scripts is not None and p.script_args and p.script_args[0]:
+        with job_in_state("img2img" if isinstance(p, StableDiffusionProcessingImg2Img) else "txt2img"):
+            processed = p.scripts.run(p, *p.script_args)
+    return processed if processed is not None else process_images(p)
 
 
 def prepare(p: StableDiffusionProcessing) -> None:
@@ -332,7 +381,11 @@ def prepare(p: StableDiffusionProcessing) -> None:
         p.outpath_samples = opts.outdir_samples or (opts.outdir_img2img_samples if is_img2img else opts.outdir_txt2img_samples)
     if not p.outpath_grids:
         p.outpath_grids = opts.outdir_grids or (opts.outdir_img2img_grids if is_img2img else opts.outdir_txt2img_grids)
-    if is_img2img:
+
+
+def prepare_mode(p: StableDiffusionProcessing) -> None:
+    """img2img's init images and mask, or txt2img's hires pass: after the scripts' process() had their say."""
+    if isinstance(p, StableDiffusionProcessingImg2Img):
         prepare_img2img(p)
     elif p.enable_hr:
         prepare_hires(p)
@@ -460,7 +513,18 @@ def refiner_model(p: StableDiffusionProcessing, base):
 
 
 def decode_latents(model, latents: torch.Tensor) -> list[Image.Image]:
-    """VAE decode; a half-precision NaN (SDXL's VAE) is retried in float32, as A1111's auto VAE precision does."""
+    return batch_to_images(decode_to_tensor(model, latents))
+
+
+def batch_to_images(batch: torch.Tensor) -> list[Image.Image]:
+    """[B, 3, H, W] in 0..1 -> PIL images."""
+    arr = batch.mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    return [Image.fromarray(np.ascontiguousarray(a)) for a in arr]
+
+
+def decode_to_tensor(model, latents: torch.Tensor) -> torch.Tensor:
+    """VAE decode to [B, 3, H, W] in 0..1; a half-precision NaN (SDXL's VAE) is retried in float32, as A1111's auto
+    VAE precision does."""
     vae = model.vae
     with torch.inference_mode():
         scaled = latents / vae.config.scaling_factor
@@ -469,9 +533,7 @@ def decode_latents(model, latents: torch.Tensor) -> list[Image.Image]:
             log.warning("VAE produced NaN in %s; decoding again in float32", out.dtype)
             vae.to(torch.float32)
             out = vae.decode(scaled.float()).sample
-        arr = ((out.float() + 1.0) / 2.0).clamp(0, 1).mul(255).round().to(torch.uint8)
-    arr = arr.permute(0, 2, 3, 1).cpu().numpy()
-    return [Image.fromarray(np.ascontiguousarray(a)) for a in arr]
+        return ((out.float() + 1.0) / 2.0).clamp(0, 1)
 
 
 def uses_denoising(p: StableDiffusionProcessing) -> bool:
@@ -516,55 +578,100 @@ def create_infotext(p: StableDiffusionProcessing, index: int, refiner=None) -> s
     return infotext_utils.create_infotext(p.all_prompts[index], p.all_negative_prompts[index], params)
 
 
+@contextmanager
+def job_in_state(name: str):
+    """Begin and end a job in `state`; inside a job already running (a script calling process_images several times)
+    the calls join it, so progress and interrupt span them all."""
+    if state.job:
+        yield
+        return
+    state.begin(job=name)
+    try:
+        yield
+    finally:
+        state.end()
+
+
 def process_images_inner(p: StableDiffusionProcessing) -> Processed:
     prepare(p)
+    if p.scripts is not None:
+        p.scripts.process(p)
+    prepare_mode(p)
     model = p.sd_model
     refiner = refiner_model(p, model)
     sampler = sd_samplers.find_sampler(p.sampler_name)
     options = p.sampling_options
     sigmas = sd_samplers.get_sigmas(sampler, p.scheduler, p.steps, model.model_sigmas, is_sdxl=model.family.is_sdxl,
                                     options=options).to(model.device)
-    state.begin(job="img2img" if isinstance(p, StableDiffusionProcessingImg2Img) else "txt2img")
-    state.job_count = p.n_iter
     output_images, infotexts = [], []
-    try:
-        for n in range(p.n_iter):
-            p.iteration = n
-            if state.interrupted or state.stopping_generation:
-                break
-            state.job_no = n
-            state.skipped = False
-            batch = slice(n * p.batch_size, (n + 1) * p.batch_size)
-            latents = sample_batch(p, model, refiner, sampler, sigmas, options, batch)
-            for i, image in enumerate(decode_latents(model, latents)):
-                index = batch.start + i
-                p.batch_index = i
-                image = Image.fromarray(face_restoration.apply_if_enabled(np.asarray(image), opts, p.restore_faces)[0])
-                image = restore_unmasked(p, image, i)
-                infotext = create_infotext(p, index, refiner)
-                if opts.samples_save and not p.do_not_save_samples:
-                    images.save_image(image, p.outpath_samples, "", p.all_seeds[index], p.all_prompts[index],
-                                      opts.samples_format, info=infotext, p=p)
-                image.info["parameters"] = infotext
-                output_images.append(image)
-                infotexts.append(infotext)
-            state.nextjob()
-        index_of_first_image = 0
-        if len(output_images) > 1 and (opts.return_grid or opts.grid_save):
-            grid = images.image_grid(output_images, p.batch_size)
-            if opts.return_grid:
-                infotexts.insert(0, infotexts[0])
-                output_images.insert(0, grid)
-                index_of_first_image = 1
-            if opts.grid_save and not p.do_not_save_grid:
-                images.save_image(grid, p.outpath_grids, "grid", p.all_seeds[0], p.all_prompts[0], opts.grid_format,
-                                  info=infotexts[0], short_filename=not opts.grid_extended_filename, p=p, grid=True)
-        if infotexts and not cmd_opts.no_prompt_history:
-            write_params_txt(infotexts[index_of_first_image])
-    finally:
-        extra_networks.deactivate(p)
-        state.end()
-    return Processed(p, output_images, infotexts, index_of_first_image, comments="".join(f"{c}\n" for c in p.comments))
+    with job_in_state("img2img" if isinstance(p, StableDiffusionProcessingImg2Img) else "txt2img"):
+        if state.job_count == -1:
+            state.job_count = p.n_iter
+        try:
+            for n in range(p.n_iter):
+                p.iteration = n
+                if state.interrupted or state.stopping_generation:
+                    break
+                state.skipped = False
+                for image, infotext in process_batch(p, model, refiner, sampler, sigmas, options, n):
+                    output_images.append(image)
+                    infotexts.append(infotext)
+                state.nextjob()
+            index_of_first_image = 0
+            if len(output_images) > 1 and (opts.return_grid or opts.grid_save):
+                grid = images.image_grid(output_images, p.batch_size)
+                if opts.return_grid:
+                    infotexts.insert(0, infotexts[0])
+                    output_images.insert(0, grid)
+                    index_of_first_image = 1
+                if opts.grid_save and not p.do_not_save_grid:
+                    images.save_image(grid, p.outpath_grids, "grid", p.all_seeds[0], p.all_prompts[0], opts.grid_format,
+                                      info=infotexts[0], short_filename=not opts.grid_extended_filename, p=p, grid=True)
+            if infotexts and not cmd_opts.no_prompt_history:
+                write_params_txt(infotexts[index_of_first_image])
+        finally:
+            extra_networks.deactivate(p)
+    processed = Processed(p, output_images, index_of_first_image=index_of_first_image, infotexts=infotexts)
+    if p.scripts is not None:
+        p.scripts.postprocess(p, processed)
+    return processed
+
+
+def process_batch(p: StableDiffusionProcessing, model, refiner, sampler, sigmas, options, n: int):
+    """Batch n: sample, decode, postprocess and save; yields (image, infotext). The scripts' batch hooks run here."""
+    batch = slice(n * p.batch_size, (n + 1) * p.batch_size)
+    p.prompts, p.negative_prompts = p.all_prompts[batch], p.all_negative_prompts[batch]
+    p.seeds, p.subseeds = p.all_seeds[batch], p.all_subseeds[batch]
+    latents = sample_batch(p, model, refiner, sampler, sigmas, options, batch)
+    if p.scripts is not None:
+        ps = scripts.PostSampleArgs(latents)
+        p.scripts.post_sample(p, ps)
+        latents = ps.samples
+    decoded = decode_to_tensor(model, latents)
+    if p.scripts is not None:
+        p.scripts.postprocess_batch(p, decoded, batch_number=n)
+        pp = scripts.PostprocessBatchListArgs(list(decoded))
+        p.scripts.postprocess_batch_list(p, pp, batch_number=n)
+        decoded = torch.stack(pp.images) if pp.images else decoded[:0]
+    for i, image in enumerate(batch_to_images(decoded)):
+        index = min(batch.start + i, len(p.all_prompts) - 1)
+        p.batch_index = i
+        image = Image.fromarray(face_restoration.apply_if_enabled(np.asarray(image), opts, p.restore_faces)[0])
+        if p.scripts is not None:
+            pp = scripts.PostprocessImageArgs(image)
+            p.scripts.postprocess_image(p, pp)
+            image = pp.image
+        image = restore_unmasked(p, image, i)
+        if p.scripts is not None:
+            pp = scripts.PostprocessImageArgs(image)
+            p.scripts.postprocess_image_after_composite(p, pp)
+            image = pp.image
+        infotext = create_infotext(p, index, refiner)
+        if opts.samples_save and not p.do_not_save_samples:
+            images.save_image(image, p.outpath_samples, "", p.all_seeds[index], p.all_prompts[index],
+                              opts.samples_format, info=infotext, p=p)
+        image.info["parameters"] = infotext
+        yield image, infotext
 
 
 def make_rng(p, model, batch: slice, width: int, height: int) -> ImageRNG:
@@ -619,9 +726,15 @@ def run_sampler(p, model, refiner, sampler, sigmas, options, x, rng, prompts, ne
 
 
 def sample_batch(p, model, refiner, sampler, sigmas, options, batch: slice) -> torch.Tensor:
-    prompts, extra_network_data = extra_networks.parse_prompts(p.all_prompts[batch])
-    negatives = p.all_negative_prompts[batch]
+    if p.scripts is not None:  # may change p.prompts before the extra networks are read from them
+        p.scripts.before_process_batch(p, batch_number=p.iteration, prompts=p.prompts, seeds=p.seeds, subseeds=p.subseeds)
+    p.prompts, extra_network_data = extra_networks.parse_prompts(p.prompts)
+    prompts, negatives = p.prompts, p.negative_prompts
     extra_networks.activate(p, extra_network_data)
+    if p.scripts is not None:
+        hook_args = {"batch_number": p.iteration, "prompts": p.prompts, "seeds": p.seeds, "subseeds": p.subseeds}
+        p.scripts.after_extra_networks_activate(p, **hook_args, extra_network_data=extra_network_data)
+        p.scripts.process_batch(p, **hook_args)
     rng = make_rng(p, model, batch, p.width, p.height)
     if isinstance(p, StableDiffusionProcessingImg2Img):
         return sample_img2img(p, model, refiner, sampler, sigmas, options, batch, rng, prompts, negatives)
@@ -630,6 +743,8 @@ def sample_batch(p, model, refiner, sampler, sigmas, options, batch: slice) -> t
     latents = run_sampler(p, model, first_pass_refiner, sampler, sigmas, options, x, rng, prompts, negatives, p.width, p.height)
     if not p.enable_hr or state.interrupted:
         return latents
+    if p.scripts is not None:
+        p.scripts.before_hr(p)
     return sample_hires(p, model, refiner, latents, options, batch)
 
 
@@ -698,7 +813,12 @@ def restore_unmasked(p, image: Image.Image, i: int) -> Image.Image:
     prepared = getattr(p, "prepared", None)
     if prepared is None or not prepared.overlays:
         return image
-    return masking.apply_overlay(image, prepared.paste_to, prepared.overlays[i % len(prepared.overlays)])
+    overlay = prepared.overlays[i % len(prepared.overlays)]
+    if p.scripts is not None:
+        ppmo = scripts.PostprocessMaskOverlayArgs(i, prepared.mask, overlay)
+        p.scripts.postprocess_maskoverlay(p, ppmo)
+        overlay = ppmo.overlay_image
+    return masking.apply_overlay(image, prepared.paste_to, overlay)
 
 
 def write_params_txt(infotext: str) -> None:

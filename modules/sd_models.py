@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from modules import devices, hashes, paths_internal, sd_models_config, sd_models_loader
+from modules import devices, hashes, lowvram, paths_internal, script_callbacks, sd_models_config, sd_models_loader
 from modules.clip_tokenizer import load_tokenizer
 from modules.sd_models_loader import CheckpointLoadError
 from modules.sd_samplers_common import ModelSigmas
@@ -173,7 +173,13 @@ class StableDiffusionModel:
 
     @property
     def device(self) -> torch.device:
+        """Where the model computes (and inputs are made), even while --medvram keeps its weights in RAM."""
         return self.plan.device
+
+    def __setattr__(self, name, value):
+        super().__setattr__(name, value)
+        if name == "vae":  # a VAE swapped in (Settings: SD VAE) is offloaded like the checkpoint's own
+            lowvram.adopt_vae(self, value)
 
 
 def place(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> None:
@@ -202,12 +208,16 @@ def build_model(info: CheckpointInfo, plan: devices.DevicePlan, cache_dir: Path)
     finally:
         del sd
     tokenizers = {name: load_tokenizer(cache_dir, pad) for name, pad in sd_models_config.tokenizer_pads(family.name).items()}
-    place(unet, plan.device, plan.dtype)
-    place(vae, plan.device, plan.dtype_vae)
+    plan = plan.for_model(family.is_sdxl)
+    home = lowvram.STORAGE if plan.offloads else plan.device
+    place(unet, home, plan.dtype)
+    place(vae, home, plan.dtype_vae)
     for te in encoders.values():
-        place(te, plan.device, plan.dtype)
+        place(te, home, plan.dtype)
     info.metadata = metadata
     model = StableDiffusionModel(info, family, unet, vae, encoders, tokenizers, sigmas, plan, base_vae=vae)
+    if plan.offloads:
+        lowvram.setup_for_low_vram(model, use_medvram=plan.memory_mode == "medvram")
     model.load_time = time.perf_counter() - started
     return model
 
@@ -234,6 +244,7 @@ class ModelManager:
                     info.calculate_shorthash()
                 self.loaded[info.filename] = model
                 log.info("Model %s (%s) loaded in %.1fs", info.title, model.family.label, model.load_time)
+                script_callbacks.model_loaded_callback(model)
             self.loaded.move_to_end(info.filename)
             if make_current:
                 self.current = model
@@ -245,12 +256,14 @@ class ModelManager:
         so a base model and its refiner are both resident even with a limit of 1."""
         evict = [f for f in self.loaded if f not in keep][: max(len(self.loaded) - max(self.limit, 1), 0)]
         for filename in evict:
-            del self.loaded[filename]
+            lowvram.release(self.loaded.pop(filename))
         if evict:
             devices.torch_gc()
 
     def unload_all(self) -> None:
         with self.lock:
+            for model in self.loaded.values():
+                lowvram.release(model)
             self.loaded.clear()
             self.current = None
             devices.torch_gc()

@@ -6,12 +6,13 @@ denoised = uncond + sum_i weight_i * cfg * (cond_i - uncond)  (A1111's composabl
 """
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
-from modules import prompt_parser
+from modules import prompt_parser, script_callbacks
 from modules.prompt_encoding import Conditioning
 from modules.sd_samplers_common import InterruptedException, ModelSigmas
 
@@ -56,12 +57,45 @@ class CFGDenoiser:
         conds_list, cond = prompt_parser.reconstruct_multicond_batch(stage.cond, self.evaluations)
         uncond = prompt_parser.reconstruct_cond_batch(stage.uncond, self.evaluations)
         self.evaluations += 1
+        if script_callbacks.callbacks("cfg_denoiser"):
+            stage, x, sigma, cond, uncond = self._cfg_denoiser_callback(stage, x, sigma, cond, uncond)
+        denoised = self._guided(stage, x, sigma, conds_list, cond, uncond)
+        if script_callbacks.callbacks("cfg_after_cfg"):
+            params = script_callbacks.AfterCFGCallbackParams(denoised, self.step, self.total_steps)
+            script_callbacks.cfg_after_cfg_callback(params)
+            denoised = params.x
+        return denoised
+
+    @property
+    def total_steps(self) -> int:
+        return max(len(self.schedule) - 1, 1)
+
+    def _cfg_denoiser_callback(self, stage: UNetStage, x, sigma, cond: Conditioning, uncond: Conditioning):
+        """on_cfg_denoiser may replace the latents, sigmas, conditioning and image conditioning of this evaluation."""
+        params = script_callbacks.CFGDenoiserParams(x, stage.image_conditioning, sigma, self.step, self.total_steps,
+                                                    _a1111_cond(cond), _a1111_cond(uncond), self)
+        script_callbacks.cfg_denoiser_callback(params)
+        if params.image_cond is not stage.image_conditioning:  # for this evaluation only
+            stage = dataclasses.replace(stage, image_conditioning=params.image_cond)
+        return stage, params.x, params.sigma, _our_cond(params.text_cond), _our_cond(params.text_uncond)
+
+    def _cfg_denoised(self, stage: UNetStage, cond_out: torch.Tensor, uncond_out: torch.Tensor | None):
+        """on_cfg_denoised sees the predictions of the cond rows then the uncond rows, before they are combined."""
+        n = len(cond_out)
+        out = cond_out if uncond_out is None else torch.cat([cond_out, uncond_out])
+        params = script_callbacks.CFGDenoisedParams(out, self.step, self.total_steps, stage.model.unet)
+        script_callbacks.cfg_denoised_callback(params)
+        return params.x[:n], None if uncond_out is None else params.x[n:]
+
+    def _guided(self, stage: UNetStage, x, sigma, conds_list, cond: Conditioning, uncond: Conditioning) -> torch.Tensor:
         b = x.shape[0]
         owners = [i for i, rows in enumerate(conds_list) for _ in rows]  # the image of each cond row
         plain = all(rows == [(i, 1.0)] for i, rows in enumerate(conds_list))  # no AND: one cond per image
+        denoised_hook = bool(script_callbacks.callbacks("cfg_denoised"))
         if self.cfg_scale == 1.0 and plain:
             self.uncond_denoised = None
-            return self._denoise(stage, x, sigma, cond, owners, first_uncond=len(owners))
+            out = self._denoise(stage, x, sigma, cond, owners, first_uncond=len(owners))
+            return self._cfg_denoised(stage, out, None)[0] if denoised_hook else out
         n = len(owners)
         # Index only when AND repeats images: indexing with a host list would make the GPU wait every step.
         x_cond, sigma_cond = (x, sigma) if plain else (x[owners], sigma[owners])
@@ -72,6 +106,8 @@ class CFGDenoiser:
         else:  # prompts of different chunk counts cannot share a batch
             cond_out = self._denoise(stage, x_cond, sigma_cond, cond, owners, first_uncond=n)
             uncond_out = self._denoise(stage, x, sigma, uncond, list(range(b)), first_uncond=0)
+        if denoised_hook:
+            cond_out, uncond_out = self._cfg_denoised(stage, cond_out, uncond_out)
         self.uncond_denoised = uncond_out
         if plain:
             return uncond_out + (cond_out - uncond_out) * self.cfg_scale
@@ -119,6 +155,15 @@ class CFGDenoiser:
         if model.family.prediction_type == "v_prediction":
             return x * (1.0 / (s**2 + 1.0)) - out * (s / (s**2 + 1.0) ** 0.5)
         return x - out * s
+
+
+def _a1111_cond(c: Conditioning):
+    """A1111's form for callbacks: the context tensor, or SDXL's {"crossattn": context, "vector": pooled}."""
+    return c.context if c.pooled is None else {"crossattn": c.context, "vector": c.pooled}
+
+
+def _our_cond(c) -> Conditioning:
+    return Conditioning(c["crossattn"], c["vector"]) if isinstance(c, dict) else Conditioning(c, None)
 
 
 def _cat_cond(a: Conditioning, b: Conditioning) -> Conditioning:

@@ -1,11 +1,12 @@
 """The facade extensions import (A1111's modules.shared): references to the live services, no logic of its own."""
 from modules import paths_internal, sd_models
 from modules.options import OptionInfo, options_section  # noqa: F401  (extensions declare settings with these)
-from modules.shared_cmd_options import cmd_opts  # noqa: F401
+from modules.shared_cmd_options import cmd_opts
 from modules.shared_options import options_templates, opts  # noqa: F401
 from modules.shared_state import state  # noqa: F401
 
 script_path = paths_internal.script_path
+demo = None  # the page's gr.Blocks once webui has built it (extensions reach the page through it)
 
 
 def __getattr__(name):
@@ -22,6 +23,8 @@ def __getattr__(name):
         return face_restoration.face_restorers
     if name == "sd_model":
         return sd_models.model_manager.current if sd_models.model_manager else None
+    if name == "refresh_checkpoints":
+        return lambda: sd_models.list_models(cmd_opts)
     if name == "device":
         return sd_models.model_manager.plan.device if sd_models.model_manager else None
     raise AttributeError(f"module 'modules.shared' has no attribute {name!r}")

@@ -60,6 +60,12 @@ def sampler_choices():
     return {"choices": [sampler.name for sampler in sd_samplers.all_samplers]}
 
 
+def localization_choices():
+    from modules import localization
+    localization.list_localizations(cmd_opts.localizations_dir)  # extensions installed since the start count too
+    return {"choices": ["None", *sorted(localization.localizations)]}
+
+
 def setting_choices():
     return {"choices": list(opts.data_labels), "multiselect": True}
 
@@ -263,6 +269,7 @@ options_templates.update(options_section(("ui_alternatives", "UI alternatives", 
 }))
 
 options_templates.update(options_section(("ui", "User interface", "ui"), {
+    "localization": OptionInfo("None", "Localization", "Dropdown", localization_choices).needs_reload_ui(),
     "show_progress_in_title": OptionInfo(True, "Show generation progress in window title."),
     "send_seed": OptionInfo(True, "Send seed when sending prompt or image to other interface"),
     "send_size": OptionInfo(True, "Send size when sending prompt or image to another interface"),

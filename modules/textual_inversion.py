@@ -28,6 +28,9 @@ class Embedding:
     vec: torch.Tensor | dict[str, torch.Tensor]  # [n, width], or SDXL {"clip_l": [n, 768], "clip_g": [n, 1280]}
     filename: str | None = None
     hash: str | None = None
+    step: int | None = None  # training steps done, for resuming
+    sd_checkpoint: str | None = None  # short hash of the checkpoint it was trained on
+    sd_checkpoint_name: str | None = None
 
     @property
     def vectors(self) -> int:
@@ -47,9 +50,25 @@ class Embedding:
     def vectors_for(self, encoder_name: str) -> torch.Tensor:
         return self.vec[SDXL_VECTORS[encoder_name]] if isinstance(self.vec, dict) else self.vec
 
+    def save(self, filename: str) -> None:
+        """Write A1111's format: SDXL vectors as .safetensors (`clip_l`, `clip_g`, training info in the metadata),
+        others as .pt with `string_to_param`; atomically, so a reader never sees half a file."""
+        tmp = f"{filename}.tmp"
+        if isinstance(self.vec, dict):
+            tensors = {key: value.detach().to("cpu", torch.float32).contiguous() for key, value in self.vec.items()}
+            info = {"name": self.name, "step": self.step, "sd_checkpoint": self.sd_checkpoint,
+                    "sd_checkpoint_name": self.sd_checkpoint_name}
+            safetensors.torch.save_file(tensors, tmp, metadata={k: str(v) for k, v in info.items() if v is not None})
+        else:
+            torch.save({"string_to_token": {"*": 265}, "string_to_param": {"*": self.vec.detach().to("cpu", torch.float32)},
+                        "name": self.name, "step": self.step, "sd_checkpoint": self.sd_checkpoint,
+                        "sd_checkpoint_name": self.sd_checkpoint_name}, tmp)
+        os.replace(tmp, filename)
 
-def embedding_from_data(data: dict, name: str, filename: str | None = None) -> Embedding:
-    """An Embedding from a loaded file's dict; ValueError when the dict is none of the known formats."""
+
+def embedding_from_data(data: dict, name: str, filename: str | None = None, info: dict | None = None) -> Embedding:
+    """An Embedding from a loaded file's dict; ValueError when the dict is none of the known formats.
+    info: the training record (step, sd_checkpoint, sd_checkpoint_name): the .pt dict itself, a .safetensors' metadata."""
     if "clip_l" in data and "clip_g" in data:
         vec = {key: _as_matrix(data[key]) for key in ("clip_l", "clip_g")}
     elif "string_to_param" in data:
@@ -63,7 +82,15 @@ def embedding_from_data(data: dict, name: str, filename: str | None = None) -> E
         vec = _as_matrix(next(iter(data.values())))
     else:
         raise ValueError(f"{name}: not a textual inversion embedding (keys: {', '.join(map(str, list(data)[:5]))})")
-    return Embedding(name, vec, filename)
+    info = info or {}
+    step = info.get("step")
+    return Embedding(name, vec, filename, step=int(step) if isinstance(step, (int, str)) and str(step).isdigit() else None,
+                     sd_checkpoint=_text_or_none(info.get("sd_checkpoint")),
+                     sd_checkpoint_name=_text_or_none(info.get("sd_checkpoint_name")))
+
+
+def _text_or_none(value) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _as_matrix(tensor) -> torch.Tensor:
@@ -77,11 +104,14 @@ def load_embedding_file(path: str) -> Embedding:
     name = os.path.splitext(os.path.basename(path))[0]
     if path.lower().endswith(".safetensors"):
         data = safetensors.torch.load_file(path)
+        with safetensors.safe_open(path, framework="pt") as f:
+            info = f.metadata() or {}
     else:
         data = torch.load(path, map_location="cpu", weights_only=True)
+        info = data if isinstance(data, dict) else {}
     if not isinstance(data, dict):
         raise ValueError(f"{name}: not a textual inversion embedding")
-    embedding = embedding_from_data(data, name, path)
+    embedding = embedding_from_data(data, name, path, info)
     if not cmd_opts.no_hashing:
         embedding.hash = hashes.sha256(path, f"textual_inversion/{name}")
     return embedding
@@ -193,3 +223,68 @@ def embedding_db() -> EmbeddingDatabase:
     if dirs not in _databases:
         _databases[dirs] = EmbeddingDatabase(list(dirs))
     return _databases[dirs]
+
+
+MAX_VECTORS_PER_TOKEN = 75
+TOKENIZER_OF = {"text_encoder": "tokenizer", "text_encoder_2": "tokenizer_2"}
+
+
+def current_model():
+    """The checkpoint jobs run on now, loaded if needed (the one chosen in the settings)."""
+    from modules import processing  # imported here: processing imports this module
+
+    return processing.main_model(processing.StableDiffusionProcessing())
+
+
+def clean_name(name: str) -> str:
+    """A1111's file-name rule for created embeddings and hypernetworks: letters, digits and `._- ` only."""
+    cleaned = "".join(c for c in str(name or "") if c.isalnum() or c in "._- ").strip()
+    if not cleaned:
+        raise ValueError("Name cannot be empty: use letters, digits, '.', '_', '-' or spaces")
+    return cleaned
+
+
+def init_vectors(model, encoder_name: str, init_text: str, count: int) -> torch.Tensor:
+    """[count, width] vectors from the init text's token embeddings, spread over its tokens as A1111 does
+    (vector i takes token i * tokens // count); zeros for an empty text."""
+    encoder = model.text_encoders[encoder_name]
+    token_embedding = getattr(encoder, "text_model", encoder).embeddings.token_embedding
+    vec = torch.zeros(count, token_embedding.embedding_dim)
+    ids = model.tokenizers[TOKENIZER_OF[encoder_name]](init_text, add_special_tokens=False)["input_ids"] if init_text else []
+    if ids:
+        with torch.no_grad():
+            embedded = token_embedding.weight[torch.tensor(ids, device=token_embedding.weight.device)]
+        embedded = embedded.detach().to("cpu", torch.float32)
+        for i in range(count):
+            vec[i] = embedded[i * len(ids) // count]
+    return vec
+
+
+def create_embedding(name: str, num_vectors_per_token: int, overwrite_old: bool, init_text: str = "*", model=None) -> str:
+    """Write a new embedding for `model` (default: the current one) into the embeddings folder and load it; its file.
+
+    SD1/SD2: `<name>.pt` (string_to_param); SDXL: `<name>.safetensors` with clip_l and clip_g."""
+    name = clean_name(name)
+    count = int(num_vectors_per_token)
+    if not 1 <= count <= MAX_VECTORS_PER_TOKEN:
+        raise ValueError(f"Number of vectors per token must be between 1 and {MAX_VECTORS_PER_TOKEN}, got {count}")
+    model = model or current_model()
+    encoders = set(model.text_encoders)
+    if encoders == set(SDXL_VECTORS):
+        vec: torch.Tensor | dict = {SDXL_VECTORS[e]: init_vectors(model, e, init_text, count) for e in sorted(encoders)}
+        extension = ".safetensors"
+    elif encoders == {"text_encoder"}:
+        vec, extension = init_vectors(model, "text_encoder", init_text, count), ".pt"
+    else:
+        raise ValueError(f"Embeddings cannot be created for {model.family.label} checkpoints")
+    folder = cmd_opts.embeddings_dir
+    os.makedirs(folder, exist_ok=True)
+    filename = os.path.join(folder, name + extension)
+    if not overwrite_old:
+        existing = [name + ext for ext in EMBEDDING_EXTENSIONS if os.path.exists(os.path.join(folder, name + ext))]
+        if existing:
+            raise ValueError(f"Embedding file {existing[0]} already exists in {folder}: choose another name or tick "
+                             f"Overwrite Old Embedding")
+    Embedding(name, vec, step=0).save(filename)
+    embedding_db().load_textual_inversion_embeddings(force_reload=True)
+    return filename

@@ -1,5 +1,5 @@
 """The web page: quicksettings row, the tabs in A1111's order (txt2img, img2img, Extras, PNG Info, Checkpoint Merger,
-Settings) and the "Send to" buttons between them, footer; login and the page's CSS and JavaScript."""
+Settings, Extensions) and the "Send to" buttons between them, footer; login and the page's CSS and JavaScript."""
 from __future__ import annotations
 
 import html
@@ -12,6 +12,8 @@ import torch
 
 from modules import call_queue, paths_internal, processing, sd_models, ui_checkpoint_merger, ui_common, ui_img2img, \
     ui_loadsave, ui_pnginfo, ui_postprocessing, ui_settings, ui_txt2img
+from modules import gradio_compat, script_callbacks, ui_extensions
+from modules import ui_train
 from modules.shared_options import opts
 from modules.shared_cmd_options import cmd_opts
 
@@ -45,7 +47,8 @@ def page_assets() -> dict:
     if cmd_opts.theme in ("light", "dark"):
         scripts.insert(0, f"window.atelierForcedTheme = {json.dumps(cmd_opts.theme)};")
     head = "".join(f"<script>\n{script}\n</script>" for script in scripts)
-    return {"css": css, "head": head}
+    extra = ui_extensions.extension_page_assets()  # the extensions' after ours, so theirs win
+    return {"css": "\n".join(filter(None, (css, extra["css"]))), "head": head + extra["head"]}
 
 
 def _read(path: str) -> str:
@@ -64,6 +67,9 @@ def versions_html() -> str:
 
 
 def create_ui() -> gr.Blocks:
+    gradio_compat.install()
+    script_callbacks.ui_settings_callback()  # extensions add their settings before the Settings tab is built
+    extension_tabs = script_callbacks.ui_tabs_callback()
     loadsave = ui_loadsave.UiLoadsave(cmd_opts.ui_config_file)
     settings = ui_settings.UiSettings()
 
@@ -83,8 +89,15 @@ def create_ui() -> gr.Blocks:
                 pnginfo = ui_pnginfo.create_ui()
             with gr.Tab("Checkpoint Merger", id="modelmerger", elem_id="tab_modelmerger"):
                 merger = ui_checkpoint_merger.create_ui()
+            with gr.Tab("Train", id="train", elem_id="tab_train"):
+                ui_train.create_ui(ui_train.txt2img_preview_params(txt2img))
+            for blocks, title, elem_id in extension_tabs:
+                with gr.Tab(title, id=elem_id, elem_id=f"tab_{elem_id}"):
+                    blocks.render()
             with gr.Tab("Settings", id="settings", elem_id="tab_settings"):
                 settings.create_ui(loadsave)
+            with gr.Tab("Extensions", id="extensions", elem_id="tab_extensions"):
+                ui_extensions.create_ui()
         footer = gr.HTML(versions_html(), elem_id="footer")
         settings.add_functionality()
         loadsave.setup_ui()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import dataclasses
 import html
 import io
 import json
@@ -19,7 +20,7 @@ import gradio as gr
 from PIL import Image
 from tqdm import tqdm
 
-from modules import call_queue, images, infotext_utils, sd_models
+from modules import call_queue, images, infotext_utils, script_callbacks, sd_models
 from modules.shared_cmd_options import cmd_opts
 from modules.shared_options import opts
 from modules.shared_state import state
@@ -182,9 +183,10 @@ class PasteTarget:
     fields: dict
     override_settings: gr.Dropdown
     radio_choices: dict  # field -> choices of an index radio (the value pasted is the index)
+    script_fields: list = dataclasses.field(default_factory=list)  # scripts' (component, infotext key or function)
 
     def components(self) -> list:
-        return [*self.fields.values(), self.override_settings]
+        return [*self.fields.values(), *(component for component, _ in self.script_fields), self.override_settings]
 
 
 def pasted_fields(params: dict, tabname: str) -> infotext_utils.PastedFields:
@@ -209,11 +211,20 @@ def paste_updates(params: dict, target: PasteTarget) -> tuple[list, str | None, 
             updates.append(gr.update(value=target.radio_choices[name][int(value)]))
         else:
             updates.append(gr.update(value=value))
+    updates += [script_field_update(params, key) for _, key in target.script_fields]
     checkpoint = pasted.override_settings.pop("sd_model_checkpoint", None)
     overrides = [f"{key}: {value}" for key, setting, value in infotext_utils.get_override_settings(params)
                  if setting in pasted.override_settings]
     updates.append(gr.update(choices=overrides, value=overrides, visible=bool(overrides)))
     return updates, checkpoint, paste_report_html(pasted)
+
+
+def script_field_update(params: dict, key):
+    """A script's infotext field: a function of the parsed infotext gives the value (or an update) itself; a key
+    copies that item when the text has it."""
+    if callable(key):
+        return key(params)
+    return gr.update(value=params[key]) if key in params else gr.skip()
 
 
 def paste_report_html(pasted: infotext_utils.PastedFields) -> str:
@@ -231,7 +242,10 @@ def parameters_of(js_data: str, index: int | None) -> dict:
     infotexts = data.get("infotexts") or []
     if not infotexts:
         return {}
-    return infotext_utils.parse_generation_parameters(infotexts[min(max(index or 0, 0), len(infotexts) - 1)])
+    infotext = infotexts[min(max(index or 0, 0), len(infotexts) - 1)]
+    params = infotext_utils.parse_generation_parameters(infotext)
+    script_callbacks.infotext_pasted_callback(infotext, params)  # extensions may read or change what is pasted
+    return params
 
 
 def _selected(js_data: str, evt: gr.SelectData):

@@ -9,7 +9,7 @@ import gradio as gr
 import numpy as np
 from PIL import Image, ImageChops
 
-from modules import call_queue, img2img as img2img_batch, processing, ui_common, ui_extra_networks, \
+from modules import call_queue, img2img as img2img_batch, processing, scripts, ui_common, ui_extra_networks, \
     ui_toprow, ui_txt2img
 from modules.processing_img2img import MASKED_CONTENT, ORIGINAL, RESIZE_MODES
 from modules.shared_cmd_options import cmd_opts
@@ -103,8 +103,10 @@ def img2img(extra_option_keys: tuple, mode, prompt, negative_prompt, styles, ini
             resize_mode, resize_by, scale_by, sampler_name, scheduler, steps, width, height, batch_count, batch_size,
             cfg_scale, denoising_strength, seed, seed_extras, subseed, subseed_strength, seed_resize_from_w,
             seed_resize_from_h, enable_refiner, refiner_checkpoint, refiner_switch_at, mask_blur, mask_mode,
-            inpainting_fill, inpaint_full_res, inpaint_full_res_padding, override_entries, *extra_option_values):
-    """Fill an img2img job from the controls and run it: (gallery, generation info JSON, info HTML, log HTML)."""
+            inpainting_fill, inpaint_full_res, inpaint_full_res_padding, override_entries, *extra_option_values,
+            script_args=()):
+    """Fill an img2img job from the controls and run it: (gallery, generation info JSON, info HTML, log HTML).
+    `script_args`: the values of the Script dropdown and of every script's controls."""
     mode = int(mode)
     image, mask = (None, None) if mode == BATCH else init_image_and_mask(
         mode, init_img, sketch, inpaint, inpaint_color_sketch, inpaint_base, inpaint_mask)
@@ -119,10 +121,20 @@ def img2img(extra_option_keys: tuple, mode, prompt, negative_prompt, styles, ini
         **ui_txt2img.seed_fields(seed, seed_extras, subseed, subseed_strength, seed_resize_from_w, seed_resize_from_h),
         **ui_txt2img.refiner_fields(enable_refiner, refiner_checkpoint, refiner_switch_at),
         override_settings=ui_txt2img.override_settings(override_entries, extra_option_keys, extra_option_values),
+        scripts=scripts.scripts_img2img, script_args=list(script_args),
     )
     if mode == BATCH:
         return run_batch(p, batch_input_dir, batch_output_dir, batch_inpaint_mask_dir)
     return ui_txt2img.finish(p)
+
+
+IMG2IMG_INPUTS = img2img.__code__.co_argcount - 1  # its positional controls, without extra_option_keys
+
+
+def generate(extra_option_keys: tuple, *values):
+    """Generate's inputs: img2img()'s controls, the "Settings in UI" values, then the scripts' values."""
+    split = IMG2IMG_INPUTS + len(extra_option_keys)
+    return img2img(extra_option_keys, *values[:split], script_args=values[split:])
 
 
 def run_batch(p, input_dir: str, output_dir: str, inpaint_mask_dir: str):
@@ -192,7 +204,19 @@ def create_mode_tabs(mode: gr.State):
 
 
 def create_ui(loadsave, extra_option_component) -> Img2ImgUI:
-    """The img2img tab's contents; `extra_option_component(key)` builds a "Settings in UI" control."""
+    """The img2img tab's contents; `extra_option_component(key)` builds a "Settings in UI" control. The scripts'
+    component hooks see every component made here."""
+    runner = scripts.scripts_img2img
+    runner.initialize_scripts(is_img2img=True)
+    runner.prepare_ui()
+    scripts.scripts_current = runner
+    try:
+        return build_ui(loadsave, extra_option_component, runner)
+    finally:
+        scripts.scripts_current = None
+
+
+def build_ui(loadsave, extra_option_component, runner: scripts.ScriptRunner) -> Img2ImgUI:
     tabname = "img2img"
     toprow = ui_toprow.create_toprow(tabname)
     mode = gr.Number(IMG2IMG, visible=False, precision=0, elem_id="img2img_selected_tab")  # A1111 keeps it in a hidden number
@@ -245,19 +269,20 @@ def create_ui(loadsave, extra_option_component) -> Img2ImgUI:
                         if extra_option_keys:
                             with gr.Accordion("Options", open=True, elem_id="img2img_extra_options"):
                                 extra_options = [extra_option_component(k) for k in extra_option_keys]
+                        script_inputs = ui_txt2img.create_script_ui(tabname, runner)
                 with gr.Tab("Extra Networks", id="img2img_extra_networks", elem_id="img2img_extra_networks_tab"):
                     extra_networks_ui = ui_extra_networks.create_ui(tabname)
         output = ui_common.create_output_panel(tabname, opts.outdir_img2img_samples)
 
-    loadsave.add_block(settings_column, tabname, skip=[override, *extra_options])
+    loadsave.add_block(settings_column, tabname, skip=[override, *extra_options, *script_inputs])
     loadsave.add_component(f"{tabname}/Prompt", toprow.prompt)
     loadsave.add_component(f"{tabname}/Negative prompt", toprow.negative_prompt)
 
     inputs = [mode, toprow.prompt, toprow.negative_prompt, toprow.styles, *images, *batch_dirs, resize_mode, resize_by,
               scale_by, common.sampler_name, common.scheduler, common.steps, width, height, common.batch_count,
               common.batch_size, common.cfg_scale, denoising_strength, *common.seed_inputs(), *common.refiner_inputs(),
-              mask_blur, mask_mode, inpainting_fill, inpaint_full_res, padding, override, *extra_options]
-    job = call_queue.wrap_gradio_gpu_call(functools.partial(img2img, extra_option_keys),
+              mask_blur, mask_mode, inpainting_fill, inpaint_full_res, padding, override, *extra_options, *script_inputs]
+    job = call_queue.wrap_gradio_gpu_call(functools.partial(generate, extra_option_keys),
                                           extra_outputs=[gr.skip(), gr.skip(), gr.skip()])
     ui_txt2img.wire_generate(toprow, output, job, inputs)
     ui_toprow.wire_toprow(toprow, common.steps)
@@ -279,5 +304,5 @@ def create_ui(loadsave, extra_option_component) -> Img2ImgUI:
                   inpainting_fill=inpainting_fill, inpaint_full_res=inpaint_full_res, inpaint_full_res_padding=padding)
     paste = ui_common.PasteTarget(tabname, fields, override, radio_choices={
         "inpainting_mask_invert": MASK_MODES, "inpainting_fill": MASKED_CONTENT_CHOICES,
-        "inpaint_full_res": INPAINT_AREAS})
+        "inpaint_full_res": INPAINT_AREAS}, script_fields=runner.infotext_fields)
     return Img2ImgUI(toprow, common, mode, mode_tabs, *images, width, height, extra_networks_ui, output, paste)

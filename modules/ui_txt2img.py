@@ -1,19 +1,20 @@
 """The txt2img tab: prompt row, generation controls and output panel, with A1111's element ids and labels."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from dataclasses import dataclass
 
 import gradio as gr
 
-from modules import call_queue, demo_model, first_start, processing, sd_models, sd_samplers, sd_schedulers, \
+from modules import call_queue, demo_model, first_start, processing, scripts, sd_models, sd_samplers, sd_schedulers, \
     ui_common, ui_extra_networks, ui_settings, ui_toprow
 from modules.infotext_utils import create_override_settings_dict
 from modules.shared_cmd_options import cmd_opts
 from modules.shared_options import opts
 from modules.shared_state import state
-from modules.ui_components import FormRow, InputAccordion, ResizeHandleRow, ToolButton
+from modules.ui_components import FormGroup, FormRow, InputAccordion, ResizeHandleRow, ToolButton
 
 random_symbol = "\U0001f3b2\ufe0f"  # 🎲️
 reuse_symbol = "\u267b\ufe0f"  # ♻️
@@ -124,10 +125,11 @@ def refiner_fields(enable_refiner, refiner_checkpoint, refiner_switch_at) -> dic
 
 
 def finish(p: processing.StableDiffusionProcessing):
-    """Run a filled job: (gallery, generation info JSON, info HTML, log HTML)."""
-    processed = processing.process_images(p)
+    """Run a filled job (through the chosen script, if any): (gallery, generation info JSON, info HTML, log HTML)."""
+    processed = processing.run_with_scripts(p)
     log_html = ui_common.plaintext_to_html(processed.comments, "comments") if processed.comments else ""
-    if demo_model.is_demo_checkpoint(p.sd_model.sd_checkpoint_info.filename):
+    model = p.sd_model or sd_models.model_manager.current  # a script may have run copies of p
+    if model is not None and demo_model.is_demo_checkpoint(model.sd_checkpoint_info.filename):
         log_html += f"<div class='demo-notice'>{demo_model.DEMO_NOTICE}</div>"
     shown = [] if opts.do_not_show_images else processed.images
     return shown, processed.js(), ui_common.plaintext_to_html(processed.info), log_html
@@ -149,9 +151,10 @@ def hires_fields(enable_hr, hr_upscaler, hr_second_pass_steps, denoising_strengt
 def txt2img(extra_option_keys: tuple, prompt, negative_prompt, sampler_name, scheduler, steps, width, height,
             batch_count, batch_size, cfg_scale, seed, seed_extras, subseed, subseed_strength, seed_resize_from_w,
             seed_resize_from_h, enable_refiner, refiner_checkpoint, refiner_switch_at, *extra_option_values,
-            styles=(), hires: dict | None = None, override_entries=()):
+            styles=(), hires: dict | None = None, override_entries=(), script_args=()):
     """Fill a txt2img job from the controls and run it: (gallery, generation info JSON, info HTML, log HTML).
-    `hires`: hires_fields() of the Hires. fix controls; `override_entries`: the pasted "Override settings"."""
+    `hires`: hires_fields() of the Hires. fix controls; `override_entries`: the pasted "Override settings";
+    `script_args`: the values of the Script dropdown and of every script's controls."""
     p = processing.StableDiffusionProcessingTxt2Img(
         prompt=prompt or "", negative_prompt=negative_prompt or "", styles=list(styles or []), sampler_name=sampler_name,
         scheduler=scheduler, steps=int(steps), width=int(width), height=int(height), n_iter=int(batch_count),
@@ -159,20 +162,22 @@ def txt2img(extra_option_keys: tuple, prompt, negative_prompt, sampler_name, sch
         **seed_fields(seed, seed_extras, subseed, subseed_strength, seed_resize_from_w, seed_resize_from_h),
         **refiner_fields(enable_refiner, refiner_checkpoint, refiner_switch_at), **(hires or {}),
         override_settings=override_settings(override_entries, extra_option_keys, extra_option_values),
+        scripts=scripts.scripts_txt2img, script_args=list(script_args),
     )
     return finish(p)
 
 
 BASE_INPUTS = 19  # txt2img()'s positional controls before the "Settings in UI" values
+HIRES_INPUTS = len(dataclasses.fields(Hires))
 
 
 def generate(extra_option_keys: tuple, *values):
-    """Generate's inputs: the base controls, the "Settings in UI" values, styles, the Hires. fix controls and the
-    override settings, in that order."""
+    """Generate's inputs: the base controls, the "Settings in UI" values, styles, the Hires. fix controls, the
+    override settings and the scripts' values, in that order."""
     split = BASE_INPUTS + len(extra_option_keys)
-    styles, *hires_values, override_entries = values[split:]
+    styles, *hires_values, override_entries = values[split:split + HIRES_INPUTS + 2]
     return txt2img(extra_option_keys, *values[:split], styles=styles, hires=hires_fields(*hires_values),
-                   override_entries=override_entries)
+                   override_entries=override_entries, script_args=values[split + HIRES_INPUTS + 2:])
 
 
 def reuse_seed(js_data: str, index: int | None, is_subseed: bool) -> int:
@@ -407,7 +412,25 @@ def wire_generate(toprow: ui_toprow.Toprow, output: ui_common.OutputPanel, job, 
 
 
 def create_ui(loadsave, extra_option_component) -> Txt2ImgUI:
-    """The txt2img tab's contents; `extra_option_component(key)` builds a "Settings in UI" control."""
+    """The txt2img tab's contents; `extra_option_component(key)` builds a "Settings in UI" control. The scripts'
+    component hooks see every component made here."""
+    runner = scripts.scripts_txt2img
+    runner.initialize_scripts(is_img2img=False)
+    runner.prepare_ui()
+    scripts.scripts_current = runner
+    try:
+        return build_ui(loadsave, extra_option_component, runner)
+    finally:
+        scripts.scripts_current = None
+
+
+def create_script_ui(tabname: str, runner: scripts.ScriptRunner) -> list:
+    """The always-on scripts' controls and the Script dropdown, under the other settings (A1111's place)."""
+    with FormGroup(elem_id=f"{tabname}_script_container"):
+        return runner.setup_ui()
+
+
+def build_ui(loadsave, extra_option_component, runner: scripts.ScriptRunner) -> Txt2ImgUI:
     tabname = "txt2img"
     notice_html = checkpoint_notice_html()
     notice = gr.HTML(notice_html, elem_id="txt2img_notice", visible=bool(notice_html))
@@ -444,17 +467,18 @@ def create_ui(loadsave, extra_option_component) -> Txt2ImgUI:
                         if extra_option_keys:
                             with gr.Accordion("Options", open=True, elem_id="txt2img_extra_options"):
                                 extra_options = [extra_option_component(k) for k in extra_option_keys]
+                        script_inputs = create_script_ui(tabname, runner)
                 with gr.Tab("Extra Networks", id="txt2img_extra_networks", elem_id="txt2img_extra_networks_tab"):
                     extra_networks_ui = ui_extra_networks.create_ui(tabname)
         output = ui_common.create_output_panel(tabname, opts.outdir_txt2img_samples)
 
-    loadsave.add_block(settings_column, tabname, skip=[size_picker, override, *extra_options])
+    loadsave.add_block(settings_column, tabname, skip=[size_picker, override, *extra_options, *script_inputs])
     loadsave.add_component(f"{tabname}/Prompt", toprow.prompt)
     loadsave.add_component(f"{tabname}/Negative prompt", toprow.negative_prompt)
 
     inputs = [toprow.prompt, toprow.negative_prompt, common.sampler_name, common.scheduler, common.steps, width, height,
               common.batch_count, common.batch_size, common.cfg_scale, *common.seed_inputs(), *common.refiner_inputs(),
-              *extra_options, toprow.styles, *hires.inputs(), override]
+              *extra_options, toprow.styles, *hires.inputs(), override, *script_inputs]
     job = call_queue.wrap_gradio_gpu_call(functools.partial(generate, extra_option_keys),
                                           extra_outputs=[gr.skip(), gr.skip(), gr.skip()])
     wire_generate(toprow, output, job, inputs)
@@ -469,6 +493,6 @@ def create_ui(loadsave, extra_option_component) -> Txt2ImgUI:
 
     fields = paste_fields(toprow, common, width, height)
     fields.update({name: getattr(hires, name) for name in vars(hires)})
-    paste = ui_common.PasteTarget(tabname, fields, override, radio_choices={})
+    paste = ui_common.PasteTarget(tabname, fields, override, radio_choices={}, script_fields=runner.infotext_fields)
     return Txt2ImgUI(notice, download_row, download_button, download_progress, download_event, toprow, common, hires,
                      extra_networks_ui, output, paste)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import io
 import logging
 import os
@@ -13,11 +14,14 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
+from pydantic import BaseModel, Field
 from PIL import Image, UnidentifiedImageError
 
 from modules import face_restoration, hypernetworks, images, infotext_utils, paths_internal, postprocessing, processing
-from modules import sd_models, sd_samplers, sd_schedulers, sd_vae, styles, textual_inversion, upscaler
+from modules import scripts, sd_models, sd_samplers, sd_schedulers, sd_vae, styles, textual_inversion, upscaler
+from modules import extensions
 from modules.api import models
+from modules.api import train as train_api
 from modules.networks import networks
 from modules.shared_cmd_options import cmd_opts
 from modules.shared_options import opts, restricted_opts
@@ -125,7 +129,11 @@ class Api:
             ("scripts", self.get_scripts_list, get, models.ScriptsList),
             ("script-info", self.get_script_info, get, list[dict]),
             ("extensions", self.get_extensions_list, get, list[dict]),
+            ("extensions/install", self.install_extension, post, dict),
+            ("extensions/update", self.update_extension, post, dict),
+            ("extensions/delete", self.delete_extension, post, dict),
         ]
+        routes += train_api.routes(self)
         for path, endpoint, method, response_model in routes:
             router.add_api_route(f"/sdapi/v1/{path}", endpoint, methods=[method], response_model=response_model)
         router.add_api_route("/openapi.json", lambda: app.openapi(), methods=[get], include_in_schema=False)
@@ -166,12 +174,38 @@ class Api:
                                  f"{', '.join(list(processing.LATENT_UPSCALE_MODES) + processing.image_upscaler_names())}")
         except ValueError as e:
             raise unprocessable(e) from e
+        self.script_args(req, self.script_runner(req))
+
+    @staticmethod
+    def script_runner(req) -> scripts.ScriptRunner:
+        runner = scripts.scripts_img2img if isinstance(req, models.StableDiffusionImg2ImgProcessingAPI) else scripts.scripts_txt2img
+        return runner.ensure_ui(runner is scripts.scripts_img2img)
+
+    @staticmethod
+    def script_args(req, runner: scripts.ScriptRunner) -> list:
+        """p.script_args for a request (A1111's rules): every control at its default; script_name chooses a
+        selectable script, which gets script_args; alwayson_scripts {name: {"args": [...]}} set the first values of
+        those scripts. Unknown names are a 422 listing the names there are."""
+        args = runner.default_args()
         if req.script_name:
-            raise HTTPException(status_code=422, detail=f"Script not found: {req.script_name}. Available scripts: none")
-        unknown = list(req.alwayson_scripts or {})
-        if unknown:
-            raise HTTPException(status_code=422, detail=f"Always-on script not found: {', '.join(unknown)}. "
-                                                        "Available always-on scripts: none")
+            script = runner.find(req.script_name)
+            if script is None or script.alwayson:
+                available = ", ".join(s.name for s in runner.selectable_scripts) or "none"
+                raise HTTPException(status_code=422, detail=f"Script not found: {req.script_name}. Available scripts: {available}")
+            values = list(req.script_args)[:script.args_to - script.args_from]
+            args[script.args_from:script.args_from + len(values)] = values
+            args[0] = runner.selectable_scripts.index(script) + 1
+        for name, given in (req.alwayson_scripts or {}).items():
+            script = runner.find(name)
+            if script is None:
+                available = ", ".join(s.name for s in runner.alwayson_scripts) or "none"
+                raise HTTPException(status_code=422, detail=f"Always-on script not found: {name}. "
+                                                            f"Available always-on scripts: {available}")
+            if not script.alwayson:
+                raise HTTPException(status_code=422, detail="Cannot have a selectable script in the always on scripts params")
+            values = list((given or {}).get("args", []))[:script.args_to - script.args_from]
+            args[script.args_from:script.args_from + len(values)] = values
+        return args
 
     def processing_args(self, req, cls) -> dict:
         args = req.model_dump(exclude=set(models.API_FIELDS) | {"init_images", "mask"})
@@ -185,7 +219,9 @@ class Api:
         return args
 
     def generate(self, req, p: processing.StableDiffusionProcessing, name: str, echo: dict) -> dict:
-        processed = self.run_job(name, processing.process_images, p)
+        p.scripts = self.script_runner(req)
+        p.script_args = self.script_args(req, p.scripts)
+        processed = self.run_job(name, processing.run_with_scripts, p)
         encoded = [encode_pil_to_base64(image) for image in processed.images] if req.send_images else []
         return {"images": encoded, "parameters": echo, "info": processed.js()}
 
@@ -401,13 +437,55 @@ class Api:
             "inactive": pair("inactive_split_bytes"),
             "events": {"retries": stats.get("num_alloc_retries", 0), "oom": stats.get("num_ooms", 0)}}}
 
-    # scripts and extensions do not exist yet: A1111's empty shapes
+    # scripts and extensions
 
     def get_scripts_list(self):
-        return {"txt2img": [], "img2img": []}
+        """The lower-cased titles of each tab's scripts that have controls (A1111)."""
+        runners = {"txt2img": scripts.scripts_txt2img.ensure_ui(False), "img2img": scripts.scripts_img2img.ensure_ui(True)}
+        return {tab: [s.name for s in runner.scripts if s.api_info is not None] for tab, runner in runners.items()}
 
     def get_script_info(self):
-        return []
+        runners = (scripts.scripts_txt2img.ensure_ui(False), scripts.scripts_img2img.ensure_ui(True))
+        return [dataclasses.asdict(s.api_info) for runner in runners for s in runner.scripts if s.api_info is not None]
 
     def get_extensions_list(self):
-        return []
+        """A1111's list: the extensions that are git clones, with their commit."""
+        extensions.list_extensions()
+        listed = []
+        for ext in extensions.extensions:
+            ext.read_info_from_repo()
+            if ext.remote is not None:
+                listed.append({"name": ext.name, "remote": ext.remote, "branch": ext.branch, "commit_hash": ext.commit_hash,
+                               "version": ext.version, "commit_date": ext.commit_date, "enabled": ext.enabled})
+        return listed
+
+    # Atelier's: changes to extensions, refused (403) as in the UI when the server is reachable from the network
+
+    def change_extensions(self, change, *args):
+        try:
+            return change(*args)
+        except extensions.ExtensionAccessError as e:
+            raise HTTPException(status_code=403, detail=str(e)) from e
+        except (ValueError, extensions.GitError) as e:
+            raise unprocessable(e) from e
+
+    def install_extension(self, req: ExtensionInstallRequest):
+        path = self.change_extensions(extensions.install_extension_from_url, req.dirname, req.url, req.branch)
+        return {"name": os.path.basename(path), "path": path}
+
+    def update_extension(self, req: ExtensionNameRequest):
+        ext = self.change_extensions(extensions.update_extension, req.name)
+        return {"name": ext.name, "commit_hash": ext.commit_hash, "version": ext.version}
+
+    def delete_extension(self, req: ExtensionNameRequest):
+        return {"name": req.name, "path": self.change_extensions(extensions.delete_extension, req.name)}
+
+
+class ExtensionInstallRequest(BaseModel):
+    url: str = Field(description="git URL: https://, http://, ssh://, git@host:path or file://")
+    branch: str | None = Field(default=None, description="branch to clone (default: the repository's default branch)")
+    dirname: str | None = Field(default=None, description="folder name in extensions/ (default: the repository's name)")
+
+
+class ExtensionNameRequest(BaseModel):
+    name: str = Field(description="the extension's folder name in extensions/")

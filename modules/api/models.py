@@ -18,7 +18,8 @@ INTERNAL_FIELDS = {"sd_model", "outpath_samples", "outpath_grids", "extra_genera
                    "user", "model_manager", "all_prompts", "all_negative_prompts", "all_seeds", "all_subseeds", "iteration",
                    "batch_index", "job_timestamp", "sd_model_name", "sd_model_hash", "sd_vae_name", "sd_vae_hash",
                    "clip_skip", "is_api", "denoiser", "comments", "script_args", "hr_upscale_to_x", "hr_upscale_to_y",
-                   "latent_mask", "mask", "init_images"}
+                   "latent_mask", "mask", "init_images", "scripts", "scripts_setup_complete", "prompts", "negative_prompts",
+                   "seeds", "subseeds"}
 
 # Where the API's default differs from the processing class's (reference a1111.md §6.2, §14).
 API_DEFAULTS = {"denoising_strength": 0.75}

@@ -260,8 +260,10 @@ def test_lists(server):
     assert server.ok("GET", "/sdapi/v1/prompt-styles") == []
     assert server.ok("GET", "/sdapi/v1/embeddings") == {"loaded": {}, "skipped": {}}
     assert server.ok("GET", "/sdapi/v1/loras") == []
-    assert server.ok("GET", "/sdapi/v1/scripts") == {"txt2img": [], "img2img": []}
-    assert server.ok("GET", "/sdapi/v1/script-info") == []
+    builtin = ["prompt matrix", "prompts from file or textbox", "x/y/z plot"]
+    assert server.ok("GET", "/sdapi/v1/scripts") == {"txt2img": builtin, "img2img": builtin}
+    info = server.ok("GET", "/sdapi/v1/script-info")
+    assert sorted((i["name"], i["is_img2img"]) for i in info) == sorted((n, b) for n in builtin for b in (False, True))
     assert server.ok("GET", "/sdapi/v1/extensions") == []
 
 
@@ -332,7 +334,11 @@ API_ROUTES = [("GET", "/sdapi/v1/progress"), ("POST", "/sdapi/v1/txt2img"), ("PO
               ("POST", "/sdapi/v1/refresh-checkpoints"), ("POST", "/sdapi/v1/refresh-vae"),
               ("POST", "/sdapi/v1/refresh-loras"), ("POST", "/sdapi/v1/unload-checkpoint"),
               ("POST", "/sdapi/v1/reload-checkpoint"), ("GET", "/sdapi/v1/memory"), ("GET", "/sdapi/v1/scripts"),
-              ("GET", "/sdapi/v1/script-info"), ("GET", "/sdapi/v1/extensions"), ("GET", "/docs"), ("GET", "/openapi.json")]
+              ("GET", "/sdapi/v1/script-info"), ("GET", "/sdapi/v1/extensions"),
+              ("POST", "/sdapi/v1/extensions/install"), ("POST", "/sdapi/v1/extensions/update"),
+              ("POST", "/sdapi/v1/extensions/delete"), ("POST", "/sdapi/v1/create/embedding"),
+              ("POST", "/sdapi/v1/create/hypernetwork"), ("POST", "/sdapi/v1/train/embedding"),
+              ("POST", "/sdapi/v1/train/hypernetwork"), ("GET", "/docs"), ("GET", "/openapi.json")]
 
 
 def test_the_route_list_covers_every_api_route(server):

@@ -25,7 +25,7 @@ BAD = [
      "Checkpoint not found: ../../../etc/passwd"),
     ("POST", "/sdapi/v1/txt2img", {"override_settings": {"no_such_option": 1}}, 422,
      "Unknown setting in override_settings: no_such_option"),
-    ("POST", "/sdapi/v1/txt2img", {"script_name": "x/y/z plot"}, 422, "Script not found: x/y/z plot"),
+    ("POST", "/sdapi/v1/txt2img", {"script_name": "no such script"}, 422, "Script not found: no such script"),
     ("POST", "/sdapi/v1/txt2img", {"alwayson_scripts": {"ControlNet": {"args": []}}}, 422,
      "Always-on script not found: ControlNet"),
     ("POST", "/sdapi/v1/txt2img", {"width": 4096}, 422, "less than or equal to 2048"),

@@ -1,0 +1,69 @@
+"""The Train tab's /sdapi/v1 routes in A1111's shapes: create/embedding, create/hypernetwork, train/embedding,
+train/hypernetwork. The body is the engine function's keyword arguments; the answer `{"info": str}`. Jobs run in
+the shared queue; a user's mistake (unknown field, bad value, malformed schedule) is a 422 with `detail`."""
+from __future__ import annotations
+
+import inspect
+
+from pydantic import BaseModel
+
+from modules import (
+    hypernetwork_training,
+    hypernetworks,
+    textual_inversion,
+    textual_inversion_training,
+)
+
+# A1111's UI task id, and a PNG-chunk option of its previews that Atelier does not write: accepted, not used
+IGNORED_FIELDS = ("id_task", "save_image_with_stored_embedding")
+
+
+class InfoResponse(BaseModel):
+    info: str
+
+
+def keyword_args(func, args: dict) -> dict:
+    """The request's fields as `func`'s keyword arguments; ValueError naming fields `func` does not take."""
+    args = {k: v for k, v in (args or {}).items() if k not in IGNORED_FIELDS}
+    accepted = {name for name, p in inspect.signature(func).parameters.items()
+                if p.kind == p.POSITIONAL_OR_KEYWORD}
+    unknown = sorted(set(args) - accepted)
+    if unknown:
+        raise ValueError(f"Unknown fields: {', '.join(unknown)}. Accepted: {', '.join(sorted(accepted))}")
+    return args
+
+
+def create_embedding(args: dict) -> dict:
+    filename = textual_inversion.create_embedding(**keyword_args(textual_inversion.create_embedding, args))
+    return {"info": f"create embedding filename: {filename}"}
+
+
+def create_hypernetwork(args: dict) -> dict:
+    filename = hypernetworks.create_hypernetwork(**keyword_args(hypernetworks.create_hypernetwork, args))
+    return {"info": f"create hypernetwork filename: {filename}"}
+
+
+def train_embedding(args: dict) -> dict:
+    func = textual_inversion_training.train_embedding
+    _, filename, message = func(**keyword_args(func, args))
+    return {"info": f"train embedding complete: filename: {filename} error: None\n{message}"}
+
+
+def train_hypernetwork(args: dict) -> dict:
+    func = hypernetwork_training.train_hypernetwork
+    _, filename, message = func(**keyword_args(func, args))
+    return {"info": f"train hypernetwork complete: filename: {filename} error: None\n{message}"}
+
+
+def routes(api) -> list[tuple]:
+    """(path, endpoint, method, response model) for modules.api.api.Api's route table; each runs in the queue."""
+    def queued(name, func):
+        def endpoint(args: dict):
+            return api.run_job(name, func, args)
+
+        endpoint.__name__ = func.__name__
+        return endpoint
+
+    return [(path, queued(path, func), "POST", InfoResponse) for path, func in (
+        ("create/embedding", create_embedding), ("create/hypernetwork", create_hypernetwork),
+        ("train/embedding", train_embedding), ("train/hypernetwork", train_hypernetwork))]

@@ -1,0 +1,469 @@
+"""The extension API's scripts (A1111's modules.scripts): the Script base class, loading script files, and the runners.
+
+Gradio is imported only where a runner builds its UI, so the engine and the API can drive scripts without it.
+"""
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import re
+import sys
+import threading
+from collections import namedtuple
+from dataclasses import dataclass
+
+from modules import extensions, paths_internal, script_callbacks, scripts_postprocessing
+
+log = logging.getLogger(__name__)
+
+AlwaysVisible = object()  # what show() returns for a script whose controls are always on the page
+
+
+@dataclass
+class PostprocessImageArgs:
+    image: object
+
+
+@dataclass
+class PostprocessBatchListArgs:
+    images: list
+
+
+@dataclass
+class PostprocessMaskOverlayArgs:
+    index: int
+    mask_for_overlay: object
+    overlay_image: object
+
+
+@dataclass
+class PostSampleArgs:
+    samples: object
+
+
+@dataclass
+class ScriptArg:
+    label: str | None = None
+    value: object = None
+    minimum: object = None
+    maximum: object = None
+    step: object = None
+    choices: list | None = None
+
+
+@dataclass
+class ScriptInfo:
+    """What /sdapi/v1/script-info tells about a script."""
+
+    name: str
+    is_alwayson: bool
+    is_img2img: bool
+    args: list
+
+
+class Script:
+    """Base class of every script: override title() and whichever hooks the script needs."""
+
+    name = None  # lower-cased title, set by the runner
+    section = None
+    create_group = True
+    filename = None
+    args_from = None
+    args_to = None
+    alwayson = False
+    is_txt2img = False
+    is_img2img = False
+    tabname = None
+    group = None
+    infotext_fields = None  # [(component, infotext key or function of the parsed dict)], used when pasting
+    paste_field_names = None  # infotext keys copied by "Send to"
+    api_info = None
+    setup_for_ui_only = False  # True: setup() runs only for jobs started from the UI
+    controls = None
+    on_before_component_elem_id = None  # [(elem_id, callback)], filled by on_before_component
+    on_after_component_elem_id = None
+
+    def title(self):
+        raise NotImplementedError(f"{type(self).__name__} has no title()")
+
+    def ui(self, is_img2img):
+        """Build this script's Gradio components; their values are the *args of every other method."""
+
+    def show(self, is_img2img):
+        """False: hidden; True: in the Script dropdown; AlwaysVisible: always shown and always run."""
+        return True
+
+    def run(self, p, *args):
+        """Selectable scripts: do the job (usually via processing.process_images) and return a Processed."""
+
+    def setup(self, p, *args):
+        """Right after p is created, before anything else."""
+
+    def before_process(self, p, *args):
+        """First thing in process_images, before override_settings are applied."""
+
+    def process(self, p, *args):
+        """After seeds and prompts are prepared, before the batch loop."""
+
+    def before_process_batch(self, p, *args, **kwargs):
+        """Per batch, before extra networks are parsed; kwargs: batch_number, prompts, seeds, subseeds."""
+
+    def after_extra_networks_activate(self, p, *args, **kwargs):
+        """Per batch, after extra networks are applied; kwargs also have extra_network_data."""
+
+    def process_batch(self, p, *args, **kwargs):
+        """Per batch, before the conditioning is computed; kwargs: batch_number, prompts, seeds, subseeds."""
+
+    def post_sample(self, p, ps: PostSampleArgs, *args):
+        """The batch's latents after sampling, before VAE decoding (ps.samples may be replaced)."""
+
+    def postprocess_batch(self, p, *args, **kwargs):
+        """The decoded batch as a tensor; kwargs: images, batch_number."""
+
+    def postprocess_batch_list(self, p, pp: PostprocessBatchListArgs, *args, **kwargs):
+        """The decoded batch as a list pp.images that may be changed in place; kwargs: batch_number."""
+
+    def postprocess_maskoverlay(self, p, ppmo: PostprocessMaskOverlayArgs, *args):
+        """Inpainting: ppmo.overlay_image (the original with the masked area transparent) may be changed before it is
+        laid over image ppmo.index; ppmo.mask_for_overlay is the mask."""
+
+    def postprocess_image(self, p, pp: PostprocessImageArgs, *args):
+        """Each image (pp.image, replaceable) before it is saved."""
+
+    def postprocess_image_after_composite(self, p, pp: PostprocessImageArgs, *args):
+        """Each image after the inpainting overlay is composited."""
+
+    def postprocess(self, p, processed, *args):
+        """After everything, with the Processed result."""
+
+    def before_hr(self, p, *args):
+        """Before the hires pass."""
+
+    def before_component(self, component, **kwargs):
+        """Before any Gradio component is created; kwargs are its constructor's."""
+
+    def after_component(self, component, **kwargs):
+        """After any Gradio component is created."""
+
+    def on_before_component(self, callback, *, elem_id):
+        """Call callback(OnComponent) before the component with this elem_id is created."""
+        if self.on_before_component_elem_id is None:
+            self.on_before_component_elem_id = []
+        self.on_before_component_elem_id.append((elem_id, callback))
+
+    def on_after_component(self, callback, *, elem_id):
+        """Call callback(OnComponent) after the component with this elem_id is created."""
+        if self.on_after_component_elem_id is None:
+            self.on_after_component_elem_id = []
+        self.on_after_component_elem_id.append((elem_id, callback))
+
+    def describe(self):
+        return ""
+
+    def elem_id(self, item_id):
+        """script_<tab>_<title>_<item>; the tab part only for a script shown alike in both tabs."""
+        need_tabname = self.show(True) == self.show(False)
+        tabname = ("img2img_" if self.is_img2img else "txt2img_") if need_tabname else ""
+        title = re.sub(r"[^a-z_0-9]", "", re.sub(r"\s", "_", self.title().lower()))
+        return f"script_{tabname}{title}_{item_id}"
+
+
+@dataclass
+class OnComponent:
+    component: object
+
+
+ScriptFile = extensions.ScriptFile
+ScriptClassData = namedtuple("ScriptClassData", ["script_class", "path", "basedir", "module"])
+
+scripts_data: list[ScriptClassData] = []
+postprocessing_scripts_data: list[ScriptClassData] = []
+current_basedir = paths_internal.script_path
+
+
+def basedir() -> str:
+    """The directory of the extension whose script is being loaded (the install dir for built-ins)."""
+    return current_basedir
+
+
+def list_scripts(scriptdirname: str, extension: str) -> list[ScriptFile]:
+    """Built-in scripts from <install>/<scriptdirname>, then every active extension's, in load order."""
+    builtin_dir = os.path.join(paths_internal.script_path, scriptdirname)
+    files = [ScriptFile(paths_internal.script_path, name, os.path.join(builtin_dir, name))
+             for name in sorted(os.listdir(builtin_dir))] if os.path.isdir(builtin_dir) else []
+    files = [f for f in files if os.path.splitext(f.path)[1].lower() == extension and os.path.isfile(f.path)]
+    return files + [f for ext in extensions.active() for f in ext.list_files(scriptdirname, extension)]
+
+
+def load_module(path: str):
+    """Import one file as its own module (not registered in sys.modules, as A1111 does)."""
+    spec = importlib.util.spec_from_file_location(os.path.basename(path), path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_scripts() -> None:
+    """Import every script file; each Script / ScriptPostprocessing subclass it defines is registered. Callbacks
+    and runners start afresh: the modules register theirs again as they are imported."""
+    global current_basedir, scripts_txt2img, scripts_img2img, scripts_postproc
+    scripts_data.clear()
+    postprocessing_scripts_data.clear()
+    script_callbacks.clear_callbacks()
+    scripts_txt2img, scripts_img2img = ScriptRunner(), ScriptRunner()
+    scripts_postproc = scripts_postprocessing.ScriptPostprocessingRunner()
+    syspath = sys.path
+    for scriptfile in list_scripts("scripts", ".py"):
+        try:
+            if scriptfile.basedir != paths_internal.script_path:
+                sys.path = [scriptfile.basedir] + sys.path  # an extension imports its own helper modules by bare name
+            current_basedir = scriptfile.basedir
+            module = load_module(scriptfile.path)
+            for obj in vars(module).values():
+                if not isinstance(obj, type) or obj.__module__ != module.__name__:
+                    continue
+                if issubclass(obj, Script):
+                    scripts_data.append(ScriptClassData(obj, scriptfile.path, scriptfile.basedir, module))
+                elif issubclass(obj, scripts_postprocessing.ScriptPostprocessing):
+                    postprocessing_scripts_data.append(ScriptClassData(obj, scriptfile.path, scriptfile.basedir, module))
+        except Exception:
+            log.exception("Error loading script: %s", scriptfile.path)
+        finally:
+            sys.path = syspath
+            current_basedir = paths_internal.script_path
+
+
+def wrap_call(func, filename, funcname, *args, default=None, **kwargs):
+    """Call one script's function; an exception is logged with the script's file name and `default` returned."""
+    try:
+        return func(*args, **kwargs)
+    except Exception:
+        log.exception("Error calling: %s/%s", filename, funcname)
+    return default
+
+
+def initial_value(control):
+    """The value a control hands to the scripts before anyone touches it; an index control (type="index") hands
+    the index of its choice, as it does in the page."""
+    value = getattr(control, "value", None)
+    if getattr(control, "type", None) != "index" or value is None:
+        return value
+    values = [c[1] if isinstance(c, (list, tuple)) else c for c in getattr(control, "choices", None) or []]
+    return values.index(value) if value in values else None
+
+
+def script_arg(control) -> ScriptArg:
+    """What /sdapi/v1/script-info tells about one control."""
+    choices = getattr(control, "choices", None)
+    if choices is not None:  # Gradio keeps choices as (label, value) pairs
+        choices = [c[0] if isinstance(c, (list, tuple)) else c for c in choices]
+    return ScriptArg(label=getattr(control, "label", None) or "", value=getattr(control, "value", None),
+                     minimum=getattr(control, "minimum", None), maximum=getattr(control, "maximum", None),
+                     step=getattr(control, "step", None), choices=choices)
+
+
+class ScriptRunner:
+    """The scripts of one tab (txt2img or img2img): their UI, the Script dropdown, and the hooks process_images calls."""
+
+    def __init__(self):
+        self.scripts: list[Script] = []
+        self.selectable_scripts: list[Script] = []
+        self.alwayson_scripts: list[Script] = []
+        self.titles: list[str] = []
+        self.title_map: dict[str, Script] = {}
+        self.infotext_fields = []
+        self.paste_field_names = []
+        self.inputs = [None]  # the Script dropdown, then every script's controls; their values are p.script_args
+        self.is_img2img = False
+        self.on_before_component_elem_id: dict[str, list] = {}
+        self.on_after_component_elem_id: dict[str, list] = {}
+        self.ui_created = False
+        self.lock = threading.Lock()
+
+    def initialize_scripts(self, is_img2img: bool) -> None:
+        """Instantiate every loaded Script class for this tab and sort it into always-on or selectable."""
+        self.scripts.clear()
+        self.alwayson_scripts.clear()
+        self.selectable_scripts.clear()
+        self.is_img2img = is_img2img
+        for data in scripts_data:
+            script = data.script_class()
+            script.filename = data.path
+            script.is_txt2img = not is_img2img
+            script.is_img2img = is_img2img
+            script.tabname = "img2img" if is_img2img else "txt2img"
+            visibility = wrap_call(script.show, script.filename, "show", is_img2img)
+            if visibility is AlwaysVisible:
+                script.alwayson = True
+                self.scripts.append(script)
+                self.alwayson_scripts.append(script)
+            elif visibility:
+                self.scripts.append(script)
+                self.selectable_scripts.append(script)
+        for script in self.scripts:
+            script.name = (wrap_call(script.title, script.filename, "title") or script.filename).lower()
+        self.title_map = {script.name: script for script in self.scripts}
+        self.titles = [wrap_call(s.title, s.filename, "title") or f"{s.filename} [error]" for s in self.selectable_scripts]
+
+    def prepare_ui(self) -> None:
+        """Before the tab is built: collect the scripts' elem_id-targeted component callbacks."""
+        self.inputs = [None]
+        self.infotext_fields, self.paste_field_names = [], []
+        self.on_before_component_elem_id, self.on_after_component_elem_id = {}, {}
+        for script in self.scripts:
+            for elem_id, callback in script.on_before_component_elem_id or []:
+                self.on_before_component_elem_id.setdefault(elem_id, []).append((callback, script))
+            for elem_id, callback in script.on_after_component_elem_id or []:
+                self.on_after_component_elem_id.setdefault(elem_id, []).append((callback, script))
+
+    def setup_ui(self) -> list:
+        """Build the always-on scripts' controls, the Script dropdown (elem_id script_list) and each selectable script's
+        controls, shown only while it is chosen. Returns self.inputs, whose values become p.script_args."""
+        import gradio as gr
+
+        for script in self.alwayson_scripts:
+            self.create_script_ui_in_group(script, visible=True)
+        dropdown = gr.Dropdown(label="Script", elem_id="script_list", choices=["None", *self.titles], value="None",
+                               type="index")
+        self.inputs[0] = dropdown
+        for script in self.selectable_scripts:
+            self.create_script_ui_in_group(script, visible=False)
+
+        def select_script(index):
+            chosen = self.selectable_scripts[index - 1] if index else None
+            return [gr.update(visible=script is chosen) for script in self.selectable_scripts]
+
+        dropdown.change(fn=select_script, inputs=[dropdown], outputs=[s.group for s in self.selectable_scripts],
+                        show_progress="hidden", queue=False)
+        self.infotext_fields.append((dropdown, "Script"))
+        self.ui_created = True
+        return self.inputs
+
+    def ensure_ui(self, is_img2img: bool) -> ScriptRunner:
+        """The API's way in: without a page (--nowebui) the scripts' controls are built in a page of their own, as
+        A1111 does, so that their default values and slices of p.script_args exist."""
+        import gradio as gr
+
+        with self.lock:
+            if not self.ui_created:
+                self.initialize_scripts(is_img2img)
+                self.prepare_ui()
+                with gr.Blocks():
+                    self.setup_ui()
+        return self
+
+    def create_script_ui_in_group(self, script: Script, visible: bool) -> None:
+        import gradio as gr
+
+        if not script.create_group:
+            self.create_script_ui(script)
+            return
+        with gr.Group(visible=visible) as group:
+            self.create_script_ui(script)
+        script.group = group
+
+    def create_script_ui(self, script: Script) -> None:
+        """script.ui()'s components join self.inputs; script.args_from/args_to mark them; a failing ui() gives none."""
+        script.args_from = script.args_to = len(self.inputs)
+        controls = wrap_call(script.ui, script.filename, "ui", script.is_img2img)
+        script.controls = controls
+        if not controls:
+            return
+        script.api_info = ScriptInfo(name=script.name, is_alwayson=script.alwayson, is_img2img=script.is_img2img,
+                                     args=[script_arg(control) for control in controls])
+        self.infotext_fields += script.infotext_fields or []
+        self.paste_field_names += script.paste_field_names or []
+        self.inputs += controls
+        script.args_to = len(self.inputs)
+
+    def before_component(self, component, **kwargs) -> None:
+        for callback, script in self.on_before_component_elem_id.get(kwargs.get("elem_id"), []):
+            wrap_call(callback, script.filename, "on_before_component", OnComponent(component))
+        for script in self.scripts:
+            wrap_call(script.before_component, script.filename, "before_component", component, **kwargs)
+
+    def after_component(self, component, **kwargs) -> None:
+        for callback, script in self.on_after_component_elem_id.get(getattr(component, "elem_id", None), []):
+            wrap_call(callback, script.filename, "on_after_component", OnComponent(component))
+        for script in self.scripts:
+            wrap_call(script.after_component, script.filename, "after_component", component, **kwargs)
+
+    def default_args(self) -> list:
+        """p.script_args with every control at its initial value and no script chosen: what an API job starts from."""
+        return [0, *(initial_value(control) for control in self.inputs[1:])]
+
+    def find(self, name: str) -> Script | None:
+        """A script of this tab by its title, in any case (the API's names)."""
+        return self.title_map.get((name or "").lower())
+
+    def run_alwayson(self, hook: str, p, *args, **kwargs) -> None:
+        """Call `hook` of every always-on script with its own slice of p.script_args; one script's error is logged."""
+        for script in self.alwayson_scripts:
+            try:
+                script_args = p.script_args[script.args_from:script.args_to]
+                getattr(script, hook)(p, *args, *script_args, **kwargs)
+            except Exception:
+                log.exception("Error running %s: %s", hook, script.filename)
+
+    def setup_scrips(self, p, *, is_ui: bool = True) -> None:
+        for script in self.alwayson_scripts:
+            if not is_ui and script.setup_for_ui_only:
+                continue
+            try:
+                script.setup(p, *p.script_args[script.args_from:script.args_to])
+            except Exception:
+                log.exception("Error running setup: %s", script.filename)
+
+    def before_process(self, p) -> None:
+        self.run_alwayson("before_process", p)
+
+    def process(self, p) -> None:
+        self.run_alwayson("process", p)
+
+    def before_process_batch(self, p, **kwargs) -> None:
+        self.run_alwayson("before_process_batch", p, **kwargs)
+
+    def after_extra_networks_activate(self, p, **kwargs) -> None:
+        self.run_alwayson("after_extra_networks_activate", p, **kwargs)
+
+    def process_batch(self, p, **kwargs) -> None:
+        self.run_alwayson("process_batch", p, **kwargs)
+
+    def post_sample(self, p, ps: PostSampleArgs) -> None:
+        self.run_alwayson("post_sample", p, ps)
+
+    def postprocess_batch(self, p, images, **kwargs) -> None:
+        self.run_alwayson("postprocess_batch", p, images=images, **kwargs)
+
+    def postprocess_batch_list(self, p, pp: PostprocessBatchListArgs, **kwargs) -> None:
+        self.run_alwayson("postprocess_batch_list", p, pp, **kwargs)
+
+    def postprocess_maskoverlay(self, p, ppmo: PostprocessMaskOverlayArgs) -> None:
+        self.run_alwayson("postprocess_maskoverlay", p, ppmo)
+
+    def postprocess_image(self, p, pp: PostprocessImageArgs) -> None:
+        self.run_alwayson("postprocess_image", p, pp)
+
+    def postprocess_image_after_composite(self, p, pp: PostprocessImageArgs) -> None:
+        self.run_alwayson("postprocess_image_after_composite", p, pp)
+
+    def postprocess(self, p, processed) -> None:
+        self.run_alwayson("postprocess", p, processed)
+
+    def before_hr(self, p) -> None:
+        self.run_alwayson("before_hr", p)
+
+    def run(self, p, *args):
+        """Run the script chosen in the dropdown (args[0] is its index, 0 = None); None when no script takes the job."""
+        script_index = args[0] if args else 0
+        if not script_index:
+            return None
+        script = self.selectable_scripts[script_index - 1]
+        return script.run(p, *args[script.args_from:script.args_to])
+
+
+scripts_txt2img = ScriptRunner()
+scripts_img2img = ScriptRunner()
+scripts_postproc = scripts_postprocessing.ScriptPostprocessingRunner()
+scripts_current: ScriptRunner | None = None  # the runner whose UI is being built (component hooks go to it)

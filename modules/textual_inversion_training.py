@@ -1,0 +1,381 @@
+"""Textual inversion training (A1111's train_embedding) and the training loop it shares with hypernetworks.
+
+Only the trained tensors (an embedding's vectors, or a hypernetwork's MLPs) require grad; the checkpoint's weights stay
+frozen and untouched. The loss is the UNet's noise (or v) prediction error at a random training timestep of the
+model's own schedule. On CUDA the forward runs under autocast (fp16 with a GradScaler, or bf16); on the CPU in fp32.
+Copies are saved every N steps to <data>/textual_inversion/DATE/NAME/embeddings (…/hypernetworks) and previews to
+…/images; an interrupt stops after the current step and the trained state is saved as on a normal finish.
+"""
+from __future__ import annotations
+
+import collections
+import contextlib
+import datetime
+import html
+import logging
+import os
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from modules import (
+    images,
+    paths_internal,
+    processing,
+    textual_inversion,
+    training_dataset,
+)
+from modules.learn_schedule import LearnRateScheduler
+from modules.prompt_encoding import Conditioning, PromptEncoder
+from modules.shared_cmd_options import cmd_opts
+from modules.shared_options import opts
+from modules.shared_state import state
+
+log = logging.getLogger(__name__)
+CLIP_GRAD_MODES = ("disabled", "value", "norm")
+JOB_FIELDS = ("job", "job_count", "job_no", "sampling_step", "sampling_steps", "textinfo", "time_start", "job_timestamp")
+
+
+@dataclass
+class TrainSettings:
+    """The Train tab's shared fields (A1111's argument names)."""
+
+    learn_rate: str
+    batch_size: int = 1
+    gradient_step: int = 1
+    data_root: str = ""
+    log_directory: str = "textual_inversion"
+    training_width: int = 512
+    training_height: int = 512
+    varsize: bool = False
+    steps: int = 100000
+    clip_grad_mode: str = "disabled"
+    clip_grad_value: str = "0.1"
+    shuffle_tags: bool = False
+    tag_drop_out: float = 0.0
+    latent_sampling_method: str = "once"
+    use_weight: bool = False
+    create_image_every: int = 500
+    save_every: int = 500
+    template_filename: str = "style_filewords.txt"
+    preview_from_txt2img: bool = False
+    preview_prompt: str = ""
+    preview_negative_prompt: str = ""
+    preview_steps: int = 20
+    preview_sampler_name: str | None = None
+    preview_cfg_scale: float = 7.0
+    preview_seed: int = -1
+    preview_width: int = 512
+    preview_height: int = 512
+    seed: int | None = None  # noise, timesteps and data order; None: a new random run
+
+
+@dataclass
+class Trainee:
+    """What one training run optimises and how it is saved; `conditioning` encodes a batch's prompts."""
+
+    name: str
+    kind: str                                   # "embedding" or "hypernetwork": folder names and messages
+    params: list[torch.Tensor]
+    step: int
+    conditioning: Callable[[list[str]], Conditioning]
+    save: Callable[[str, int, str], None]       # (file, step, name written into it)
+    copy_extension: str
+    weight_decay: float
+    last_saved: str = "<none>"
+    last_image: str = "<none>"
+    losses: collections.deque = field(default_factory=lambda: collections.deque(maxlen=32))
+
+
+def validate_settings(name: str, settings: TrainSettings, what: str) -> None:
+    """Every mistake a user can make in the form (a malformed schedule included), found before the model or the data
+    are touched."""
+    if not name:
+        raise ValueError(f"Choose the {what} to train")
+    if int(settings.batch_size) < 1:
+        raise ValueError(f"Batch size must be at least 1, got {settings.batch_size}")
+    if int(settings.gradient_step) < 1:
+        raise ValueError(f"Gradient accumulation steps must be at least 1, got {settings.gradient_step}")
+    if int(settings.steps) < 1:
+        raise ValueError(f"Max steps must be at least 1, got {settings.steps}")
+    if int(settings.save_every) < 0 or int(settings.create_image_every) < 0:
+        raise ValueError("Save and preview intervals must be 0 (never) or more")
+    if settings.clip_grad_mode not in CLIP_GRAD_MODES:
+        raise ValueError(f"Gradient clipping must be one of {', '.join(CLIP_GRAD_MODES)}, got {settings.clip_grad_mode!r}")
+    if settings.latent_sampling_method not in training_dataset.LATENT_SAMPLING_METHODS:
+        raise ValueError(f"Latent sampling method must be one of {', '.join(training_dataset.LATENT_SAMPLING_METHODS)}, "
+                         f"got {settings.latent_sampling_method!r}")
+    if not settings.log_directory:
+        raise ValueError("Log directory is empty")
+    LearnRateScheduler(settings.learn_rate, int(settings.steps))
+    if settings.clip_grad_mode != "disabled":
+        LearnRateScheduler(settings.clip_grad_value, int(settings.steps))
+    training_dataset.image_files(settings.data_root)
+    training_dataset.template_path(settings.template_filename)
+
+
+def log_folder(log_directory: str, name: str) -> str:
+    """A1111's layout: LOG_DIRECTORY/YYYY-MM-DD/NAME, a relative log directory under the data dir."""
+    root = log_directory if os.path.isabs(log_directory) else os.path.join(paths_internal.data_path, log_directory)
+    return os.path.join(root, datetime.datetime.now().strftime("%Y-%m-%d"), name)
+
+
+@contextlib.contextmanager
+def frozen(model):
+    """Every weight of the checkpoint without grad and in eval mode for the run; the previous flags afterwards."""
+    candidates = (model.unet, model.vae, model.base_vae, *model.text_encoders.values())
+    parts = list({id(m): m for m in candidates if m is not None}.values())
+    grads = [(p, p.requires_grad) for part in parts for p in part.parameters()]
+    modes = [(m, m.training) for part in parts for m in part.modules()]
+    for part in parts:
+        part.eval().requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in grads:
+            p.requires_grad_(flag)
+        for m, flag in modes:
+            m.train(flag)
+
+
+def precision(model):
+    """(autocast context factory, GradScaler): mixed precision in the model's half dtype on CUDA, fp32 elsewhere."""
+    device, dtype = model.device, model.plan.dtype
+    if device.type != "cuda" or dtype == torch.float32:
+        return contextlib.nullcontext, torch.amp.GradScaler(device.type, enabled=False)
+    return (lambda: torch.autocast("cuda", dtype=dtype)), torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+
+
+def alphas_cumprod(model, device) -> torch.Tensor:
+    """The model's training schedule, from its sigmas: alpha_bar = 1 / (1 + sigma^2)."""
+    return 1.0 / (1.0 + model.model_sigmas.sigmas.to(device, torch.float32) ** 2)
+
+
+def diffusion_loss(model, latents: torch.Tensor, cond: Conditioning, noise: torch.Tensor, timesteps: torch.Tensor,
+                   weights: torch.Tensor | None = None) -> torch.Tensor:
+    """MSE between the UNet's prediction for latents noised to `timesteps` and its target: the noise (eps models)
+    or v = sqrt(a) * noise - sqrt(1 - a) * x0 (v-prediction); `weights` [B, h, w] weigh each latent pixel."""
+    abar = alphas_cumprod(model, latents.device)[timesteps][:, None, None, None]
+    a, b = abar.sqrt(), (1 - abar).sqrt()
+    noisy = a * latents + b * noise
+    unet = model.unet
+    dtype = next(unet.parameters()).dtype
+    added = None
+    if cond.pooled is not None:  # SDXL: original size, crop (0, 0), target size
+        h, w = latents.shape[-2] * 8, latents.shape[-1] * 8
+        time_ids = torch.tensor([[h, w, 0, 0, h, w]] * latents.shape[0], device=latents.device, dtype=dtype)
+        added = {"text_embeds": cond.pooled.to(dtype), "time_ids": time_ids}
+    out = unet(noisy.to(dtype), timesteps, encoder_hidden_states=cond.context.to(dtype), added_cond_kwargs=added,
+               return_dict=False)[0].float()
+    target = a * noise - b * latents if model.family.prediction_type == "v_prediction" else noise
+    error = (out - target) ** 2
+    if weights is not None:
+        error = error * weights[:, None].to(error)
+    return error.mean()
+
+
+def prompt_encoder(model, embeddings: dict) -> PromptEncoder:
+    return PromptEncoder(model, clip_skip=opts.CLIP_stop_at_last_layers, emphasis=opts.emphasis,
+                         comma_backtrack=opts.comma_padding_backtrack, embeddings=embeddings)
+
+
+def encode(encoder: PromptEncoder, texts: list[str]) -> Conditioning:
+    return Conditioning.stack(encoder.get_learned_conditioning(texts))
+
+
+@contextlib.contextmanager
+def kept_job_state():
+    """A preview is a txt2img job of its own: the training job's progress, and a pending interrupt, survive it."""
+    saved = {name: getattr(state, name) for name in JOB_FIELDS}
+    interrupted = state.interrupted
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(state, name, value)
+        state.interrupted = state.interrupted or interrupted
+
+
+def make_preview(model, settings: TrainSettings, prompt: str, images_dir: str, filename: str) -> str:
+    """A txt2img image with the state being trained, saved as images_dir/filename; shown as the live preview."""
+    if settings.preview_from_txt2img:
+        fields = {"prompt": settings.preview_prompt, "negative_prompt": settings.preview_negative_prompt,
+                  "steps": settings.preview_steps, "sampler_name": settings.preview_sampler_name,
+                  "cfg_scale": settings.preview_cfg_scale, "seed": settings.preview_seed,
+                  "width": settings.preview_width, "height": settings.preview_height}
+    else:
+        fields = {"prompt": prompt, "steps": 20, "width": settings.training_width, "height": settings.training_height}
+    p = processing.StableDiffusionProcessingTxt2Img(sd_model=model, do_not_save_samples=True, do_not_save_grid=True,
+                                                    **fields)
+    with kept_job_state():
+        processed = processing.process_images(p)
+    image = processed.images[processed.index_of_first_image]
+    state.assign_current_image(image)
+    path, _ = images.save_image(image, images_dir, "", p.seed, p.prompt, opts.samples_format, processed.infotexts[0], p=p,
+                                forced_filename=filename, save_to_dirs=False)
+    return path
+
+
+def run_training(model, trainee: Trainee, settings: TrainSettings, final_file: str,
+                 callback: Callable[[int, float], None] | None = None) -> bool:
+    """The loop: optimizer steps until max steps, the end of the schedule or an interrupt, then `final_file` is
+    written. Returns whether it was interrupted. `callback(step, loss)` runs after each optimizer step."""
+    steps = int(settings.steps)
+    if trainee.step >= steps:
+        raise ValueError(f"{trainee.name} has already been trained for {trainee.step} steps, which reaches Max steps "
+                         f"({steps}): raise Max steps to train further")
+    scheduler = LearnRateScheduler(settings.learn_rate, steps, trainee.step)
+    clip = LearnRateScheduler(settings.clip_grad_value, steps, trainee.step) if settings.clip_grad_mode != "disabled" else None
+    folder = log_folder(settings.log_directory, trainee.name)
+    save_dir, images_dir = os.path.join(folder, f"{trainee.kind}s"), os.path.join(folder, "images")
+    seed = settings.seed if settings.seed is not None else random.randrange(2**32)
+    state.job_count, state.job_no = 1, 0
+    state.sampling_steps, state.sampling_step = steps - trainee.step, 0
+    state.textinfo = f"Preparing dataset from {html.escape(settings.data_root)}..."
+    dataset = training_dataset.PersonalizedBase(
+        settings.data_root, int(settings.training_width), int(settings.training_height), trainee.name, model,
+        training_dataset.template_path(settings.template_filename), batch_size=int(settings.batch_size),
+        varsize=bool(settings.varsize), shuffle_tags=bool(settings.shuffle_tags), tag_drop_out=float(settings.tag_drop_out),
+        latent_sampling_method=settings.latent_sampling_method, use_weight=bool(settings.use_weight), seed=seed)
+    autocast, scaler = precision(model)
+    optimizer = torch.optim.AdamW(trainee.params, lr=scheduler.learn_rate, weight_decay=trainee.weight_decay)
+    generator = torch.Generator(model.device).manual_seed(seed)
+    gradient_step, start, accumulated, loss_sum = int(settings.gradient_step), trainee.step, 0, 0.0
+    while not (scheduler.finished or state.interrupted):
+        for batch in dataset.epoch():
+            scheduler.apply(optimizer, trainee.step)
+            if scheduler.finished or state.interrupted:
+                break
+            latents = batch.latents.to(model.device)
+            noise = torch.randn(latents.shape, generator=generator, device=model.device)
+            timesteps = torch.randint(0, len(model.model_sigmas), (latents.shape[0],), generator=generator,
+                                      device=model.device)
+            with autocast():
+                loss = diffusion_loss(model, latents, trainee.conditioning(batch.cond_texts), noise, timesteps,
+                                      batch.weights) / gradient_step
+            if not loss.requires_grad:
+                raise ValueError(f"The prompt {batch.cond_texts[0]!r} does not use {trainee.name}: nothing to train")
+            scaler.scale(loss).backward()
+            loss_sum += loss.item()
+            accumulated += 1
+            if accumulated < gradient_step:
+                continue
+            if clip is not None:
+                clip.step(trainee.step)
+                scaler.unscale_(optimizer)
+                if settings.clip_grad_mode == "value":
+                    torch.nn.utils.clip_grad_value_(trainee.params, clip.learn_rate)
+                else:
+                    torch.nn.utils.clip_grad_norm_(trainee.params, clip.learn_rate)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            trainee.step += 1
+            trainee.losses.append(loss_sum)
+            accumulated, loss_sum = 0, 0.0
+            after_step(model, trainee, settings, batch.cond_texts[0], save_dir, images_dir)
+            state.sampling_step = trainee.step - start
+            if callback is not None:
+                callback(trainee.step, trainee.losses[-1])
+    trainee.save(final_file, trainee.step, trainee.name)
+    return bool(state.interrupted)
+
+
+def after_step(model, trainee: Trainee, settings: TrainSettings, prompt: str, save_dir: str, images_dir: str) -> None:
+    """Copies and previews at their intervals, and the progress text."""
+    step = trainee.step
+    if settings.save_every and step % int(settings.save_every) == 0:
+        os.makedirs(save_dir, exist_ok=True)
+        trainee.last_saved = os.path.join(save_dir, f"{trainee.name}-{step}{trainee.copy_extension}")
+        trainee.save(trainee.last_saved, step, f"{trainee.name}-{step}")
+    if settings.create_image_every and step % int(settings.create_image_every) == 0:
+        os.makedirs(images_dir, exist_ok=True)
+        trainee.last_image = make_preview(model, settings, prompt, images_dir, f"{trainee.name}-{step}")
+    mean_loss = sum(trainee.losses) / len(trainee.losses)
+    state.textinfo = (f"<p>Loss: {mean_loss:.7f}<br/>Step: {step}<br/>Last prompt: {html.escape(prompt)}<br/>"
+                      f"Last saved {trainee.kind}: {html.escape(trainee.last_saved)}<br/>"
+                      f"Last saved image: {html.escape(trainee.last_image)}<br/></p>")
+
+
+def training_message(trainee: Trainee, filename: str, interrupted: bool) -> str:
+    return (f"Training {'interrupted' if interrupted else 'finished'} at {trainee.step} steps.\n"
+            f"{trainee.kind.capitalize()} saved to {filename}")
+
+
+def embedding_file(embedding: textual_inversion.Embedding) -> str:
+    """Where the trained embedding goes: its own file when that holds A1111's format for its kind, else a file of
+    that format beside it (SDXL: .safetensors, others: .pt)."""
+    extension = ".safetensors" if isinstance(embedding.vec, dict) else ".pt"
+    if embedding.filename and embedding.filename.lower().endswith(extension):
+        return embedding.filename
+    folder = os.path.dirname(embedding.filename) if embedding.filename else cmd_opts.embeddings_dir
+    return os.path.join(folder, embedding.name + extension)
+
+
+def find_embedding(model, name: str) -> textual_inversion.Embedding:
+    db = textual_inversion.embedding_db()
+    usable = db.usable_for(model)
+    if name in usable:
+        return usable[name]
+    if name in db.word_embeddings:
+        raise ValueError(f"Embedding {name} was made for another model family than {model.family.label}")
+    raise ValueError(f"Embedding {name} not found in {', '.join(db.embedding_dirs)}")
+
+
+def train_embedding(embedding_name: str, learn_rate: str = "0.005", batch_size: int = 1, gradient_step: int = 1,
+                    data_root: str = "", log_directory: str = "textual_inversion", training_width: int = 512,
+                    training_height: int = 512, varsize: bool = False, steps: int = 100000,
+                    clip_grad_mode: str = "disabled", clip_grad_value: str = "0.1", shuffle_tags: bool = False,
+                    tag_drop_out: float = 0.0, latent_sampling_method: str = "once", use_weight: bool = False,
+                    create_image_every: int = 500, save_embedding_every: int = 500,
+                    template_filename: str = "style_filewords.txt", preview_from_txt2img: bool = False,
+                    preview_prompt: str = "", preview_negative_prompt: str = "", preview_steps: int = 20,
+                    preview_sampler_name: str | None = None, preview_cfg_scale: float = 7.0, preview_seed: int = -1,
+                    preview_width: int = 512, preview_height: int = 512, *, model=None, seed: int | None = None,
+                    callback: Callable[[int, float], None] | None = None):
+    """Train an embedding of the embeddings folder on `model` (default: the current checkpoint); continues from its
+    saved step. Returns (embedding, file, message)."""
+    settings = TrainSettings(learn_rate, batch_size, gradient_step, data_root, log_directory, training_width,
+                             training_height, varsize, steps, clip_grad_mode, clip_grad_value, shuffle_tags, tag_drop_out,
+                             latent_sampling_method, use_weight, create_image_every, save_embedding_every,
+                             template_filename, preview_from_txt2img, preview_prompt, preview_negative_prompt,
+                             preview_steps, preview_sampler_name, preview_cfg_scale, preview_seed, preview_width,
+                             preview_height, seed)
+    validate_settings(embedding_name, settings, "embedding")
+    template = training_dataset.template_path(template_filename)
+    if not all("[name]" in line for line in training_dataset.read_template(template)):
+        raise ValueError(f"Every line of the prompt template {template_filename} must hold [name] to train an embedding "
+                         f"(its prompts would not contain the embedding)")
+    model = model or textual_inversion.current_model()
+    embedding = find_embedding(model, embedding_name)
+    info = model.sd_checkpoint_info
+    original = embedding.vec
+    if isinstance(original, dict):
+        vec = {key: v.detach().to(model.device, torch.float32).clone().requires_grad_(True) for key, v in original.items()}
+        params = list(vec.values())
+    else:
+        vec = original.detach().to(model.device, torch.float32).clone().requires_grad_(True)
+        params = [vec]
+    embedding.vec = vec  # the database's own object: previews made during the run use the vectors being trained
+    usable = textual_inversion.embedding_db().usable_for(model)
+    encoder = prompt_encoder(model, {**usable, embedding.name: embedding})
+
+    def save(filename: str, step: int, name: str) -> None:
+        textual_inversion.Embedding(name, vec, step=step, sd_checkpoint=info.shorthash,
+                                    sd_checkpoint_name=info.model_name).save(filename)
+
+    trainee = Trainee(embedding.name, "embedding", params, int(embedding.step or 0), lambda texts: encode(encoder, texts),
+                      save, ".safetensors" if isinstance(vec, dict) else ".pt", weight_decay=0.0)
+    filename = embedding_file(embedding)
+    state.begin(job="train-embedding")
+    try:
+        with frozen(model):
+            interrupted = run_training(model, trainee, settings, filename, callback)
+    finally:
+        embedding.vec = original
+        state.end()
+    textual_inversion.embedding_db().load_textual_inversion_embeddings(force_reload=True)
+    trained = textual_inversion.embedding_db().word_embeddings.get(embedding.name, embedding)
+    return trained, filename, training_message(trainee, filename, interrupted)

@@ -1,0 +1,307 @@
+"""The Extensions tab (A1111's modules.ui_extensions): Installed, Available and Install from URL; and what active
+extensions add to the page (javascript/*.js, style.css, the chosen localization).
+
+Every change goes through modules.extensions, which refuses it when the server is reachable from the network
+(check_access). The enable and update checkboxes of the Installed table are plain HTML, read by
+javascript/extensions.js when "Apply and restart UI" is pressed, as in A1111.
+"""
+from __future__ import annotations
+
+import datetime
+import html
+import json
+import logging
+import os
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import gradio as gr
+
+from modules import call_queue, extensions, localization
+from modules.shared_cmd_options import cmd_opts
+from modules.shared_options import opts
+from modules.shared_state import state
+
+log = logging.getLogger(__name__)
+
+DEFAULT_INDEX_URL = "https://raw.githubusercontent.com/AUTOMATIC1111/stable-diffusion-webui-extensions/master/index.json"
+INDEX_TIMEOUT_S = 15
+HIDE_TAG_CHOICES = ["script", "ads", "localization", "installed"]
+SORT_CHOICES = ["newest first", "oldest first", "a-z", "z-a", "internal order"]
+
+
+# what extensions add to the page
+
+def _read(path: str) -> str:
+    with open(path, encoding="utf8") as file:
+        return file.read()
+
+
+def _script_tag(code: str, module: bool = False) -> str:
+    kind = " type='module'" if module else ""
+    code = code.replace("</script", "<\\/script")  # the code must not end its own <script> element
+    return f"<script{kind}>\n{code}\n</script>"
+
+
+def extension_page_assets() -> dict:
+    """{"css", "head"} of the active extensions, in their order: their style.css, their javascript/*.js and *.mjs (sorted),
+    and the chosen localization as `window.localization`; the page puts them after its own."""
+    css, head = [], []
+    localization.list_localizations(cmd_opts.localizations_dir)
+    translation = localization.localization_js(opts.localization)
+    if translation:
+        head.append(_script_tag(translation))
+    for ext in extensions.active():
+        style = os.path.join(ext.path, "style.css")
+        if os.path.isfile(style):
+            css.append(f"/* {ext.name} */\n{_read(style)}")
+        scripts = ext.list_files("javascript", ".js") + ext.list_files("javascript", ".mjs")
+        for file in sorted(scripts, key=lambda f: f.filename):
+            head.append(_script_tag(_read(file.path), module=file.filename.endswith(".mjs")))
+    return {"css": "\n".join(css), "head": "".join(head)}
+
+
+# Installed
+
+def _date(timestamp: int | None) -> str:
+    if timestamp is None:
+        return ""
+    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def disable_all_notice() -> str:
+    if opts.disable_all_extensions == "none":
+        return ""
+    return ("<span class='extensions-notice'>\"Disable all extensions\" is set to "
+            f"\"{html.escape(opts.disable_all_extensions)}\": change it to \"none\" to load all extensions again.</span>")
+
+
+def extension_table() -> str:
+    """The Installed table: enable checkbox + name, URL, branch, version (commit and date), update status, delete."""
+    rows = []
+    for ext in extensions.extensions:
+        ext.read_info_from_repo()
+        name = html.escape(ext.name)
+        url = "built-in" if ext.is_builtin else html.escape(ext.remote or "")
+        update = html.escape(ext.status)
+        if ext.can_update:
+            update = f"<label><input type='checkbox' name='update_{name}' checked>{update}</label>"
+        muted = not extensions.allowed(ext, opts.disable_all_extensions)
+        delete = "" if ext.is_builtin else \
+            f"<button class='extension-delete' onclick='extensionsDelete({html.escape(json.dumps(ext.name))})'>Delete</button>"
+        rows.append(
+            f"<tr data-extension='{name}'>"
+            f"<td><label{' class=extension-muted' if muted else ''}><input type='checkbox' name='enable_{name}'"
+            f"{' checked' if ext.enabled else ''}>{name}</label></td>"
+            f"<td>{url}</td><td>{html.escape(ext.branch or '')}</td>"
+            f"<td>{html.escape(ext.version)}</td><td>{_date(ext.commit_date)}</td>"
+            f"<td class='extension_status'>{update}</td><td>{delete}</td></tr>")
+    if not rows:
+        rows.append("<tr><td colspan='7'>No extensions installed. Use the Available or Install from URL tab.</td></tr>")
+    return ("<table id='extensions'><thead><tr><th title='enabled on the next start; press Apply and restart UI'>Extension</th>"
+            "<th>URL</th><th>Branch</th><th>Version</th><th>Date</th>"
+            "<th title='checked: updated by Apply and restart UI'>Update</th><th></th></tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>")
+
+
+def _json_list(text: str, what: str) -> list[str]:
+    value = json.loads(text or "[]")
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError(f"{what} must be a JSON list of extension names, got {text!r}")
+    return value
+
+
+def apply_changes(disabled_json: str, update_json: str, disable_all: str) -> None:
+    """Update the checked extensions and save which are disabled; they take effect when the UI restarts."""
+    extensions.check_access()
+    disabled, update = _json_list(disabled_json, "disabled"), _json_list(update_json, "update")
+    if disable_all not in ("none", "extra", "all"):
+        raise ValueError(f"Disable all extensions must be none, extra or all, not {disable_all!r}")
+    for name in update:
+        try:
+            extensions.update_extension(name)
+        except Exception:
+            log.exception("Error updating extension %s", name)  # the others still update, the UI still restarts
+    opts.disabled_extensions = disabled
+    opts.disable_all_extensions = disable_all
+    opts.save(cmd_opts.ui_settings_file)
+    extensions.list_extensions()
+
+
+def apply_from_page(disabled_json: str, update_json: str, disable_all: str) -> str:
+    """Apply and restart UI, first half: a refusal is shown and stops the restart (the click's .success step)."""
+    try:
+        apply_changes(disabled_json, update_json, disable_all)
+    except Exception as e:
+        log.exception("Could not apply the extension settings")
+        raise gr.Error(call_queue.error_message(e)) from e
+    return "Restarting the UI..."
+
+
+def check_for_updates():
+    extensions.check_updates()
+    return extension_table(), ""
+
+
+def delete(name: str):
+    path = extensions.delete_extension(name)
+    return extension_table(), f"Deleted {html.escape(path)}. Restart the UI to unload it."
+
+
+def refresh_installed():
+    extensions.list_extensions()
+    return extension_table(), disable_all_notice()
+
+
+# Available
+
+def load_index(url: str) -> dict:
+    """An extension index in A1111's format ({"tags": {...}, "extensions": [{name, url, description, tags, added}]})
+    from an http(s) URL, a file:// URL or a local file path; ValueError says what went wrong."""
+    url = (url or "").strip()
+    if not url:
+        raise ValueError("No index URL specified")
+    path = urllib.request.url2pathname(urllib.parse.urlparse(url).path) if url.startswith("file://") else url
+    try:
+        if url.startswith(("http://", "https://")):
+            with urllib.request.urlopen(url, timeout=INDEX_TIMEOUT_S) as response:
+                text = response.read().decode("utf8")
+        else:
+            text = _read(path)
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
+        reason = getattr(e, "reason", e)
+        raise ValueError(f"Could not load the extension index from {url}: {reason}. Are you offline? "
+                         "A local index file (a path or a file:// URL) works too.") from e
+    except OSError as e:
+        raise ValueError(f"Could not read the extension index file {path}: {e.strerror or e}") from e
+    try:
+        index = json.loads(text)
+    except ValueError as e:
+        raise ValueError(f"The extension index at {url} is not valid JSON: {e}") from e
+    if not isinstance(index, dict) or not isinstance(index.get("extensions"), list):
+        raise ValueError(  # noqa: TRY004  (the user's file is wrong: shown as a message like the other ValueErrors)
+            f"The file at {url} is not an extension index: it needs a list named \"extensions\"")
+    return index
+
+
+def _sort_key(order: int):
+    keys = [(True, lambda e: e.get("added", "z")), (False, lambda e: e.get("added", "z")),
+            (False, lambda e: e.get("name", "z").lower()), (True, lambda e: e.get("name", "z").lower()), (False, lambda e: 0)]
+    return keys[order if order is not None and 0 <= order < len(keys) else 0]
+
+
+def available_table(index: dict, hide_tags: list[str], order: int, search: str = "") -> str:
+    """The Available table: the index's extensions not hidden by tag or search, each with an Install button."""
+    for ext in extensions.extensions:
+        ext.read_info_from_repo()
+    installed = {extensions.normalize_git_url(ext.remote): ext.name for ext in extensions.extensions if ext.remote}
+    reverse, key = _sort_key(order)
+    needle = (search or "").strip().lower()
+    rows, hidden = [], 0
+    for entry in sorted((e for e in index.get("extensions", []) if isinstance(e, dict) and e.get("url")), key=key, reverse=reverse):
+        name, url, description = str(entry.get("name", "noname")), str(entry["url"]), str(entry.get("description", ""))
+        tags = [str(tag) for tag in entry.get("tags", [])]
+        is_installed = extensions.normalize_git_url(url) in installed
+        if set(tags + (["installed"] if is_installed else [])) & set(hide_tags or []) \
+                or needle and needle not in name.lower() and needle not in description.lower():
+            hidden += 1
+            continue
+        button = ("<button disabled>Installed</button>" if is_installed else
+                  f"<button class='extension-install' onclick='extensionsInstallFromIndex(this, {html.escape(json.dumps(url))})'>"
+                  "Install</button>")
+        rows.append(f"<tr><td><a href='{html.escape(url)}' target='_blank'>{html.escape(name)}</a><br>"
+                    f"<span class='extension-tags'>{html.escape(', '.join(tags))}</span></td>"
+                    f"<td>{html.escape(description)}<p class='info'>Added: {html.escape(str(entry.get('added', 'unknown')))}</p></td>"
+                    f"<td>{button}</td></tr>")
+    hidden_note = f"<p>Extensions hidden: {hidden}</p>" if hidden else ""
+    return ("<table id='available_extensions'><thead><tr><th>Extension</th><th>Description</th><th>Action</th></tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>{hidden_note}")
+
+
+def tag_choices(index: dict) -> list[str]:
+    tags = index.get("tags") if isinstance(index.get("tags"), dict) else {}
+    found = [str(tag) for entry in index.get("extensions", []) if isinstance(entry, dict) for tag in entry.get("tags", [])]
+    return list(dict.fromkeys([*HIDE_TAG_CHOICES, *tags, *found]))
+
+
+def load_available(url: str, hide_tags: list[str], order: int):
+    index = load_index(url)
+    return index, available_table(index, hide_tags, order), gr.update(choices=tag_choices(index)), ""
+
+
+def install_from_index(url: str, index: dict, hide_tags: list[str], order: int, search: str):
+    target = extensions.install_extension_from_url(None, url)
+    return (available_table(index, hide_tags, order, search), extension_table(),
+            f"Installed into {html.escape(target)}. Use the Installed tab to restart.")
+
+
+# Install from URL
+
+def install_from_url(dirname: str, url: str, branch: str):
+    target = extensions.install_extension_from_url(dirname, url, branch)
+    return "", extension_table(), f"Installed into {html.escape(target)}. Use the Installed tab to restart."
+
+
+def create_ui() -> None:
+    """The tab's content; the caller opens gr.Tab("Extensions", elem_id="tab_extensions")."""
+    with gr.Tabs(elem_id="tabs_extensions"):
+        with gr.Tab("Installed", id="installed"):
+            with gr.Row(elem_id="extensions_installed_top"):
+                apply = gr.Button("Apply and restart UI", variant="primary", elem_id="extensions_apply")
+                check = gr.Button("Check for updates", elem_id="extensions_check_updates")
+                refresh = gr.Button("Refresh", elem_id="extensions_refresh")
+                disable_all = gr.Radio(label="Disable all extensions", choices=["none", "extra", "all"],
+                                       value=lambda: opts.disable_all_extensions, elem_id="extensions_disable_all")
+            disabled_list = gr.Textbox(visible=False, elem_id="extensions_disabled_list")
+            update_list = gr.Textbox(visible=False, elem_id="extensions_update_list")
+            delete_name = gr.Textbox(visible=False, elem_id="extensions_delete_name")
+            delete_button = gr.Button("Delete", visible="hidden", elem_id="extensions_delete_button")
+            info = gr.HTML(disable_all_notice, elem_id="extensions_installed_info")
+            table = gr.HTML(extension_table, elem_id="extensions_installed_html")  # a function: fresh on every page load
+
+        with gr.Tab("Available", id="available"):
+            index_state = gr.State({"extensions": []})
+            with gr.Row():
+                load = gr.Button("Load from:", variant="primary", elem_id="extensions_load_available")
+                index_url = gr.Textbox(value=os.environ.get("WEBUI_EXTENSIONS_INDEX", DEFAULT_INDEX_URL), show_label=False,
+                                       label="Extension index URL", elem_id="extensions_index_url", max_lines=1)
+            with gr.Row():
+                hide_tags = gr.CheckboxGroup(HIDE_TAG_CHOICES, value=["ads", "localization", "installed"],
+                                             label="Hide extensions with tags", elem_id="extensions_hide_tags")
+                order = gr.Radio(SORT_CHOICES, value=SORT_CHOICES[0], type="index", label="Order", elem_id="extensions_order")
+            search = gr.Textbox(label="Search", elem_id="extensions_search", max_lines=1)
+            available_result = gr.HTML(elem_id="extensions_available_result")
+            available = gr.HTML(elem_id="available_extensions_html")
+            to_install = gr.Textbox(visible=False, elem_id="extension_to_install")
+            install_from_index_button = gr.Button("Install", visible="hidden", elem_id="install_extension_button")
+
+        with gr.Tab("Install from URL", id="install_from_url"):
+            install_url = gr.Textbox(label="URL for extension's git repository", elem_id="extensions_install_url", max_lines=1)
+            install_branch = gr.Textbox(label="Specific branch name", placeholder="Leave empty for default main branch",
+                                        elem_id="extensions_install_branch", max_lines=1)
+            install_dirname = gr.Textbox(label="Local directory name", placeholder="Leave empty for auto",
+                                         elem_id="extensions_install_dirname", max_lines=1)
+            install_button = gr.Button("Install", variant="primary", elem_id="extensions_install_button")
+            install_result = gr.HTML(elem_id="extension_install_result")
+
+    wrap = call_queue.wrap_gradio_call
+    # the restart as Settings' Reload UI does it: the page notes the build, then waits for a new one
+    apply.click(fn=apply_from_page, js="extensionsApply", inputs=[disabled_list, update_list, disable_all], outputs=[info],
+                show_progress="hidden").success(fn=state.request_restart, js="atelierReloadUI", show_progress="hidden")
+    check.click(fn=wrap(check_for_updates, extra_outputs=[gr.skip()]), outputs=[table, info])
+    refresh.click(fn=wrap(refresh_installed, extra_outputs=[gr.skip()]), outputs=[table, info], show_progress="hidden")
+    delete_button.click(fn=wrap(delete, extra_outputs=[gr.skip()]), js="extensionsTakeDeleteName", inputs=[delete_name],
+                        outputs=[table, info])
+    load.click(fn=wrap(load_available, extra_outputs=[gr.skip(), gr.skip(), gr.skip()]), inputs=[index_url, hide_tags, order],
+               outputs=[index_state, available, hide_tags, available_result])
+    install_from_index_button.click(fn=wrap(install_from_index, extra_outputs=[gr.skip(), gr.skip()]),
+                                    js="extensionsTakeInstallUrl",
+                                    inputs=[to_install, index_state, hide_tags, order, search],
+                                    outputs=[available, table, available_result])
+    for control in (hide_tags, order, search):
+        control.change(fn=lambda index, tags, sort, text: available_table(index, tags, sort, text),
+                       inputs=[index_state, hide_tags, order, search], outputs=[available], show_progress="hidden")
+    install_button.click(fn=wrap(install_from_url, extra_outputs=[gr.skip(), gr.skip()]),
+                         inputs=[install_dirname, install_url, install_branch],
+                         outputs=[install_url, table, install_result])
