@@ -115,6 +115,7 @@ def load_all(work: Path) -> tuple[dict, dict]:
             torch.cuda.empty_cache()
     paths_internal.configure(str(work), str(work / "models"))
     cmd_opts.no_hashing = True
+    cmd_opts.no_torch_compile = True  # the eager phase first; main() compiles the UNets in place afterwards
     opts.set("sd_checkpoints_limit", 3)
     opts.set("samples_save", False)
     sd_models.list_models(cmd_opts)

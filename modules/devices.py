@@ -32,6 +32,7 @@ class DevicePlan:
     dtype: torch.dtype          # UNet and text encoders
     dtype_vae: torch.dtype
     memory_mode: str = "normal"  # normal | medvram | medvram-sdxl | lowvram; a model's own plan never says medvram-sdxl
+    compile_unet: bool = False  # the fast path: the sampling loop calls a torch.compile'd UNet
 
     @property
     def is_cuda(self) -> bool:
@@ -41,6 +42,11 @@ class DevicePlan:
     def offloads(self) -> bool:
         """Weights wait in RAM and go to the device only while they run (modules.lowvram)."""
         return self.memory_mode in ("medvram", "lowvram")
+
+    @property
+    def compiles(self) -> bool:
+        """Compiled graphs would hold the weights that offloading moves, so offloading models run eagerly."""
+        return self.compile_unet and self.is_cuda and not self.offloads
 
     def for_model(self, is_sdxl: bool) -> DevicePlan:
         """The plan one model runs under: --medvram-sdxl offloads SDXL models (base and refiner) only."""
@@ -68,7 +74,7 @@ def plan_from_flags(cmd_opts) -> DevicePlan:
     full = getattr(cmd_opts, "no_half", False) or getattr(cmd_opts, "precision", "autocast") == "full"
     dtype = torch.float32 if full else torch.float16
     dtype_vae = torch.float32 if full or getattr(cmd_opts, "no_half_vae", False) else torch.float16
-    return DevicePlan(device, dtype, dtype_vae, mode)
+    return DevicePlan(device, dtype, dtype_vae, mode, compile_unet=not getattr(cmd_opts, "no_torch_compile", False))
 
 
 def torch_gc() -> None:

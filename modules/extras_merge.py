@@ -1,15 +1,17 @@
 """Checkpoint Merger (A1111's `run_modelmerger`): No interpolation, Weighted sum and Add difference of checkpoints.
 
 Everything that can be checked is checked before any tensor is read: arguments, families, shapes, disk space. Then
-the inputs are streamed key by key (one tensor per input read at a time), each output tensor is computed, written
-and freed, so peak RAM stays near one output tensor; the file is written under a temporary name in the target
-folder and renamed when complete, so a failure never leaves a partial checkpoint.
+the inputs are streamed key by key (one tensor per input mapped at a time), each output tensor is computed in
+fixed-size float32 chunks into a reused buffer and written, so peak RAM stays near one output tensor; the file is
+written under a temporary name in the target folder and renamed when complete, so a failure never leaves a partial
+checkpoint.
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import logging
+import mmap
 import os
 import pickle
 import re
@@ -33,6 +35,7 @@ CONFIG_SOURCES = ("A, B or C", "B", "C", "Don't")  # the UI radio; the engine ta
 SKIP_ON_MERGE_SUFFIX = "embeddings.position_ids"  # token positions, not weights: always A's
 NORMAL_IN_CHANNELS, INPAINT_IN_CHANNELS = 4, 9
 DISK_MARGIN_BYTES = 16 * 1024 * 1024
+MERGE_CHUNK = 1 << 20  # elements per step of the float32 math: work for every thread, yet it stays in the caches
 
 SAFETENSORS_DTYPES = {
     torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
@@ -108,6 +111,27 @@ def merge_tensor(key: str, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor | N
     return merged
 
 
+def merge_into(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor | None, interp_method: str,
+               multiplier: float, scratch: torch.Tensor) -> torch.Tensor:
+    """merge_tensor's result for A and B of one shape, cast to out's dtype and written into `out`, bit for bit.
+
+    The float32 math runs a chunk at a time through the three rows of `scratch`, in place: no tensor is allocated,
+    each input is read once and each chunk stays in the CPU caches from its conversion to its cast into `out`.
+    """
+    flat_out, flat_a, flat_b = out.view(-1), a.reshape(-1), b.reshape(-1)
+    flat_c = c.reshape(-1) if c is not None else None
+    for start in range(0, flat_out.numel(), scratch.shape[1]):
+        stop = min(start + scratch.shape[1], flat_out.numel())
+        x, y, z = (row[:stop - start] for row in scratch)
+        x.copy_(flat_a[start:stop])
+        if interp_method == "Weighted sum":
+            x.lerp_(y.copy_(flat_b[start:stop]), multiplier)
+        elif flat_c is not None:  # A + (B − C)·M with add_difference's roundings: B − C, then ·M, then + A
+            x.add_(y.copy_(flat_b[start:stop]).sub_(z.copy_(flat_c[start:stop])).mul_(multiplier))
+        flat_out[start:stop].copy_(x)
+    return out
+
+
 def default_filename(interp_method: str, a: str, b: str | None, c: str | None, multiplier: float) -> str:
     """A1111's default output names, from the models' model_name."""
     if interp_method == "Weighted sum":
@@ -122,17 +146,19 @@ def default_filename(interp_method: str, a: str, b: str | None, c: str | None, m
 class CheckpointReader:
     """One input checkpoint: names, shapes and dtypes up front, tensor data one key at a time.
 
-    .safetensors: safe_open validates the file and tells names, shapes, dtypes and metadata; each tensor's bytes are
-    then read with a positioned read into a fresh tensor, so memory holds only the tensors in use (touched pages of
-    a memory map would count as resident for the whole merge). .ckpt/.pt: only through torch's weights-only
-    unpickling, memory-mapped when the file is in torch's zip format.
+    .safetensors: safe_open validates the file and tells names, shapes, dtypes and metadata; tensors are then views
+    of a private memory map of the file, so their bytes come from the page cache without a copy or a fresh
+    allocation. Handing out a tensor drops the previous one's pages from this process (they stay in the page cache
+    and come back if that tensor is read again), so resident memory holds one tensor per input, not the file.
+    .ckpt/.pt: only through torch's weights-only unpickling, memory-mapped when the file is in torch's zip format.
     """
 
     def __init__(self, path: str):
         self.path = path
         self.name = os.path.basename(path)
         self.metadata: dict[str, str] = {}
-        self._fd: int | None = None
+        self._map: mmap.mmap | None = None
+        self._mapped: tuple[int, int] | None = None  # file range of the tensor handed out last
         self._offsets: dict[str, tuple[int, int]] = {}
         self._tensors: dict[str, torch.Tensor] = {}
         try:
@@ -141,7 +167,8 @@ class CheckpointReader:
                     self.metadata = f.metadata() or {}
                     self._info = {k: _slice_info(self.name, k, f.get_slice(k)) for k in f.keys()}
                 self._offsets = _data_offsets(path)
-                self._fd = os.open(path, os.O_RDONLY)
+                with open(path, "rb") as file:  # copy-on-write: writable views for torch, the file never changes
+                    self._map = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_COPY)
             else:
                 self._tensors = _load_ckpt(path)
                 self._info = {k: (tuple(t.shape), t.dtype) for k, t in self._tensors.items()}
@@ -163,17 +190,17 @@ class CheckpointReader:
         return self._info[key][1]
 
     def get_tensor(self, key: str) -> torch.Tensor:
-        if self._fd is None:
+        if self._map is None:
             return self._tensors[key]
         start, end = self._offsets[key]
-        data = torch.empty(end - start, dtype=torch.uint8)
-        buffer, done = memoryview(data.numpy()), 0
-        while done < len(buffer):  # a single pread may return less than asked for
-            count = os.preadv(self._fd, [buffer[done:]], start + done)
-            if count == 0:
-                raise MergeError(f"Could not read {self.name}: the file is truncated at tensor {key}")
-            done += count
         shape, dtype = self._info[key]
+        if self._mapped is not None:
+            dropped = self._mapped[0] - self._mapped[0] % mmap.PAGESIZE  # madvise ranges start on a page
+            self._map.madvise(mmap.MADV_DONTNEED, dropped, self._mapped[1] - dropped)
+        self._mapped = (start, end) if end > start else None
+        if end == start:  # frombuffer refuses empty ranges
+            return torch.empty(shape, dtype=dtype)
+        data = torch.frombuffer(self._map, dtype=torch.uint8, count=end - start, offset=start)
         return data.view(dtype).reshape(shape)
 
     def meta_state_dict(self) -> dict[str, torch.Tensor]:
@@ -181,9 +208,7 @@ class CheckpointReader:
         return {k: torch.empty(shape, dtype=dtype, device="meta") for k, (shape, dtype) in self._info.items()}
 
     def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        self._map = None  # not mmap.close(): a tensor still alive holds the map, which is unmapped with the last one
         self._tensors = {}
 
 
@@ -367,16 +392,21 @@ def _plan(inputs: _Inputs, save_as_half: bool, discard: re.Pattern | None) -> tu
     return entries, partial, kept_from_a
 
 
-def _produce(entry: _Entry, inputs: _Inputs, interp_method: str, multiplier: float) -> torch.Tensor:
+def _produce(entry: _Entry, inputs: _Inputs, interp_method: str, multiplier: float, out: torch.Tensor,
+             scratch: torch.Tensor) -> torch.Tensor:
+    """The output tensor of `entry`: computed into `out` (an uninitialised tensor of its shape and dtype), or the
+    input tensor itself where it is copied unchanged."""
     if entry.source == "vae":
         tensor = inputs.vae.get_tensor(inputs.vae_keys[entry.key.removeprefix(sd_models_config.VAE)])
     elif entry.source == "merge":
+        a, b = inputs.a.get_tensor(entry.key), inputs.b.get_tensor(entry.key)
         c = inputs.c.get_tensor(entry.key) if inputs.c is not None and entry.key in inputs.c else None
-        tensor = merge_tensor(entry.key, inputs.a.get_tensor(entry.key), inputs.b.get_tensor(entry.key), c,
-                              interp_method, multiplier)
+        if not is_partial_merge(entry.key, a.shape, b.shape):
+            return merge_into(out, a, b, c, interp_method, multiplier, scratch)
+        tensor = merge_tensor(entry.key, a, b, c, interp_method, multiplier)
     else:
         tensor = inputs.a.get_tensor(entry.key)
-    return tensor.to(entry.dtype)
+    return tensor if tensor.dtype == entry.dtype else out.copy_(tensor)
 
 
 # --- the merge ------------------------------------------------------------------------------------------------------
@@ -497,18 +527,22 @@ def _copy_config(output: str, config_source: int, models: list[sd_models.Checkpo
 
 
 def _write(filename: str, checkpoint_format: str, entries: list[_Entry], metadata: dict,
-           produce: Callable[[_Entry], torch.Tensor]) -> None:
+           produce: Callable[[_Entry, torch.Tensor], torch.Tensor]) -> None:
+    """Write the output; `produce(entry, out)` gives each tensor, computed into `out` or not."""
     with _atomic_output(filename) as file:
         if checkpoint_format == "safetensors":
             writer = SafetensorsWriter(file, [(e.key, e.dtype, e.shape) for e in entries], metadata)
+            # one buffer for every output tensor: written before the next is computed, so it can be reused
+            buffer = torch.empty(max((_nbytes(e.shape, e.dtype) for e in entries), default=0), dtype=torch.uint8)
             for entry in entries:
-                writer.write_tensor(produce(entry))
+                out = buffer[:_nbytes(entry.shape, entry.dtype)].view(entry.dtype).view(entry.shape)
+                writer.write_tensor(produce(entry, out))
                 state.sampling_step += 1
             writer.finish()
         else:
             state_dict = {}
             for entry in entries:
-                state_dict[entry.key] = produce(entry)
+                state_dict[entry.key] = produce(entry, torch.empty(entry.shape, dtype=entry.dtype))
                 state.sampling_step += 1
             torch.save({"state_dict": state_dict}, file)
 
@@ -590,8 +624,9 @@ def run_modelmerger(primary_model_name: str, secondary_model_name: str | None = 
             state.textinfo = "Merging and saving"
             state.sampling_step, state.sampling_steps = 0, len(entries)
             log.info("Merging %s into %s", ", ".join(i.name for i in used), filename)
+            scratch = torch.empty(3, MERGE_CHUNK)  # merge_into's float32 working rows, shared by every key
             _write(filename, checkpoint_format, entries, metadata,
-                   lambda entry: _produce(entry, inputs, interp_method, float(multiplier)))
+                   lambda entry, out: _produce(entry, inputs, interp_method, float(multiplier), out, scratch))
         _copy_config(filename, config_source, models)
         return _register(filename, kept_from_a, left_out)
     finally:

@@ -522,7 +522,9 @@ def image_grid(imgs, batch_size=1, rows=None, *, opts=None):
         raise ValueError("image_grid needs at least one image")
     opts = _live_opts(opts)
     rows = min(rows if rows is not None else _grid_rows(len(imgs), batch_size, opts), len(imgs))
-    cols = math.ceil(len(imgs) / rows)
+    params = script_callbacks.ImageGridLoopParams(imgs, math.ceil(len(imgs) / rows), rows)
+    script_callbacks.image_grid_callback(params)  # extensions may reorder the images or change the layout (A1111)
+    imgs, cols, rows = params.imgs, params.cols, params.rows
     width = max(img.width for img in imgs)
     height = max(img.height for img in imgs)
     grid = Image.new("RGB", (cols * width, rows * height), color=opts.grid_background_color)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from packaging import version as packaging_version
 
-from modules import prompt_parser
+from modules import prompt_parser, script_callbacks
 
 log = logging.getLogger(__name__)
 
@@ -227,6 +227,7 @@ def parse_generation_parameters(x: str, skip_fields: list[str] | None = None, *,
     res.setdefault("Refiner switch by sampling steps", False)
     if opts.auto_backcompat:
         backcompat(res)
+    script_callbacks.infotext_pasted_callback(x, res)  # extensions may read or change what is pasted (A1111)
     for key in skip_fields:
         res.pop(key, None)
     return res

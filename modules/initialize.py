@@ -5,7 +5,7 @@ import logging
 import os
 import threading
 
-from modules import extra_networks, paths_internal, processing, sd_models, sd_vae, upscaler
+from modules import extra_networks, paths_internal, processing, sd_models, sd_unet_compile, sd_vae, upscaler
 from modules.networks import networks
 from modules.shared_cmd_options import cmd_opts
 from modules.shared_options import opts
@@ -24,6 +24,7 @@ def initialize() -> None:
     upscaler.refresh_upscalers(cmd_opts)
     networks.list_available_networks()
     extra_networks.register_default_extra_networks()
+    sd_unet_compile.configure_cache(cache_dir())
     processing.setup_model_manager(cmd_opts, cache_dir())
     if not titles:
         log.warning("No checkpoint found. Put a .safetensors checkpoint into %s",

@@ -10,32 +10,59 @@ Each part keeps a stored copy of its weights in RAM. Going to the device copies 
 copy unless something wrote into it in place (a LoRA patch while the part was resident): then the new values are
 copied back first. A tensor replaced while stored or resident (a cast, e.g. the VAE's float32 retry) becomes the new
 stored copy. So network patches and their exact restores work whether a part is resident or not.
+
+For a CUDA device a part's stored weights share one page-locked buffer (cudaHostRegister on ordinary memory: torch's
+pinned allocator would round each buffer up to a power of two), so uploads run asynchronously at full bus speed:
+55 GB/s instead of 8 GB/s from pageable memory, measured on an H200.
 """
 from __future__ import annotations
 
 import itertools
 import logging
 import threading
+import weakref
 
 import torch
 
 log = logging.getLogger(__name__)
 STORAGE = torch.device("cpu")  # where offloaded weights wait
+ALIGN = 512  # bytes; each tensor's start in a part's buffer
 
 
 class Part:
     """Modules whose weights move to the compute device together."""
 
-    def __init__(self, name: str, modules: list[torch.nn.Module], triggers: list[torch.nn.Module]):
+    def __init__(self, name: str, modules: list[torch.nn.Module], triggers: list[torch.nn.Module], pin: bool = False):
         self.name = name
         self.modules = modules
         self.triggers = triggers  # the modules whose forward needs this part on the device
         unique = {id(t): t for m in modules for t in itertools.chain(m.parameters(), m.buffers())}
         self.tensors = list(unique.values())
-        self.stored = [t.data.to(STORAGE) for t in self.tensors]
+        self.stored = self._pinned() if pin else [t.data.to(STORAGE) for t in self.tensors]
         for t, stored in zip(self.tensors, self.stored):
             t.data = stored
         self.on_device: list[tuple[int, int]] | None = None  # (data_ptr, version) of each device copy while resident
+        self.uploaded: torch.cuda.Event | None = None  # the last upload from page-locked memory, queued on the device
+
+    def _pinned(self) -> list[torch.Tensor]:
+        """The tensors copied into one page-locked buffer; unpinned copies when the driver refuses to lock the pages."""
+        sizes = [t.numel() * t.element_size() for t in self.tensors]
+        starts = list(itertools.accumulate((-(-n // ALIGN) * ALIGN for n in sizes), initial=0))
+        buffer = torch.empty(starts[-1], dtype=torch.uint8, device=STORAGE)
+        stored = []
+        for t, start, n in zip(self.tensors, starts, sizes):
+            view = buffer[start:start + n].view(t.dtype).view(t.shape)
+            view.copy_(t.data)
+            t.data = view  # the original is freed now, not after the whole part is copied
+            stored.append(view)
+        cudart = torch.cuda.cudart()
+        locked = buffer.numel() > 0 and int(cudart.cudaHostRegister(buffer.data_ptr(), buffer.numel(), 0)) == 0
+        if locked:
+            weakref.finalize(self, cudart.cudaHostUnregister, buffer.data_ptr())  # runs while self.buffer still lives
+        elif buffer.numel():
+            log.warning("%s: could not page-lock %.0f MiB; its uploads will be slower", self.name, buffer.numel() / 2**20)
+        self.buffer = buffer  # the registered memory is freed only after it is unregistered
+        return stored
 
     @property
     def resident(self) -> bool:
@@ -49,10 +76,16 @@ class Part:
         for i, t in enumerate(self.tensors):
             if t.data_ptr() != self.stored[i].data_ptr():  # replaced while stored (e.g. cast): keep the new tensor
                 self.stored[i] = t.data.to(STORAGE)
-            t.data = self.stored[i].to(device, copy=True)
+            t.data = self.stored[i].to(device, copy=True, non_blocking=True)
         self.on_device = [(t.data_ptr(), t._version) for t in self.tensors]
+        if device.type == "cuda":
+            self.uploaded = torch.cuda.Event()
+            self.uploaded.record()
 
     def offload(self) -> None:
+        if self.uploaded is not None:  # the stored copy may be written (a LoRA patch) once the device has read it
+            self.uploaded.synchronize()
+            self.uploaded = None
         for i, t in enumerate(self.tensors):
             ptr, version = self.on_device[i]
             if t.data_ptr() != ptr:  # replaced on the device (e.g. cast): its value is the weight from now on
@@ -114,7 +147,7 @@ class ModelOffload:
         self.vae_parts: dict[int, tuple[torch.nn.Module, Part]] = {}
 
     def add(self, name: str, modules: list[torch.nn.Module], triggers: list[torch.nn.Module]) -> Part:
-        part = Part(name, modules, triggers)
+        part = Part(name, modules, triggers, pin=self.offloader.device.type == "cuda")
         self.offloader.hook(part)
         self.parts.append(part)
         return part

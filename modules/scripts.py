@@ -11,6 +11,7 @@ import re
 import sys
 import threading
 from collections import namedtuple
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from modules import extensions, paths_internal, script_callbacks, scripts_postprocessing
@@ -467,3 +468,16 @@ scripts_txt2img = ScriptRunner()
 scripts_img2img = ScriptRunner()
 scripts_postproc = scripts_postprocessing.ScriptPostprocessingRunner()
 scripts_current: ScriptRunner | None = None  # the runner whose UI is being built (component hooks go to it)
+
+
+@contextmanager
+def building_ui(runner: ScriptRunner, is_img2img: bool):
+    """While a generation tab is built: its runner's scripts are ready for setup_ui() and see every component made."""
+    global scripts_current
+    runner.initialize_scripts(is_img2img=is_img2img)
+    runner.prepare_ui()
+    scripts_current = runner
+    try:
+        yield runner
+    finally:
+        scripts_current = None

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from modules import devices, hashes, lowvram, paths_internal, script_callbacks, sd_models_config, sd_models_loader
+from modules import sd_unet_compile
 from modules.clip_tokenizer import load_tokenizer
 from modules.sd_models_loader import CheckpointLoadError
 from modules.sd_samplers_common import ModelSigmas
@@ -141,6 +142,7 @@ class StableDiffusionModel:
     loaded_vae_file: str | None = None
     load_time: float = 0.0
     extra: dict = field(default_factory=dict)
+    sampling_unet: torch.nn.Module | None = None  # what the sampling loop calls: the UNet, or its compiled view
 
     @property
     def is_sdxl(self) -> bool:
@@ -215,7 +217,8 @@ def build_model(info: CheckpointInfo, plan: devices.DevicePlan, cache_dir: Path)
     for te in encoders.values():
         place(te, home, plan.dtype)
     info.metadata = metadata
-    model = StableDiffusionModel(info, family, unet, vae, encoders, tokenizers, sigmas, plan, base_vae=vae)
+    model = StableDiffusionModel(info, family, unet, vae, encoders, tokenizers, sigmas, plan, base_vae=vae,
+                                 sampling_unet=sd_unet_compile.sampling_unet(unet) if plan.compiles else unet)
     if plan.offloads:
         lowvram.setup_for_low_vram(model, use_medvram=plan.memory_mode == "medvram")
     model.load_time = time.perf_counter() - started

@@ -135,7 +135,7 @@ class CFGDenoiser:
                  first_uncond: int) -> torch.Tensor:
         """UNet on rows of x: row r belongs to image images[r] and is an uncond row from index first_uncond on."""
         model = stage.model
-        unet = model.unet
+        unet = model.unet if model.sampling_unet is None else model.sampling_unet
         dtype = next(unet.parameters()).dtype
         s = sigma.to(x.dtype)[:, None, None, None]
         c_in = 1.0 / (s**2 + 1.0) ** 0.5

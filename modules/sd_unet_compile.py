@@ -28,7 +28,15 @@ def compile_unet(unet: torch.nn.Module) -> None:
     LoRA still apply); the first evaluation at a new image size compiles, the next ones run the compiled graph."""
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
     unet.compile(dynamic=False)
-    log.info("torch.compile: the UNet compiles on its first use at each new shape (about 1.5 min, then cached on disk)")
+
+
+def sampling_unet(unet: torch.nn.Module) -> torch.nn.Module:
+    """A compiled view of `unet` for the sampling loop: it shares the module and its parameters (LoRA patches apply),
+    while training and everything else keep calling the plain module."""
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
+    log.info("torch.compile: the UNet compiles on its first use at each new shape (about 1.5 min for SDXL, then "
+             "cached on disk; --no-torch-compile turns this off)")
+    return torch.compile(unet, dynamic=False)
 
 
 def compile_blocks(unet: torch.nn.Module, block_types: tuple[type, ...]) -> torch.nn.Module:

@@ -20,12 +20,11 @@ import gradio as gr
 from PIL import Image
 from tqdm import tqdm
 
-from modules import call_queue, images, infotext_utils, script_callbacks, sd_models
+from modules import call_queue, images, infotext_utils, sd_models
 from modules.shared_cmd_options import cmd_opts
 from modules.shared_options import opts
 from modules.shared_state import state
 from modules.ui_components import ToolButton
-
 
 folder_symbol = "\U0001f4c2"  # 📂
 save_symbol = "\U0001f4be"  # 💾
@@ -64,7 +63,7 @@ def open_folder(path: str) -> str:
     if not os.path.isdir(path):
         return plaintext_to_html(f"The folder {path} does not exist yet: it is made when the first image is saved.", "error")
     if sys.platform == "win32":
-        os.startfile(path)  # noqa: S606 - the user asked to see this folder
+        os.startfile(path)
         return plaintext_to_html(f"Opened {path}")
     opener = "open" if sys.platform == "darwin" else "xdg-open"
     if shutil.which(opener) is None:
@@ -243,9 +242,7 @@ def parameters_of(js_data: str, index: int | None) -> dict:
     if not infotexts:
         return {}
     infotext = infotexts[min(max(index or 0, 0), len(infotexts) - 1)]
-    params = infotext_utils.parse_generation_parameters(infotext)
-    script_callbacks.infotext_pasted_callback(infotext, params)  # extensions may read or change what is pasted
-    return params
+    return infotext_utils.parse_generation_parameters(infotext)
 
 
 def _selected(js_data: str, evt: gr.SelectData):

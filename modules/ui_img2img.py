@@ -206,14 +206,8 @@ def create_mode_tabs(mode: gr.State):
 def create_ui(loadsave, extra_option_component) -> Img2ImgUI:
     """The img2img tab's contents; `extra_option_component(key)` builds a "Settings in UI" control. The scripts'
     component hooks see every component made here."""
-    runner = scripts.scripts_img2img
-    runner.initialize_scripts(is_img2img=True)
-    runner.prepare_ui()
-    scripts.scripts_current = runner
-    try:
+    with scripts.building_ui(scripts.scripts_img2img, is_img2img=True) as runner:
         return build_ui(loadsave, extra_option_component, runner)
-    finally:
-        scripts.scripts_current = None
 
 
 def build_ui(loadsave, extra_option_component, runner: scripts.ScriptRunner) -> Img2ImgUI:

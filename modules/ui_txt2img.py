@@ -414,14 +414,8 @@ def wire_generate(toprow: ui_toprow.Toprow, output: ui_common.OutputPanel, job, 
 def create_ui(loadsave, extra_option_component) -> Txt2ImgUI:
     """The txt2img tab's contents; `extra_option_component(key)` builds a "Settings in UI" control. The scripts'
     component hooks see every component made here."""
-    runner = scripts.scripts_txt2img
-    runner.initialize_scripts(is_img2img=False)
-    runner.prepare_ui()
-    scripts.scripts_current = runner
-    try:
+    with scripts.building_ui(scripts.scripts_txt2img, is_img2img=False) as runner:
         return build_ui(loadsave, extra_option_component, runner)
-    finally:
-        scripts.scripts_current = None
 
 
 def create_script_ui(tabname: str, runner: scripts.ScriptRunner) -> list:

@@ -55,6 +55,7 @@ def test_weights_wait_in_ram_and_a_dropped_model_leaves_nothing_on_the_card(tiny
     offload = model.extra["lowvram"]
     waiting = [t for part in offload.parts if not part.resident for t in part.tensors]
     assert waiting and all(t.device.type == "cpu" and t.dtype in (torch.float16, torch.int64) for t in waiting)
+    assert all(t.is_pinned() for t in waiting), "page-locked, so uploads are asynchronous and fast"
     assert next(model.unet.parameters()).device.type == "cuda", "conv_in stays on the card"
     manager.unload_all()
     del model, offload, waiting

@@ -328,6 +328,8 @@ def test_ckpt_input_and_ckpt_output(ckpt_dir, sources):
     a, b = sources["a"].state_dict, sources["b"].state_dict
     assert set(saved["state_dict"]) == set(a)
     assert all(torch.equal(saved["state_dict"][k], _expected(k, a, b, None, "Weighted sum", 0.3, False)) for k in a)
+    # A's unmerged tensors are views of its file: each is saved alone, never the whole mapped file
+    assert os.path.getsize(result.filename) < 2 * os.path.getsize(ckpt_dir / "a.safetensors")
 
 
 def _fail_after(calls, original):

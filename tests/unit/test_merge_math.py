@@ -14,6 +14,7 @@ from modules.extras_merge import (
     default_filename,
     get_difference,
     is_partial_merge,
+    merge_into,
     merge_tensor,
     weighted_sum,
 )
@@ -92,6 +93,34 @@ def test_other_shape_mismatches_are_refused(a_shape, b_shape):
 def test_is_partial_merge():
     assert is_partial_merge("k", (6, 9, 3, 3), (6, 4, 3, 3)) is True
     assert is_partial_merge("k", (6, 4, 3, 3), (6, 4, 3, 3)) is False
+
+
+@pytest.mark.parametrize("method,with_c", [("Weighted sum", False), ("Add difference", True),
+                                           ("Add difference", False)])
+@pytest.mark.parametrize("dtypes", [(torch.float16,) * 3, (torch.bfloat16,) * 3, (torch.float32,) * 3,
+                                    (torch.float64,) * 3, (torch.float16, torch.float32, torch.bfloat16)])
+@pytest.mark.parametrize("out_dtype", [torch.float16, torch.float32, torch.float64])
+def test_merge_into_is_merge_tensor_bit_for_bit(method, with_c, dtypes, out_dtype):
+    """Chunk by chunk (11 chunks of 100 over 1073 elements, the last one short) into `out`, as merge_tensor + cast."""
+    a, b, c = (_random(37, 29, seed=20 + i, dtype=dtype) for i, dtype in enumerate(dtypes))
+    c = c if with_c else None
+    originals = [t.clone() for t in (a, b, c) if t is not None]
+    out = torch.full((37, 29), float("nan"), dtype=out_dtype)
+    scratch = torch.empty(3, 100)
+
+    assert merge_into(out, a, b, c, method, 0.3, scratch) is out
+    expected = merge_tensor("k", a, b, c, method, 0.3).to(out_dtype)
+    assert torch.equal(out, expected)
+    assert all(torch.equal(t, o) for t, o in zip((a, b, c), originals))  # inputs untouched: they may be file views
+    if method == "Weighted sum" or with_c:
+        assert not torch.equal(expected, a.float().to(out_dtype))
+
+
+def test_merge_into_reads_strided_inputs_in_logical_order():
+    a, b, c = _random(6, 8, seed=30), _random(8, 6, seed=31).t(), _random(6, 8, seed=32)
+    out = torch.empty(6, 8, dtype=torch.float16)
+    merge_into(out, a, b, c, "Add difference", 0.7, torch.empty(3, 5))
+    assert torch.equal(out, (a + (b - c) * 0.7).half())
 
 
 def test_default_filenames_as_a1111():
