@@ -1,9 +1,10 @@
-"""Extras: upscale and restore faces in existing images (A1111's modules.postprocessing). The UI and the API both call
-run_postprocessing (run_extras is A1111's positional form of it, used by the API).
+"""Extras: upscale and restore faces in existing images, then the extension postprocessing scripts (A1111's
+modules.postprocessing). The UI and the API both call run_postprocessing (run_extras is A1111's positional form of it).
 
-Steps, in A1111's order: Upscale (Upscaler 1, optionally blended with Upscaler 2), GFPGAN, CodeFormer; with
-upscale_first=False face restoration runs before the upscale. Results go to outputs/extras-images with the source's
-metadata kept and the extras infotext (`Postprocess upscale by: 4, Postprocess upscaler: ...`) added as `extras`.
+Steps, in A1111's order: the scripts' process_firstpass; Upscale (Upscaler 1, optionally blended with Upscaler 2),
+GFPGAN, CodeFormer (with upscale_first=False face restoration runs before the upscale); the scripts' process().
+Results go to outputs/extras-images with the source's metadata kept and the extras infotext
+(`Postprocess upscale by: 4, Postprocess upscaler: ...`, then the scripts' pp.info) added as `extras`.
 """
 from __future__ import annotations
 
@@ -16,7 +17,14 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from modules import face_restoration, images, infotext_utils, upscaler
+from modules import (
+    face_restoration,
+    images,
+    infotext_utils,
+    scripts,
+    scripts_postprocessing,
+    upscaler,
+)
 from modules.shared_options import opts
 from modules.shared_state import state
 
@@ -173,14 +181,29 @@ def _open(item) -> Image.Image | None:
         return None
 
 
+def target_size(image: Image.Image, o: PostprocessingOptions) -> tuple[int, int]:
+    """The size the upscale aims at, which scripts read from pp.shared (A1111's upscale first pass sets it alike)."""
+    if o.resize_mode == RESIZE_TO:
+        return o.upscaling_resize_w, o.upscaling_resize_h
+    width, height = int(image.width * o.upscaling_resize), int(image.height * o.upscaling_resize)
+    return limit_size_by_one_dimension(width, height, o.max_side_length) if o.max_side_length else (width, height)
+
+
 def run_postprocessing(extras_mode: int, image, image_folder, input_dir: str, output_dir: str, show_extras_results: bool,
-                       options: PostprocessingOptions, save_output: bool = True) -> tuple[list[Image.Image], str]:
+                       options: PostprocessingOptions, save_output: bool = True,
+                       script_args: list | None = None) -> tuple[list[Image.Image], str]:
     """Process the single image, the uploaded batch or every image of input_dir; returns (shown images, infotext of
-    the last one). Files go to output_dir (batch from directory) or to the extras output folder."""
+    the last one). Files go to output_dir (batch from directory) or to the extras output folder.
+
+    script_args are the values of the extension scripts' controls, in the Extras tab's order; None (the API) gives
+    every script None for each control, as A1111's API does."""
     if extras_mode == EXTRAS_DIRECTORY and output_dir:
         outpath = output_dir
     else:
         outpath = opts.outdir_samples or opts.outdir_extras_samples
+    runner = scripts.scripts_postproc
+    if script_args is None:
+        script_args = runner.create_args_for_run({})
     outputs: list[Image.Image] = []
     infotext = ""
     items = list(_input_images(extras_mode, image, image_folder, input_dir))
@@ -196,36 +219,70 @@ def run_postprocessing(extras_mode: int, image, image_folder, input_dir: str, ou
             if source is None:
                 state.nextjob()
                 continue
-            result, infotext = process_one(source, name, outpath, options, save_output)
+            results, infotext = process_one(source, name, outpath, options, save_output, runner, script_args)
             if extras_mode != EXTRAS_DIRECTORY or show_extras_results:
-                outputs.append(result)
+                outputs += results
             state.nextjob()
     finally:
         state.end()
     return outputs, infotext
 
 
-def process_one(source: Image.Image, name: str | None, outpath: str, options: PostprocessingOptions,
-                save_output: bool) -> tuple[Image.Image, str]:
+def process_one(source: Image.Image, name: str | None, outpath: str, options: PostprocessingOptions, save_output: bool,
+                runner: scripts_postprocessing.ScriptPostprocessingRunner, script_args: list) -> tuple[list[Image.Image], str]:
+    """The image and the extra images the scripts made from it, each saved with its own infotext and name suffix;
+    returns them and the infotext of the last."""
     geninfo, existing = images.read_info_from_image(source)
     if geninfo:
         existing["parameters"] = geninfo
     source = source if source.mode in ("RGB", "RGBA") else source.convert("RGB")
-    result, info = postprocess_image(source, options)
-    infotext = ", ".join(k if k == v else f"{k}: {infotext_utils.quote(v)}" for k, v in info.items() if v is not None)
-    if opts.enable_pnginfo:
-        existing["postprocessing"] = infotext
-        result.info = dict(existing)
-    state.assign_current_image(result)
-    if save_output:
-        suffix = f"-{info['Postprocess upscaler']}" if opts.use_upscaler_name_as_suffix and "Postprocess upscaler" in info else ""
-        basename, forced = "", None
-        if opts.use_original_name_batch and name:
-            forced = os.path.splitext(os.path.basename(name))[0] + suffix
-        images.save_image(result, path=outpath, basename=basename, extension=opts.samples_format, info=infotext,
-                          short_filename=True, no_prompt=True, grid=False, pnginfo_section_name="extras",
-                          existing_info=existing, forced_filename=forced, suffix=suffix)
-    return result, infotext
+    pp = scripts_postprocessing.PostprocessedImage(source)
+    pp.shared.target_width, pp.shared.target_height = target_size(source, options)
+    runner.run_firstpass(pp, script_args)
+    pp.image, info = postprocess_image(pp.image, options)
+    pp.info.update(info)
+    if opts.use_upscaler_name_as_suffix and "Postprocess upscaler" in info:
+        pp.nametags.append(info["Postprocess upscaler"])
+    runner.run_process(pp, script_args)
+    results, infotext, used_suffixes = [], "", {}
+    for done in [pp, *pp.extra_images]:
+        suffix = done.get_suffix(used_suffixes)
+        infotext = ", ".join(k if k == v else f"{k}: {infotext_utils.quote(v)}" for k, v in done.info.items() if v is not None)
+        pnginfo = {**existing, "postprocessing": infotext} if opts.enable_pnginfo else existing
+        if opts.enable_pnginfo:
+            done.image.info = dict(pnginfo)
+        state.assign_current_image(done.image)
+        if save_output:
+            forced = os.path.splitext(os.path.basename(name))[0] + suffix if opts.use_original_name_batch and name else None
+            saved, _ = images.save_image(done.image, path=outpath, basename="", extension=opts.samples_format, info=infotext,
+                                         short_filename=True, no_prompt=True, grid=False, pnginfo_section_name="extras",
+                                         existing_info=pnginfo, forced_filename=forced, suffix=suffix)
+            if done.caption:
+                save_caption(saved, done.caption)
+        results.append(done.image)
+    return results, infotext
+
+
+def save_caption(image_path: str, caption: str) -> None:
+    """A script's caption beside the saved image as .txt. An existing caption is kept, put before or after the new one
+    by the postprocessing_existing_caption_action setting (A1111's, added by an extension; "Ignore" replaces it)."""
+    path = os.path.splitext(image_path)[0] + ".txt"
+    try:
+        with open(path, encoding="utf8") as file:
+            existing = file.read().strip()
+    except FileNotFoundError:
+        existing = ""
+    action = getattr(opts, "postprocessing_existing_caption_action", "Ignore")
+    if existing and action == "Prepend":
+        caption = f"{existing} {caption}"
+    elif existing and action == "Append":
+        caption = f"{caption} {existing}"
+    elif existing and action == "Keep":
+        caption = existing
+    caption = caption.strip()
+    if caption:
+        with open(path, "w", encoding="utf8") as file:
+            file.write(caption)
 
 
 def run_extras(extras_mode, resize_mode, image, image_folder, input_dir, output_dir, show_extras_results, gfpgan_visibility,

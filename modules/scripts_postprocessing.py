@@ -78,8 +78,11 @@ class ScriptPostprocessing:
 
 
 class ScriptPostprocessingRunner:
+    """The Extras tab's extension scripts: their controls, their order and their run over each image."""
+
     def __init__(self):
         self.scripts: list[ScriptPostprocessing] | None = None
+        self.ui_created = False
 
     def initialize_scripts(self, scripts_data) -> None:
         self.scripts = []
@@ -89,7 +92,8 @@ class ScriptPostprocessingRunner:
             self.scripts.append(script)
 
     def scripts_in_preferred_order(self) -> list[ScriptPostprocessing]:
-        """By the postprocessing_operation_order setting (names listed first, in that order), then by `order`."""
+        """By the postprocessing_operation_order setting (names listed first, in that order), then by `order`; those
+        named in the postprocessing_disable_in_extras setting (an extension may add it, as A1111 has) are left out."""
         from modules.shared_options import opts
 
         if self.scripts is None:
@@ -97,48 +101,107 @@ class ScriptPostprocessingRunner:
 
             self.initialize_scripts(scripts.postprocessing_scripts_data)
         preferred = list(getattr(opts, "postprocessing_operation_order", None) or [])
+        left_out = set(getattr(opts, "postprocessing_disable_in_extras", None) or [])
 
         def key(script):
             return (preferred.index(script.name) if script.name in preferred else len(preferred), script.order, script.name or "")
 
-        return sorted(self.scripts, key=key)
+        return sorted((s for s in self.scripts if s.name not in left_out), key=key)
 
     def setup_ui(self) -> list:
-        """Build every script's controls; returns the components whose values run() receives, in order."""
+        """Build every script's controls, each script in a row of its own (script.group); returns the components whose
+        values run() receives, in order. A script whose ui() fails is logged and gets no controls (it does not run)."""
+        import gradio as gr
+
         inputs = []
         for script in self.scripts_in_preferred_order():
-            script.controls = script.ui() or {}
+            with gr.Row() as script.group:
+                script.controls = self._build_controls(script)
             script.args_from = len(inputs)
-            inputs += list(script.controls.values())
+            inputs += list((script.controls or {}).values())
             script.args_to = len(inputs)
+        self.ui_created = True
         return inputs
+
+    @staticmethod
+    def _build_controls(script: ScriptPostprocessing) -> dict | None:
+        try:
+            controls = script.ui() or {}
+            if not isinstance(controls, dict):
+                raise TypeError(f"ui() must return a dict of {{argument name: component}}, not {type(controls).__name__}")
+            return controls
+        except Exception:
+            log.exception("Error creating the UI of postprocessing script %s", _script_label(script))
+            return None
+
+    def ensure_ui(self) -> None:
+        """Without the page (--nowebui) the controls are built in a page of their own, as A1111 does, so that every
+        script has its slots in the argument list."""
+        if not self.ui_created and self.scripts_in_preferred_order():
+            import gradio as gr
+
+            with gr.Blocks(analytics_enabled=False):
+                self.setup_ui()
 
     def script_kwargs(self, script: ScriptPostprocessing, args) -> dict:
         """This script's slice of the flat argument list, as keyword arguments named like its controls."""
         return dict(zip((script.controls or {}).keys(), args[script.args_from:script.args_to]))
 
+    def _runnable(self) -> list[ScriptPostprocessing]:
+        return [s for s in self.scripts_in_preferred_order() if s.controls is not None]
+
+    def _call(self, script: ScriptPostprocessing, hook: str, pp: PostprocessedImage, args) -> None:
+        try:
+            getattr(script, hook)(pp, **self.script_kwargs(script, args))
+        except Exception:
+            log.exception("Error running %s of postprocessing script %s", hook, _script_label(script))
+
+    def run_firstpass(self, pp: PostprocessedImage, args) -> None:
+        """Every script's process_firstpass, before any work on the image; a failing script is logged and skipped."""
+        for script in self._runnable():
+            self._call(script, "process_firstpass", pp, args)
+
+    def run_process(self, pp: PostprocessedImage, args) -> None:
+        """Every script's process() on pp and on the extra images the scripts add (later scripts process those too,
+        unless disable_processing); afterwards pp.extra_images holds them all. A failing script is logged and skipped."""
+        all_images = [pp]
+        for script in self._runnable():
+            for image in list(all_images):
+                if not image.disable_processing:
+                    self._call(script, "process", image, args)
+                all_images += [extra if isinstance(extra, PostprocessedImage) else image.create_copy(extra)
+                               for extra in image.extra_images]
+                image.extra_images = []
+        pp.extra_images = all_images[1:]
+
     def run(self, pp: PostprocessedImage, args) -> None:
-        """Run process_firstpass of every script, then process; a failing script is logged and skipped."""
-        scripts_ = [s for s in self.scripts_in_preferred_order() if s.controls is not None]
-        for hook in ("process_firstpass", "process"):
-            for script in scripts_:
-                if pp.disable_processing:
-                    return
-                try:
-                    getattr(script, hook)(pp, **self.script_kwargs(script, args))
-                except Exception:
-                    log.exception("Error running %s of postprocessing script %s", hook,
-                                  os.path.basename(script.filename or script.name or "?"))
+        """process_firstpass of every script, then process."""
+        self.run_firstpass(pp, args)
+        self.run_process(pp, args)
 
     def create_args_for_run(self, scripts_args: dict) -> list:
-        """The flat argument list from {script name: {arg name: value}} (the API's form); missing args keep defaults."""
-        args = []
-        for script in self.scripts_in_preferred_order():
-            given = scripts_args.get(script.name, {})
-            for name, component in (script.controls or {}).items():
-                args.append(given.get(name, getattr(component, "value", None)))
+        """The flat argument list from {script name: {arg name: value}} (the API's form). A named script's missing
+        arguments keep their defaults; a script not named gets None for each, as A1111's API gives it."""
+        self.ensure_ui()
+        scripts_ = self._runnable()
+        args = [None] * max((s.args_to for s in scripts_), default=0)
+        for script in scripts_:
+            given = scripts_args.get(script.name)
+            if given is None:
+                continue
+            for i, (name, component) in enumerate(script.controls.items()):
+                args[script.args_from + i] = given.get(name, getattr(component, "value", None))
         return args
 
     def image_changed(self) -> None:
+        """The Extras source image changed: tell every script; a failing one is logged."""
         for script in self.scripts_in_preferred_order():
-            script.image_changed()
+            try:
+                script.image_changed()
+            except Exception:
+                log.exception("Error running image_changed of postprocessing script %s", _script_label(script))
+
+
+def _script_label(script: ScriptPostprocessing) -> str:
+    """The script's file and name, for the log."""
+    return f"{os.path.basename(script.filename or '?')} ({script.name})"

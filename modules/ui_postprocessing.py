@@ -1,5 +1,6 @@
 """The Extras tab (A1111's element ids): Single image, Batch (uploads), Batch from directory; Upscale by scale or to
-W x H with two upscalers; GFPGAN and CodeFormer face restoration. The work is modules.postprocessing's."""
+W x H with two upscalers; GFPGAN and CodeFormer face restoration; below them the extension postprocessing scripts'
+controls. The work is modules.postprocessing's."""
 from __future__ import annotations
 
 import html
@@ -7,7 +8,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from modules import postprocessing, upscaler
+from modules import postprocessing, scripts, upscaler
 from modules.shared_cmd_options import cmd_opts
 from modules.shared_options import opts
 
@@ -43,7 +44,7 @@ def infotext_html(infotext: str) -> str:
 
 def run(extras_mode, image, image_batch, input_dir, output_dir, show_results, resize_mode, resize, max_side_length,
         width, height, crop, upscaler_1, upscaler_2, upscaler_2_visibility, gfpgan_visibility, codeformer_visibility,
-        codeformer_weight):
+        codeformer_weight, *script_args):
     options = postprocessing.PostprocessingOptions(
         resize_mode=resize_mode, upscaling_resize=resize, max_side_length=int(max_side_length or 0),
         upscaling_resize_w=int(width), upscaling_resize_h=int(height), upscaling_crop=crop, extras_upscaler_1=upscaler_1,
@@ -52,7 +53,7 @@ def run(extras_mode, image, image_batch, input_dir, output_dir, show_results, re
         codeformer_weight=codeformer_weight)
     try:
         result, infotext = postprocessing.run_postprocessing(extras_mode, image, image_batch, input_dir, output_dir,
-                                                             show_results, options)
+                                                             show_results, options, script_args=list(script_args))
     except (ValueError, FileNotFoundError) as error:
         raise gr.Error(str(error)) from error
     return result, infotext_html(infotext)
@@ -119,9 +120,12 @@ def create_ui() -> ExtrasUI:
             generate = gr.Button("Generate", elem_id="extras_generate", variant="primary")
             upscale = _upscale_controls(resize_mode)
             faces = _face_controls()
+            script_inputs = scripts.scripts_postproc.setup_ui()
         with gr.Column(variant="panel"):
             gallery = gr.Gallery(label="Output", elem_id="extras_gallery", format="png", columns=4)
             html_info = gr.HTML(elem_id="html_info_extras")
     image, image_batch = sources[0], sources[1]
-    generate.click(fn=run, inputs=[extras_mode, *sources, resize_mode, *upscale, *faces], outputs=[gallery, html_info])
+    image.change(fn=scripts.scripts_postproc.image_changed, show_progress="hidden", queue=False)
+    generate.click(fn=run, inputs=[extras_mode, *sources, resize_mode, *upscale, *faces, *script_inputs],
+                   outputs=[gallery, html_info])
     return ExtrasUI(image, image_batch, upscale[5], upscale[6], gallery, html_info, generate)
