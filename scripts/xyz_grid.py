@@ -50,8 +50,12 @@ SIZE = re.compile(r"\s*(\d+)\s*[x×]\s*(\d+)\s*", re.IGNORECASE)
 # ---- value lists ------------------------------------------------------------------------------------------------
 
 def split_values(text: str) -> list[str]:
-    """Comma-separated values (CSV: quotes keep commas inside a value), stripped; empty items dropped."""
-    rows = csv.reader(io.StringIO(text or ""), skipinitialspace=True)
+    """Comma-separated values (CSV: quotes keep commas inside a value), stripped; empty items dropped. A list may be
+    written in brackets, `[a, b]`."""
+    text = (text or "").strip()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    rows = csv.reader(io.StringIO(text), skipinitialspace=True)
     return [value.strip() for value in itertools.chain.from_iterable(rows) if value.strip()]
 
 

@@ -39,6 +39,9 @@ from_file = load("prompts_from_file")
     ('cat, "dog, big", bird', str, ["cat", "dog, big", "bird"]),
     ("a-b, c", str, ["a-b", "c"]),
     ("1, 2,", int, [1, 2]),
+    ("[1, 5, 9]", int, [1, 5, 9]),
+    ("[1-3, 10]", int, [1, 2, 3, 10]),
+    ('[cat, "dog, big"]', str, ["cat", "dog, big"]),
 ])
 def test_value_lists_and_ranges(text, kind, expected):
     values = xyz.parse_values(xyz.split_values(text), kind)
