@@ -3,8 +3,8 @@ face in the top-left corner of every image (tests/fixtures/faces.py). spandrel's
 restored face costs seconds on a CPU: one test restores a face, the others stop before or find none."""
 from __future__ import annotations
 
-import importlib.util
 import os
+import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -14,7 +14,7 @@ from modules import face_detection, face_restoration, infotext_utils
 from modules.shared_cmd_options import cmd_opts
 from modules.shared_options import opts
 from tests.fixtures.faces import write_beacon_detector
-from tests.fixtures.upscalers import write_gfpgan
+from tests.fixtures.upscalers import write_codeformer, write_gfpgan
 from tests.integration.engine_helpers import pixels, start_engine, txt2img
 
 SD1 = "tiny_sd1"
@@ -114,9 +114,24 @@ def test_a_detector_file_alone_is_no_gfpgan_model(use_gfpgan_dir, tmp_path):
         face_restoration.restore_faces(IMAGE, opts)
 
 
-def test_codeformer_without_its_optional_package_says_so(use_gfpgan_dir, tmp_path):
-    if importlib.util.find_spec("spandrel_extra_arches") is not None:
-        pytest.skip("spandrel_extra_arches is installed here")
+def test_codeformer_restores_the_face_only(use_gfpgan_dir, tmp_path):
+    """CodeFormer (spandrel_extra_arches, a test requirement) with its weight setting, through the same detection,
+    alignment and paste-back as GFPGAN."""
+    write_codeformer(tmp_path / "Codeformer" / "codeformer-v0.1.0.pth")
+    use_gfpgan_dir(tmp_path / "detector")
+    write_beacon_detector(tmp_path / "detector" / face_detection.MOBILENET_FILE, ("top_left",))
+    opts.set("face_restoration_model", "CodeFormer")
+    opts.set("code_former_weight", 0.3)
+    image = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    restored = face_restoration.restore_faces(image, opts).astype(np.int16)
+    changed = np.argwhere((restored != image).any(axis=-1))
+    assert changed.size and changed.max() <= CROP_END
+    assert np.array_equal(restored[CROP_END + 1:], image[CROP_END + 1:])
+    assert np.abs(restored[2:12, 2:12] - image[2:12, 2:12]).mean() > 5
+
+
+def test_codeformer_without_its_optional_package_says_so(use_gfpgan_dir, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "spandrel_extra_arches", None)  # as if not installed: importing it fails
     use_gfpgan_dir(tmp_path / "empty")
     opts.set("face_restoration_model", "CodeFormer")
     with pytest.raises(ValueError, match="CodeFormer needs the optional package spandrel_extra_arches"):
