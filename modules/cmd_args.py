@@ -66,6 +66,7 @@ group.add_argument("--vae-path", type=normalized_filepath, default=None, help="a
 group.add_argument("--lora-dir", type=normalized_filepath, help="directory of LoRA files (default: models/Lora)")
 group.add_argument("--embeddings-dir", type=normalized_filepath, help="directory of textual-inversion embeddings (default: models/embeddings)")
 group.add_argument("--hypernetwork-dir", type=normalized_filepath, help="directory of hypernetworks (default: models/hypernetworks)")
+group.add_argument("--textual-inversion-templates-dir", type=normalized_filepath, help="directory of prompt templates for training (default: textual_inversion_templates)")
 group.add_argument("--esrgan-models-path", type=normalized_filepath, help="directory of ESRGAN upscaler models (default: models/ESRGAN)")
 group.add_argument("--realesrgan-models-path", type=normalized_filepath, help="directory of RealESRGAN upscaler models (default: models/RealESRGAN)")
 group.add_argument("--swinir-models-path", type=normalized_filepath, help="directory of SwinIR upscaler models (default: models/SwinIR)")

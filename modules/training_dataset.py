@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from modules import paths_internal
+from modules.shared_cmd_options import cmd_opts
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 LATENT_SAMPLING_METHODS = ("once", "deterministic", "random")
@@ -25,7 +26,8 @@ NUMBERS_AT_START = re.compile(r"^[-\d]+\s*")
 
 
 def templates_dir() -> str:
-    return os.path.join(paths_internal.script_path, "textual_inversion_templates")
+    """--textual-inversion-templates-dir, else the templates that come with Atelier."""
+    return cmd_opts.textual_inversion_templates_dir or os.path.join(paths_internal.script_path, "textual_inversion_templates")
 
 
 def list_templates(folder: str | None = None) -> dict[str, str]:

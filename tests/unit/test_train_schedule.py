@@ -85,3 +85,13 @@ def test_standard_templates_exist_and_use_the_placeholders():
         assert all("[filewords]" in line for line in training_dataset.read_template(templates[name]))
     with pytest.raises(ValueError, match="'nope.txt' not found.*style.txt"):
         training_dataset.template_path("nope.txt")
+
+
+def test_templates_dir_flag_points_at_the_users_folder(tmp_path, monkeypatch):
+    from modules.shared_cmd_options import cmd_opts
+
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "portrait.txt").write_text("a portrait of [name]\n", encoding="utf8")
+    monkeypatch.setattr(cmd_opts, "textual_inversion_templates_dir", str(tmp_path))
+    assert list(training_dataset.list_templates()) == ["mine/portrait.txt"]
+    assert training_dataset.template_path("mine/portrait.txt") == str(tmp_path / "mine" / "portrait.txt")
