@@ -47,24 +47,35 @@ def _churn(x: torch.Tensor, sigma: float, n_steps: int, rng, opts: SamplerOption
     return add_noise(x, rng, opts.s_noise * math.sqrt(sigma_hat**2 - sigma**2)), sigma_hat
 
 
-def sample_euler(denoiser, x, sigmas, rng, callback, opts: SamplerOptions):
-    sig = sigmas.tolist()
-    for i in range(len(sig) - 1):
-        x, sigma_hat = _churn(x, sig[i], len(sig) - 1, rng, opts)
-        denoised = denoise(denoiser, x, sigma_hat)
-        x = x + to_d(x, sigma_hat, denoised) * (sig[i + 1] - sigma_hat)
-        callback(i, x, denoised, sig[i])
-    return x
+def churned_sampler(step):
+    """A sampler that moves from each sigma to the next with `step(denoiser, x, sigma, sigma_next, denoised)`, after
+    A1111's optional churn (s_churn) of the current sigma."""
+    def sample(denoiser, x, sigmas, rng, callback, opts: SamplerOptions):
+        sig = sigmas.tolist()
+        for i in range(len(sig) - 1):
+            x, sigma_hat = _churn(x, sig[i], len(sig) - 1, rng, opts)
+            denoised = denoise(denoiser, x, sigma_hat)
+            x = step(denoiser, x, sigma_hat, sig[i + 1], denoised)
+            callback(i, x, denoised, sig[i])
+        return x
+    return sample
 
 
-def sample_euler_ancestral(denoiser, x, sigmas, rng, callback, opts: SamplerOptions):
-    sig = sigmas.tolist()
-    for i in range(len(sig) - 1):
-        denoised = denoise(denoiser, x, sig[i])
-        sigma_down, sigma_up = ancestral_step(sig[i], sig[i + 1], opts.eta_ancestral)
-        x = add_noise(first_order_step(x, sig[i], sigma_down, denoised), rng, opts.s_noise * sigma_up)
-        callback(i, x, denoised, sig[i])
-    return x
+def ancestral_sampler(step):
+    """A sampler that takes `step` down to the ancestral sigma_down, then adds fresh noise of size sigma_up."""
+    def sample(denoiser, x, sigmas, rng, callback, opts: SamplerOptions):
+        sig = sigmas.tolist()
+        for i in range(len(sig) - 1):
+            denoised = denoise(denoiser, x, sig[i])
+            sigma_down, sigma_up = ancestral_step(sig[i], sig[i + 1], opts.eta_ancestral)
+            x = add_noise(step(denoiser, x, sig[i], sigma_down, denoised), rng, opts.s_noise * sigma_up)
+            callback(i, x, denoised, sig[i])
+        return x
+    return sample
+
+
+def euler_step(denoiser, x, sigma: float, sigma_next: float, denoised: torch.Tensor) -> torch.Tensor:
+    return x + to_d(x, sigma, denoised) * (sigma_next - sigma)
 
 
 def heun_step(denoiser, x, sigma: float, sigma_next: float, denoised: torch.Tensor) -> torch.Tensor:
@@ -75,16 +86,6 @@ def heun_step(denoiser, x, sigma: float, sigma_next: float, denoised: torch.Tens
         return x_euler
     d_next = to_d(x_euler, sigma_next, denoise(denoiser, x_euler, sigma_next))
     return x + (d + d_next) / 2 * (sigma_next - sigma)
-
-
-def sample_heun(denoiser, x, sigmas, rng, callback, opts: SamplerOptions):
-    sig = sigmas.tolist()
-    for i in range(len(sig) - 1):
-        x, sigma_hat = _churn(x, sig[i], len(sig) - 1, rng, opts)
-        denoised = denoise(denoiser, x, sigma_hat)
-        x = heun_step(denoiser, x, sigma_hat, sig[i + 1], denoised)
-        callback(i, x, denoised, sig[i])
-    return x
 
 
 def dpm2_step(denoiser, x, sigma: float, sigma_next: float, denoised: torch.Tensor) -> torch.Tensor:
@@ -98,24 +99,12 @@ def dpm2_step(denoiser, x, sigma: float, sigma_next: float, denoised: torch.Tens
     return x + d_mid * (sigma_next - sigma)
 
 
-def sample_dpm_2(denoiser, x, sigmas, rng, callback, opts: SamplerOptions):
-    sig = sigmas.tolist()
-    for i in range(len(sig) - 1):
-        x, sigma_hat = _churn(x, sig[i], len(sig) - 1, rng, opts)
-        denoised = denoise(denoiser, x, sigma_hat)
-        x = dpm2_step(denoiser, x, sigma_hat, sig[i + 1], denoised)
-        callback(i, x, denoised, sig[i])
-    return x
-
-
-def sample_dpm_2_ancestral(denoiser, x, sigmas, rng, callback, opts: SamplerOptions):
-    sig = sigmas.tolist()
-    for i in range(len(sig) - 1):
-        denoised = denoise(denoiser, x, sig[i])
-        sigma_down, sigma_up = ancestral_step(sig[i], sig[i + 1], opts.eta_ancestral)
-        x = add_noise(dpm2_step(denoiser, x, sig[i], sigma_down, denoised), rng, opts.s_noise * sigma_up)
-        callback(i, x, denoised, sig[i])
-    return x
+sample_euler = churned_sampler(euler_step)
+sample_heun = churned_sampler(heun_step)
+sample_dpm_2 = churned_sampler(dpm2_step)
+sample_euler_ancestral = ancestral_sampler(lambda denoiser, x, sigma, sigma_next, denoised:
+                                           first_order_step(x, sigma, sigma_next, denoised))
+sample_dpm_2_ancestral = ancestral_sampler(dpm2_step)
 
 
 def lms_coefficient(sig: list[float], i: int, order: int, j: int) -> float:
