@@ -18,6 +18,7 @@ from modules.shared_cmd_options import parse
 python = sys.executable
 git = os.environ.get("GIT", "git")
 index_url = os.environ.get("INDEX_URL", "")
+pip_attempts = 3
 dir_repos = "repositories"
 requirements_file = os.environ.get("REQS_FILE", "requirements.txt")
 
@@ -60,7 +61,14 @@ def run_pip(command: str, desc=None, live: bool = False) -> str:
     if args.skip_install:
         return ""
     index = f" --index-url {index_url}" if index_url else ""
-    return run(f'"{python}" -m pip {command} --prefer-binary{index}', desc=f"Installing {desc}", errdesc=f"Couldn't install {desc}", live=live)
+    # an interrupted download fails pip as a whole, so the whole command is tried again
+    for attempt in range(1, pip_attempts + 1):
+        try:
+            return run(f'"{python}" -m pip {command} --prefer-binary{index}', desc=f"Installing {desc}", errdesc=f"Couldn't install {desc}", live=live)
+        except RuntimeError:
+            if attempt == pip_attempts:
+                raise
+            print(f"Installing {desc} failed (attempt {attempt} of {pip_attempts}); trying again", flush=True)
 
 
 def repo_dir(name: str) -> str:

@@ -16,5 +16,10 @@ fi
 
 venv_dir="${venv_dir:-venv}"
 venv_dir="$venv_dir" bash webui.sh --skip-torch-cuda-test --exit
-"$venv_dir/bin/python" -m pip install --disable-pip-version-check -r requirements-test.txt
+# an interrupted download fails pip as a whole, so it is tried again (as launch.py does)
+for attempt in 1 2 3; do
+    "$venv_dir/bin/python" -m pip install --disable-pip-version-check -r requirements-test.txt && break
+    [[ $attempt -lt 3 ]] || exit 1
+    echo "run_tests.sh: installing the test requirements failed (attempt $attempt of 3); trying again" >&2
+done
 exec "$venv_dir/bin/python" -m pytest "$@"

@@ -107,6 +107,35 @@ def test_run_pip_respects_skip_install(monkeypatch):
     assert commands == [f'"{sys.executable}" -m pip install something --prefer-binary']
 
 
+def test_run_pip_tries_an_interrupted_install_again(monkeypatch, capsys):
+    outcomes = iter([RuntimeError("Couldn't install x"), RuntimeError("Couldn't install x"), "installed"])
+
+    def flaky_run(command, **kwargs):
+        outcome = next(outcomes)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    monkeypatch.setattr(launch, "run", flaky_run)
+    parse([])
+    assert launch.run_pip("install x", "x") == "installed"
+    assert capsys.readouterr().out.count("trying again") == 2
+
+
+def test_run_pip_gives_up_after_its_attempts(monkeypatch):
+    calls = []
+
+    def failing_run(command, **kwargs):
+        calls.append(command)
+        raise RuntimeError("Couldn't install x")
+
+    monkeypatch.setattr(launch, "run", failing_run)
+    parse([])
+    with pytest.raises(RuntimeError, match="Couldn't install x"):
+        launch.run_pip("install x", "x")
+    assert len(calls) == launch.pip_attempts
+
+
 def test_unmet_requirements(tmp_path):
     pytest_version = importlib.metadata.version("pytest")
     requirements = tmp_path / "requirements.txt"
