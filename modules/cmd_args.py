@@ -92,7 +92,7 @@ group.add_argument("--device-id", type=str, default=None, help="index of the CUD
 group.add_argument("--use-cpu", type=str.lower, nargs="+", default=[], help="run these parts on the CPU: all, sd, interrogate, gfpgan, esrgan, codeformer")
 group.add_argument("--opt-sdp-attention", action="store_true", help="prefer PyTorch scaled-dot-product attention")
 group.add_argument("--opt-channelslast", action="store_true", help="use the channels-last memory format for the UNet")
-group.add_argument("--no-torch-compile", action="store_true", help="do not torch.compile the UNet on CUDA (compiling takes about 1.5 min per new image size, cached on disk, and makes sampling about 1.5x faster)")
+group.add_argument("--no-torch-compile", action="store_true", help="do not torch.compile the UNet on CUDA (it compiles in the background, about 1.5 min per new image size, cached on disk, and then makes sampling about 1.5x faster)")
 group.add_argument("--xformers", action="store_true", help="accepted for old command lines; not needed: Atelier uses PyTorch's own attention")
 
 group = parser.add_argument_group("start-up and installation")

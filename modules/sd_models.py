@@ -12,6 +12,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -142,7 +143,7 @@ class StableDiffusionModel:
     loaded_vae_file: str | None = None
     load_time: float = 0.0
     extra: dict = field(default_factory=dict)
-    sampling_unet: torch.nn.Module | None = None  # what the sampling loop calls: the UNet, or its compiled view
+    sampling_unet: Callable | None = None  # what the sampling loop calls: the UNet, or its compiling view
 
     @property
     def is_sdxl(self) -> bool:

@@ -136,7 +136,7 @@ class CFGDenoiser:
         """UNet on rows of x: row r belongs to image images[r] and is an uncond row from index first_uncond on."""
         model = stage.model
         unet = model.unet if model.sampling_unet is None else model.sampling_unet
-        dtype = next(unet.parameters()).dtype
+        dtype = next(model.unet.parameters()).dtype
         s = sigma.to(x.dtype)[:, None, None, None]
         c_in = 1.0 / (s**2 + 1.0) ** 0.5
         t = self.model_sigmas.sigma_to_t(sigma.float())
