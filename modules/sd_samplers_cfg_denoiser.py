@@ -45,6 +45,7 @@ class CFGDenoiser:
         self.step = 0  # set by the sampling callback
         self.evaluations = 0  # UNet evaluations so far: the clock of prompt editing, as A1111 counts it
         self.switched_at_step: int | None = None
+        self.switch_step: int | None = None  # the refiner's first step, decided at the first evaluation
         self.calls: list[tuple[int, str]] = []  # (step, checkpoint title) per UNet evaluation, for tests and logs
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -120,16 +121,22 @@ class CFGDenoiser:
     def _maybe_switch(self) -> None:
         if self.refiner is None or self.switched_at_step is not None:
             return
-        steps = max(len(self.schedule) - 1, 1)
-        if self.switch_by_steps:
-            done = self.step / steps
-        else:  # A1111 >= 1.9: progress is the nearest training timestep of the step's sigma
-            step_sigma = torch.tensor([self.schedule[min(self.step, len(self.schedule) - 1)]])
-            done = float((999 - self.model_sigmas.sigma_to_t(step_sigma).round()) / 1000)
-        if done >= self.switch_at:
+        if self.switch_step is None:
+            self.switch_step = self._first_refiner_step()
+        if self.step >= self.switch_step:
             self.stage = self.refiner()
             self.model_sigmas = self.stage.model.model_sigmas
             self.switched_at_step = self.step
+
+    def _first_refiner_step(self) -> int:
+        """The first step whose progress reaches switch_at, from the schedule once: no tensor work in later steps."""
+        steps = len(self.schedule)
+        if self.switch_by_steps:
+            progress = [step / max(steps - 1, 1) for step in range(steps)]
+        else:  # A1111 >= 1.9: progress is the nearest training timestep of the step's sigma
+            t = self.model_sigmas.sigma_to_t(torch.tensor(self.schedule, dtype=torch.float32))
+            progress = ((999 - t.round()) / 1000).tolist()
+        return next((step for step, done in enumerate(progress) if done >= self.switch_at), steps)
 
     def _denoise(self, stage: UNetStage, x: torch.Tensor, sigma: torch.Tensor, cond: Conditioning, images: list[int],
                  first_uncond: int) -> torch.Tensor:
