@@ -7,6 +7,8 @@ when the clone succeeded, so a failure never leaves a half-written extension beh
 """
 from __future__ import annotations
 
+import configparser
+import functools
 import importlib.util
 import ipaddress
 import json
@@ -29,9 +31,13 @@ git = os.environ.get("GIT", "git")
 TMP_DIRNAME = ".tmp"  # hidden: never listed as an extension
 URL_PATTERN = re.compile(r"^(https?://|ssh://|file://|git@)\S+$")
 DIRNAME_PATTERN = re.compile(r"^[\w][\w.\- ]*$")
+COMMIT_PATTERN = re.compile(r"^[0-9a-fA-F]{4,64}$")  # a hash, never an option or a ref name from a hand-edited file
 
 ScriptFile = namedtuple("ScriptFile", ["basedir", "filename", "path"])
 """A file of an extension, as A1111's scripts.ScriptFile: the extension's folder, the file's name and full path."""
+
+GitInfo = namedtuple("GitInfo", ["remote", "branch", "commit_hash", "commit_date"])
+"""A checkout's first remote URL (or None), branch (None when detached), HEAD commit and its date (Unix time)."""
 
 
 class ExtensionAccessError(PermissionError):
@@ -55,6 +61,91 @@ def run_git(*args: str, cwd: str | None = None) -> str:
     return result.stdout
 
 
+def _require_checkout(path: str) -> None:
+    """Refuse a folder without its own .git: git would act on a repository around it (Atelier's own checkout)."""
+    if not os.path.exists(os.path.join(path, ".git")):
+        raise GitError(f"Not a git checkout: {path}")
+
+
+def read_git_info(path: str) -> GitInfo:
+    """The git state of the checkout at `path`; GitError when it is not a repository."""
+    _require_checkout(path)
+    commit_hash, commit_date = run_git("log", "-1", "--format=%H %ct", cwd=path).split()
+    branch = run_git("rev-parse", "--abbrev-ref", "HEAD", cwd=path).strip()
+    remotes = run_git("remote", cwd=path).split()
+    remote = run_git("remote", "get-url", remotes[0], cwd=path).strip() if remotes else None
+    return GitInfo(remote, None if branch == "HEAD" else branch, commit_hash, int(commit_date))  # "HEAD": detached
+
+
+def reset_to_commit(path: str, commit: str) -> None:
+    """Move the checkout at `path` to `commit`, all or nothing: fetch first (offline is fine when the commit is already
+    there), touch nothing unless the commit exists, and go back to the old HEAD if the reset fails."""
+    if not isinstance(commit, str) or not COMMIT_PATTERN.match(commit):
+        raise ValueError(f"Not a commit hash: {commit!r}")
+    _require_checkout(path)
+    try:
+        run_git("fetch", "--all", "--quiet", cwd=path)
+        fetch_error = ""
+    except GitError as e:
+        fetch_error = f" ({e})"
+    try:
+        run_git("cat-file", "-e", f"{commit}^{{commit}}", cwd=path)
+    except GitError as e:
+        raise GitError(f"Commit {commit} is not in the repository at {path}{fetch_error}") from e
+    before = run_git("rev-parse", "HEAD", cwd=path).strip()
+    try:
+        run_git("reset", "--hard", commit, cwd=path)
+    except GitError:
+        run_git("reset", "--hard", before, cwd=path)
+        raise
+
+
+class ExtensionMetadata:
+    """An extension's metadata.ini (A1111): `[Extension]` Name and Requires; `[scripts/<file>.py]` (and `[scripts]` for all
+    its scripts) Requires, Before and After; `[callbacks/<ext>/<script>/<callback>]` Before and After. A missing file is
+    an empty config; a broken one too, with a warning."""
+
+    filename = "metadata.ini"
+
+    def __init__(self, path: str, canonical_name: str):
+        self.canonical_name = canonical_name  # A1111 1.10 reads [Extension] Name, then uses the lower-cased folder name
+        self.config = self._read(os.path.join(path, self.filename))
+
+    def _read(self, filepath: str) -> configparser.ConfigParser:
+        config = configparser.ConfigParser(interpolation=None)  # "%" in a value is text, not a reference
+        if not os.path.isfile(filepath):
+            return config
+        try:
+            with open(filepath, encoding="utf8") as file:
+                config.read_file(file)
+        except (configparser.Error, OSError, UnicodeDecodeError) as e:
+            log.warning("Ignoring %s of extension %s, which cannot be read: %s", self.filename, self.canonical_name, e)
+            return configparser.ConfigParser(interpolation=None)
+        return config
+
+    @property
+    def requires(self) -> list[str]:
+        """The extensions this one needs, lower-cased; "a|b" means either."""
+        return self.get_script_requirements("Requires", "Extension")
+
+    def get_script_requirements(self, field: str, section: str, extra_section: str | None = None) -> list[str]:
+        """The names listed in `field` (Requires, Before, After) of [section] and of [extra_section], lower-cased."""
+        text = self.config.get(section, field, fallback="")
+        if extra_section:
+            text += "," + self.config.get(extra_section, field, fallback="")
+        return self.parse_list(text)
+
+    @staticmethod
+    def parse_list(text: str) -> list[str]:
+        """Names separated by commas and/or spaces, lower-cased."""
+        return [item for item in re.split(r"[,\s]+", text.strip().lower()) if item]
+
+
+def pick_requirement(requirement: str, known) -> str:
+    """The first alternative of "a|b" that is in `known`; the requirement as written when none is."""
+    return next((name for name in requirement.split("|") if name in known), requirement)
+
+
 class Extension:
     lock = threading.Lock()  # git metadata is read by a background thread and by the page at the same time
 
@@ -72,6 +163,10 @@ class Extension:
         self.commit_date: int | None = None
         self.version = ""
         self.have_info_from_repo = False
+
+    @functools.cached_property
+    def metadata(self) -> ExtensionMetadata:
+        return ExtensionMetadata(self.path, self.canonical_name)
 
     def __repr__(self) -> str:
         return f"Extension({self.name!r}, enabled={self.enabled}, builtin={self.is_builtin})"
@@ -92,14 +187,8 @@ class Extension:
             self.have_info_from_repo = True
 
     def _read_git_info(self) -> None:
-        commit_hash, commit_date = run_git("log", "-1", "--format=%H %ct", cwd=self.path).split()
-        branch = run_git("rev-parse", "--abbrev-ref", "HEAD", cwd=self.path).strip()
-        remotes = run_git("remote", cwd=self.path).split()
-        self.remote = run_git("remote", "get-url", remotes[0], cwd=self.path).strip() if remotes else None
-        self.branch = None if branch == "HEAD" else branch  # "HEAD": a detached checkout
-        self.commit_hash = commit_hash
-        self.commit_date = int(commit_date)
-        self.version = commit_hash[:8]
+        self.remote, self.branch, self.commit_hash, self.commit_date = read_git_info(self.path)
+        self.version = self.commit_hash[:8]
         self.status = "unknown"
 
     def list_files(self, subdir: str, extension: str) -> list[ScriptFile]:
@@ -169,6 +258,22 @@ def list_extensions() -> None:
         log.warning('"Disable all extensions" is set to "%s": %s', opts.disable_all_extensions,
                     "no extensions load" if opts.disable_all_extensions == "all" else "only built-in extensions load")
     extensions[:] = find_extensions(opts.disabled_extensions)
+    check_requirements(extensions)
+
+
+def check_requirements(listed: list[Extension]) -> None:
+    """Warn about each active extension whose metadata.ini Requires an extension that is not installed or not active."""
+    by_name = {ext.canonical_name: ext for ext in listed}
+    disable_all = opts.disable_all_extensions
+    for ext in listed:
+        if not (ext.enabled and allowed(ext, disable_all)):
+            continue
+        for requirement in ext.metadata.requires:
+            required = by_name.get(pick_requirement(requirement, by_name))
+            if required is None:
+                log.warning('Extension "%s" requires "%s", which is not installed.', ext.name, requirement)
+            elif not (required.enabled and allowed(required, disable_all)):
+                log.warning('Extension "%s" requires "%s", which is disabled.', ext.name, required.name)
 
 
 def active() -> list[Extension]:
@@ -176,6 +281,96 @@ def active() -> list[Extension]:
     if not extensions:
         list_extensions()  # nothing listed yet (or nothing there, which costs one listdir)
     return [ext for ext in extensions if ext.enabled and allowed(ext, opts.disable_all_extensions)]
+
+
+def script_load_order(script_files: list[ScriptFile]) -> list[ScriptFile]:
+    """The script files ordered so that each loads after what its extension's metadata.ini says it needs: `Requires` and
+    `After` (a script "ext/file.py" or all scripts of an extension "ext"), the reverse for `Before`, and an
+    `[Extension] Requires` puts all of the extension's scripts after the required one's. Otherwise the given order is
+    kept; a missing requirement is logged, and scripts that must load before each other keep their given order."""
+    by_path = {os.path.normpath(ext.path): ext for ext in active()}
+    owners = [by_path.get(os.path.normpath(file.basedir)) for file in script_files]
+    names = [file.filename if ext is None else f"{'builtin/' if ext.is_builtin else ''}{ext.canonical_name}/{file.filename}"
+             for file, ext in zip(script_files, owners)]
+    index = {name: i for i, name in enumerate(names)}
+    scripts_of: dict[str, list[int]] = {}
+    for i, ext in enumerate(owners):
+        if ext is not None:
+            scripts_of.setdefault(ext.canonical_name, []).append(i)
+    known = set(index) | {ext.canonical_name for ext in by_path.values()}
+
+    def targets(requirement: str, own: Extension | None) -> list[int]:
+        name = pick_requirement(requirement, known)
+        if name in index:
+            return [index[name]]
+        return [] if own is not None and name == own.canonical_name else scripts_of.get(name, [])
+
+    after: list[set[int]] = [set() for _ in script_files]  # after[i]: the scripts that load before script i
+    for i, (file, ext) in enumerate(zip(script_files, owners)):
+        if ext is None:
+            continue
+        section = os.path.relpath(file.path, ext.path).replace(os.sep, "/")
+        extra = section.rpartition("/")[0] or None
+        requires = ext.metadata.get_script_requirements("Requires", section, extra)
+        for requirement in requires:
+            if pick_requirement(requirement, known) not in known:
+                log.warning('Script "%s" of extension %s requires "%s" to be loaded, but it is not.', names[i], ext.name,
+                            requirement)
+        for requirement in requires + ext.metadata.get_script_requirements("After", section, extra) + ext.metadata.requires:
+            after[i].update(targets(requirement, ext))
+        for requirement in ext.metadata.get_script_requirements("Before", section, extra):
+            for j in targets(requirement, ext):
+                after[j].add(i)
+        after[i].discard(i)
+    _break_cycles(after, names, owners)
+    return [script_files[i] for i in _dependencies_first(after)]
+
+
+def _reachable(after: list[set[int]], start: int) -> set[int]:
+    seen, todo = set(), [start]
+    while todo:
+        for dep in after[todo.pop()]:
+            if dep not in seen:
+                seen.add(dep)
+                todo.append(dep)
+    return seen
+
+
+def _break_cycles(after: list[set[int]], names: list[str], owners: list) -> None:
+    """Drop the relations among scripts that must each load before the other (so they keep their given order) and warn."""
+    reach = [_reachable(after, i) for i in range(len(after))]
+    done: set[int] = set()
+    for i in range(len(after)):
+        if i in done or i not in reach[i]:
+            continue
+        group = sorted(j for j in reach[i] if i in reach[j])
+        done.update(group)
+        for j in group:
+            after[j].difference_update(group)
+        owner_names = sorted({"built-in scripts" if owners[j] is None else owners[j].name for j in group})
+        log.warning("Extensions %s ask for a load order that goes in a circle (%s): these scripts load in their usual order.",
+                    ", ".join(owner_names), ", ".join(names[j] for j in group))
+
+
+def _dependencies_first(after: list[set[int]]) -> list[int]:
+    """A depth-first order (the graph has no cycles left): each index after its dependencies, otherwise in index order."""
+    order: list[int] = []
+    seen: set[int] = set()
+    for root in range(len(after)):
+        if root in seen:
+            continue
+        seen.add(root)
+        stack = [(root, iter(sorted(after[root])))]
+        while stack:
+            node, deps = stack[-1]
+            dep = next((d for d in deps if d not in seen), None)
+            if dep is None:
+                stack.pop()
+                order.append(node)
+            else:
+                seen.add(dep)
+                stack.append((dep, iter(sorted(after[dep]))))
+    return order
 
 
 def enabled_in_settings_file(settings_file: str) -> list[Extension]:

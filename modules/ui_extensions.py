@@ -1,4 +1,4 @@
-"""The Extensions tab (A1111's modules.ui_extensions): Installed, Available and Install from URL; and what active
+"""The Extensions tab (A1111's modules.ui_extensions): Installed, Available, Install from URL and Backup/Restore; and what active
 extensions add to the page (javascript/*.js, style.css, the chosen localization).
 
 Every change goes through modules.extensions, which refuses it when the server is reachable from the network
@@ -18,10 +18,11 @@ import urllib.request
 
 import gradio as gr
 
-from modules import call_queue, extensions, localization
+from modules import call_queue, config_states, extensions, localization
 from modules.shared_cmd_options import cmd_opts
 from modules.shared_options import opts
 from modules.shared_state import state
+from modules.ui_components import ToolButton
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,8 @@ DEFAULT_INDEX_URL = "https://raw.githubusercontent.com/AUTOMATIC1111/stable-diff
 INDEX_TIMEOUT_S = 15
 HIDE_TAG_CHOICES = ["script", "ads", "localization", "installed"]
 SORT_CHOICES = ["newest first", "oldest first", "a-z", "z-a", "internal order"]
+CURRENT_STATE = "Current"
+RESTORE_TYPES = ["extensions", "webui", "both"]
 
 
 # what extensions add to the page
@@ -243,6 +246,68 @@ def install_from_url(dirname: str, url: str, branch: str):
     return "", extension_table(), f"Installed into {html.escape(target)}. Use the Installed tab to restart."
 
 
+# Backup/Restore
+
+def config_state_choices() -> list[str]:
+    return [CURRENT_STATE, *config_states.list_config_states()]
+
+
+def refresh_config_states(selected: str):
+    choices = config_state_choices()
+    return gr.update(choices=choices, value=selected if selected in choices else CURRENT_STATE)
+
+
+def _saved_state(name: str) -> dict:
+    states = config_states.list_config_states()
+    if name not in states:
+        raise ValueError(f"No saved config state named {name!r}; press refresh to see the saved ones")
+    return states[name]
+
+
+def config_state_view(name: str) -> dict:
+    """The chosen state as shown in the JSON view; "Current" is read from the folders now."""
+    try:
+        return config_states.get_config() if not name or name == CURRENT_STATE else _saved_state(name)
+    except ValueError as e:
+        raise gr.Error(str(e)) from e
+
+
+def save_config_state(name: str):
+    path = config_states.save_config_state(name)
+    states = config_states.list_config_states()
+    saved = next((key for key, state in states.items() if state["filepath"] == path), CURRENT_STATE)
+    return (gr.update(choices=[CURRENT_STATE, *states], value=saved),
+            f"Saved the current webui and extension state to {html.escape(path)}")
+
+
+def restore_results_table(results: list[config_states.ExtensionRestore]) -> str:
+    rows = "".join(
+        f"<tr><td>{html.escape(r.name)}</td><td>{html.escape(r.status)}</td><td>{html.escape(r.old_commit[:8])}</td>"
+        f"<td>{html.escape(r.new_commit[:8])}</td><td>{'yes' if r.enabled else 'no'}</td><td>{html.escape(r.message)}</td></tr>"
+        for r in results)
+    return ("<table id='config_state_restore_results'><thead><tr><th>Extension</th><th>Result</th><th>Was at</th>"
+            f"<th>Now at</th><th>Enabled</th><th>Details</th></tr></thead><tbody>{rows}</tbody></table>")
+
+
+def restore_config_state(confirmed: bool, name: str, restore_type: str):
+    """Restore the chosen saved state's extensions, webui or both; the Installed table and what was done."""
+    extensions.check_access()
+    if not name or name == CURRENT_STATE:
+        return extension_table(), "Already using the current config state."
+    if not confirmed:
+        return extension_table(), "Cancelled."
+    if restore_type not in RESTORE_TYPES:
+        raise ValueError(f"State to restore must be extensions, webui or both, not {restore_type!r}")
+    state = _saved_state(name)
+    parts = []
+    if restore_type in ("extensions", "both"):
+        parts.append(restore_results_table(config_states.restore_extension_config(state)))
+    if restore_type in ("webui", "both"):
+        parts.append(f"<p>{html.escape(config_states.restore_webui_config(state, reset_app_repo=True))}</p>")
+    parts.append("<p>Restart the UI (Installed tab: Apply and restart UI) to load the restored state.</p>")
+    return extension_table(), "".join(parts)
+
+
 def create_ui() -> None:
     """The tab's content; the caller opens gr.Tab("Extensions", elem_id="tab_extensions")."""
     with gr.Tabs(elem_id="tabs_extensions"):
@@ -285,6 +350,22 @@ def create_ui() -> None:
             install_button = gr.Button("Install", variant="primary", elem_id="extensions_install_button")
             install_result = gr.HTML(elem_id="extension_install_result")
 
+        with gr.Tab("Backup/Restore", id="backup_restore") as backup_tab:
+            with gr.Row(elem_id="extensions_backup_top_row"):
+                saved_states = gr.Dropdown(label="Saved Configs", choices=config_state_choices(), value=CURRENT_STATE,
+                                           elem_id="extension_backup_saved_configs")
+                refresh_states = ToolButton(value="\U0001f504", elem_id="refresh_config_states")
+                restore_type = gr.Radio(RESTORE_TYPES, value="extensions", label="State to restore",
+                                        elem_id="extension_backup_restore_type")
+                restore_confirmed = gr.Checkbox(visible=False)
+                restore_button = gr.Button("Restore Selected Config", variant="primary", elem_id="extension_backup_restore")
+            with gr.Row(elem_id="extensions_backup_top_row2"):
+                save_name = gr.Textbox(placeholder="Config Name", show_label=False, label="Config name",
+                                       elem_id="extension_backup_name", max_lines=1)
+                save_button = gr.Button("Save Current Config", elem_id="extension_backup_save")
+            states_info = gr.HTML(elem_id="extension_backup_info")
+            state_view = gr.JSON(label="Config state", elem_id="extension_backup_state")  # filled when the tab opens
+
     wrap = call_queue.wrap_gradio_call
     # the restart as Settings' Reload UI does it: the page notes the build, then waits for a new one
     apply.click(fn=apply_from_page, js="extensionsApply", inputs=[disabled_list, update_list, disable_all], outputs=[info],
@@ -305,3 +386,11 @@ def create_ui() -> None:
     install_button.click(fn=wrap(install_from_url, extra_outputs=[gr.skip(), gr.skip()]),
                          inputs=[install_dirname, install_url, install_branch],
                          outputs=[install_url, table, install_result])
+    refresh_states.click(fn=refresh_config_states, inputs=[saved_states], outputs=[saved_states], show_progress="hidden")
+    for event in (saved_states.change, backup_tab.select):  # reading every extension's git state costs: not on page load
+        event(fn=config_state_view, inputs=[saved_states], outputs=[state_view], show_progress="hidden")
+    save_button.click(fn=wrap(save_config_state, extra_outputs=[gr.skip()]), inputs=[save_name],
+                      outputs=[saved_states, states_info])
+    restore_button.click(fn=wrap(restore_config_state, extra_outputs=[gr.skip()]),
+                         js="(confirmed, name, kind) => [confirm(`Restore the ${kind} of config state ${name}?`), name, kind]",
+                         inputs=[restore_confirmed, saved_states, restore_type], outputs=[table, states_info])
