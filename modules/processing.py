@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from modules import devices, face_restoration, images, infotext_utils, masking, paths_internal, sd_models, sd_samplers, sd_vae
-from modules import extra_networks, prompt_parser, scripts, styles, textual_inversion
+from modules import extra_networks, prompt_parser, script_callbacks, scripts, styles, textual_inversion
 from modules import processing_img2img as i2i
 from modules.prompt_encoding import PromptEncoder
 from modules.rng import ImageRNG
@@ -137,7 +137,7 @@ class StableDiffusionProcessing:
 
 LATENT_UPSCALE_MODES = {  # name -> (interpolation mode, antialias)
     "Latent": ("bilinear", False), "Latent (antialiased)": ("bilinear", True), "Latent (bicubic)": ("bicubic", False),
-    "Latent (antialiased bicubic)": ("bicubic", True), "Latent (nearest)": ("nearest", False),
+    "Latent (bicubic antialiased)": ("bicubic", True), "Latent (nearest)": ("nearest", False),
     "Latent (nearest-exact)": ("nearest-exact", False),
 }
 
@@ -522,9 +522,9 @@ def batch_to_images(batch: torch.Tensor) -> list[Image.Image]:
     return [Image.fromarray(np.ascontiguousarray(a)) for a in arr]
 
 
-def decode_to_tensor(model, latents: torch.Tensor) -> torch.Tensor:
-    """VAE decode to [B, 3, H, W] in 0..1; a half-precision NaN (SDXL's VAE) is retried in float32, as A1111's auto
-    VAE precision does."""
+def decode_first_stage(model, latents: torch.Tensor) -> torch.Tensor:
+    """VAE decode to float32 [B, 3, H, W] around -1..1; a half-precision NaN (SDXL's VAE) is retried in float32, as
+    A1111's auto VAE precision does."""
     vae = model.vae
     with torch.inference_mode():
         scaled = latents / vae.config.scaling_factor
@@ -533,7 +533,49 @@ def decode_to_tensor(model, latents: torch.Tensor) -> torch.Tensor:
             log.warning("VAE produced NaN in %s; decoding again in float32", out.dtype)
             vae.to(torch.float32)
             out = vae.decode(scaled.float()).sample
-        return ((out.float() + 1.0) / 2.0).clamp(0, 1)
+        return out.float()
+
+
+def decode_to_tensor(model, latents: torch.Tensor) -> torch.Tensor:
+    """VAE decode to [B, 3, H, W] in 0..1."""
+    with torch.inference_mode():
+        return ((decode_first_stage(model, latents) + 1.0) / 2.0).clamp(0, 1)
+
+
+def decode_latent_batch(model, batch: torch.Tensor, target_device=None, check_for_nans: bool = False) -> list[torch.Tensor]:
+    """A1111's helper: each latent of the batch decoded alone (as A1111 does, to bound VAE memory) to a [3, H, W]
+    image around -1..1; check_for_nans refuses NaN latents or images with an error."""
+    if check_for_nans and torch.isnan(batch).any():
+        raise ValueError("A tensor with NaNs was produced in the UNet: the latents cannot be decoded")
+    samples = []
+    for i in range(batch.shape[0]):
+        sample = decode_first_stage(model, batch[i:i + 1])[0].clone()  # a plain tensor: callers may edit it in place
+        if check_for_nans and torch.isnan(sample).any():
+            raise ValueError("A tensor with NaNs was produced in the VAE")
+        samples.append(sample if target_device is None else sample.to(target_device))
+    return samples
+
+
+def create_random_tensors(shape, seeds, subseeds=None, subseed_strength=0.0, seed_resize_from_h=0, seed_resize_from_w=0,
+                          p=None) -> torch.Tensor:
+    """A1111's helper: the initial noise the engine draws for these seeds, [len(seeds), *shape], on the device of p's
+    model (else of the model manager)."""
+    model = getattr(p, "sd_model", None)
+    if model is not None:
+        device = model.device
+    else:
+        device = sd_models.model_manager.plan.device if sd_models.model_manager is not None else devices.get_optimal_device()
+    return ImageRNG(shape, seeds, subseeds=subseeds, subseed_strength=subseed_strength, seed_resize_from_h=seed_resize_from_h,
+                    seed_resize_from_w=seed_resize_from_w, source=opts.randn_source, device=device).first()
+
+
+def apply_overlay(image: Image.Image, paste_loc, overlay: Image.Image | None) -> tuple[Image.Image, Image.Image]:
+    """A1111's helper (1.8+ form): (the generated image put back over the original through the overlay, the generated
+    image put back in place without it). paste_loc is (x, y, w, h) of "Only masked", or None."""
+    if overlay is None:
+        return image, image.copy()
+    placed = image.copy() if paste_loc is None else masking.apply_overlay(image, paste_loc, Image.new("RGBA", overlay.size))
+    return masking.apply_overlay(image, paste_loc, overlay), placed
 
 
 def uses_denoising(p: StableDiffusionProcessing) -> bool:
@@ -690,10 +732,27 @@ def img2img_sigmas(sigmas: torch.Tensor, denoising_strength: float) -> torch.Ten
     return sigmas[steps - t_enc - 1:]
 
 
-def run_sampler(p, model, refiner, sampler, sigmas, options, x, rng, prompts, negatives, width, height,
+def noised_start(p, start: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """img2img / hires start xi = x + noise * sigma_0, plus A1111's extra noise (opts.img2img_extra_noise)."""
+    xi = start + noise * sigma
+    if opts.img2img_extra_noise > 0:
+        p.extra_generation_params["Extra noise"] = opts.img2img_extra_noise
+        params = script_callbacks.ExtraNoiseParams(noise, start, xi)
+        script_callbacks.extra_noise_callback(params)
+        xi = xi + params.noise * opts.img2img_extra_noise
+    return xi
+
+
+def run_sampler(p, model, refiner, sampler, sigmas, options, start, noise, rng, prompts, negatives, width, height,
                 image_conditioning=None, keep_latent=None, regen_mask=None, hires_steps=None) -> torch.Tensor:
-    """One sampling run over `sigmas` from `x`; the refiner (if any) takes over inside it. Returns the latent."""
+    """One sampling run over `sigmas` from `start` noised by `noise` (start None: txt2img, from the noise alone); the
+    refiner (if any) takes over inside it. Returns the latent."""
     stage = make_stage(model, p, prompts, negatives, width, height, image_conditioning, hires_steps)
+    if p.scripts is not None:  # as A1111: txt2img's x is the noise, img2img's and hires' the latent they start from
+        p.scripts.process_before_every_sampling(p, x=noise if start is None else start, noise=noise, c=stage.cond,
+                                                uc=stage.uncond)
+        options = p.sampling_options  # the hook may have changed the sampler's knobs on p
+    x = noise * sigmas[0] if start is None else noised_start(p, start, noise, sigmas[0])
     refiner_stage = (lambda: make_stage(refiner, p, prompts, negatives, width, height, image_conditioning, hires_steps)) \
         if refiner else None
     steps = len(sigmas) - 1
@@ -702,7 +761,9 @@ def run_sampler(p, model, refiner, sampler, sigmas, options, x, rng, prompts, ne
     denoiser = CFGDenoiser(stage, cfg_scale, state, refiner=refiner_stage, switch_at=p.refiner_switch_at or 1.0,
                            switch_by_steps=bool(opts.refiner_switch_by_sample_steps), schedule=sigmas.tolist())
     p.denoiser = denoiser
-    sample_with = denoiser if regen_mask is None else i2i.MaskedDenoiser(denoiser, keep_latent, regen_mask)
+    on_blend = (lambda mba: p.scripts.on_mask_blend(p, mba)) \
+        if regen_mask is not None and p.scripts is not None and p.scripts.defines("on_mask_blend") else None
+    sample_with = denoiser if regen_mask is None else i2i.MaskedDenoiser(denoiser, keep_latent, regen_mask, on_blend)
     state.sampling_steps = steps
     state.sampling_step = 0
     last = {"x": x}
@@ -721,7 +782,7 @@ def run_sampler(p, model, refiner, sampler, sigmas, options, x, rng, prompts, ne
     except InterruptedException:
         out = last["x"]
     if regen_mask is not None:  # the kept area leaves the sampler exactly as it came in
-        out = keep_latent * (1 - regen_mask) + out * regen_mask
+        out = i2i.blend(out, keep_latent, regen_mask, on_blend)
     return out
 
 
@@ -739,8 +800,8 @@ def sample_batch(p, model, refiner, sampler, sigmas, options, batch: slice) -> t
     if isinstance(p, StableDiffusionProcessingImg2Img):
         return sample_img2img(p, model, refiner, sampler, sigmas, options, batch, rng, prompts, negatives)
     first_pass_refiner = refiner if not p.enable_hr or opts.hires_fix_refiner_pass != "second pass" else None
-    x = rng.next() * sigmas[0]
-    latents = run_sampler(p, model, first_pass_refiner, sampler, sigmas, options, x, rng, prompts, negatives, p.width, p.height)
+    latents = run_sampler(p, model, first_pass_refiner, sampler, sigmas, options, None, rng.next(), rng, prompts, negatives,
+                          p.width, p.height)
     if not p.enable_hr or state.interrupted:
         return latents
     if p.scripts is not None:
@@ -764,9 +825,9 @@ def sample_img2img(p, model, refiner, sampler, sigmas, options, batch, rng, prom
     if image_conditioning is not None:
         p.extra_generation_params["Conditional mask weight"] = 1.0
     tail = img2img_sigmas(sigmas, p.denoising_strength)
-    x = init_latent + rng.next() * p.initial_noise_multiplier * tail[0]
-    return run_sampler(p, model, refiner, sampler, tail, options, x, rng, prompts, negatives, p.width, p.height,
-                       image_conditioning, keep_latent=init_latent, regen_mask=regen)
+    noise = rng.next() * p.initial_noise_multiplier
+    return run_sampler(p, model, refiner, sampler, tail, options, init_latent, noise, rng, prompts, negatives, p.width,
+                       p.height, image_conditioning, keep_latent=init_latent, regen_mask=regen)
 
 
 def upscale_for_hires(p, model, latents: torch.Tensor, width: int, height: int) -> torch.Tensor:
@@ -798,14 +859,14 @@ def sample_hires(p, model, refiner, latents, options, batch: slice) -> torch.Ten
                                     options=options).to(hr_model.device)
     tail = img2img_sigmas(sigmas, p.denoising_strength)
     rng = make_rng(p, hr_model, batch, width, height)
-    x = samples + rng.next() * tail[0]
+    noise = rng.next()
     prompts, hr_network_data = extra_networks.parse_prompts([p.hr_prompt] * (batch.stop - batch.start) if p.hr_prompt
                                                             else p.all_prompts[batch])
     extra_networks.activate(p, hr_network_data)  # the first pass's networks again cost nothing
     negatives = [p.hr_negative_prompt] * (batch.stop - batch.start) if p.hr_negative_prompt else p.all_negative_prompts[batch]
     second_pass_refiner = refiner if opts.hires_fix_refiner_pass != "first pass" else None
-    return run_sampler(p, hr_model, second_pass_refiner, sampler, tail, options, x, rng, prompts, negatives, width, height,
-                       hires_steps=steps)
+    return run_sampler(p, hr_model, second_pass_refiner, sampler, tail, options, samples, noise, rng, prompts, negatives,
+                       width, height, hires_steps=steps)
 
 
 def restore_unmasked(p, image: Image.Image, i: int) -> Image.Image:

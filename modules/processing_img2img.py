@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from modules import images, masking
+from modules.scripts import MaskBlendArgs
 
 FILL, ORIGINAL, LATENT_NOISE, LATENT_NOTHING = 0, 1, 2, 3
 MASKED_CONTENT = {FILL: "fill", ORIGINAL: "original", LATENT_NOISE: "latent noise", LATENT_NOTHING: "latent nothing"}
@@ -112,16 +113,29 @@ def inpainting_conditioning(model, pixels: list[Image.Image], mask: Image.Image 
     return torch.cat([m_small, encoded], dim=1)
 
 
+def blend(current: torch.Tensor, init_latent: torch.Tensor, regen: torch.Tensor, on_blend=None, denoiser=None,
+          sigma=None) -> torch.Tensor:
+    """The regenerated area from `current`, the rest from the init latent; `on_blend(MaskBlendArgs)` (the scripts'
+    on_mask_blend) may replace the result."""
+    blended = init_latent * (1 - regen) + current * regen
+    if on_blend is None:
+        return blended
+    mba = MaskBlendArgs(current, regen, init_latent, 1 - regen, blended, denoiser=denoiser, sigma=sigma)
+    on_blend(mba)
+    return mba.blended_latent
+
+
 class MaskedDenoiser:
     """Keeps the unmasked part of the init latent at every step (A1111 blends each denoised estimate)."""
 
-    def __init__(self, inner, init_latent: torch.Tensor, regen: torch.Tensor):
+    def __init__(self, inner, init_latent: torch.Tensor, regen: torch.Tensor, on_blend=None):
         self.inner = inner
         self.init_latent = init_latent
         self.regen = regen
+        self.on_blend = on_blend
 
     def __call__(self, x, sigma):
-        return self.init_latent * (1 - self.regen) + self.inner(x, sigma) * self.regen
+        return blend(self.inner(x, sigma), self.init_latent, self.regen, self.on_blend, self.inner, sigma)
 
     def __getattr__(self, name):
         return getattr(self.inner, name)

@@ -43,6 +43,21 @@ class PostSampleArgs:
     samples: object
 
 
+class MaskBlendArgs:
+    """One blend of the denoised latent with the init latent under the inpainting mask (A1111's fields): `mask` keeps
+    the original (1 = keep), `nmask` is its complement; a script may replace `blended_latent`."""
+
+    def __init__(self, current_latent, nmask, init_latent, mask, blended_latent, denoiser=None, sigma=None):
+        self.current_latent = current_latent
+        self.nmask = nmask
+        self.init_latent = init_latent
+        self.mask = mask
+        self.blended_latent = blended_latent
+        self.denoiser = denoiser
+        self.sigma = sigma
+        self.is_final_blend = denoiser is None  # the blend after sampling, not one inside a step
+
+
 @dataclass
 class ScriptArg:
     label: str | None = None
@@ -116,6 +131,13 @@ class Script:
     def process_batch(self, p, *args, **kwargs):
         """Per batch, before the conditioning is computed; kwargs: batch_number, prompts, seeds, subseeds."""
 
+    def process_before_every_sampling(self, p, *args, **kwargs):
+        """Right before each sampling run (first pass, hires pass); kwargs: x, noise, c, uc. Changes to p's CFG scale,
+        refiner switch and sampler knobs (eta, s_churn, ...) apply to this run."""
+
+    def on_mask_blend(self, p, mba: MaskBlendArgs, *args):
+        """Inpainting: each blend of the denoised latent with the init latent; mba.blended_latent may be replaced."""
+
     def post_sample(self, p, ps: PostSampleArgs, *args):
         """The batch's latents after sampling, before VAE decoding (ps.samples may be replaced)."""
 
@@ -164,10 +186,26 @@ class Script:
 
     def elem_id(self, item_id):
         """script_<tab>_<title>_<item>; the tab part only for a script shown alike in both tabs."""
-        need_tabname = self.show(True) == self.show(False)
-        tabname = ("img2img_" if self.is_img2img else "txt2img_") if need_tabname else ""
         title = re.sub(r"[^a-z_0-9]", "", re.sub(r"\s", "_", self.title().lower()))
-        return f"script_{tabname}{title}_{item_id}"
+        return f"script_{self._tab_prefix()}{title}_{item_id}"
+
+    def _tab_prefix(self) -> str:
+        """"txt2img_"/"img2img_" for a script shown alike in both tabs (its ids would clash), else ""."""
+        if self.show(True) != self.show(False):
+            return ""
+        return "img2img_" if self.is_img2img else "txt2img_"
+
+
+class ScriptBuiltinUI(Script):
+    """Base of built-in always-on UI sections: ids without the script_ prefix, and setup() only for jobs from the UI."""
+
+    setup_for_ui_only = True
+
+    def show(self, is_img2img):
+        return AlwaysVisible
+
+    def elem_id(self, item_id):
+        return f"{self._tab_prefix()}{item_id}"
 
 
 @dataclass
@@ -215,7 +253,7 @@ def load_scripts() -> None:
     scripts_txt2img, scripts_img2img = ScriptRunner(), ScriptRunner()
     scripts_postproc = scripts_postprocessing.ScriptPostprocessingRunner()
     syspath = sys.path
-    for scriptfile in list_scripts("scripts", ".py"):
+    for scriptfile in extensions.script_load_order(list_scripts("scripts", ".py")):
         try:
             if scriptfile.basedir != paths_internal.script_path:
                 sys.path = [scriptfile.basedir] + sys.path  # an extension imports its own helper modules by bare name
@@ -430,6 +468,16 @@ class ScriptRunner:
 
     def process_batch(self, p, **kwargs) -> None:
         self.run_alwayson("process_batch", p, **kwargs)
+
+    def process_before_every_sampling(self, p, **kwargs) -> None:
+        self.run_alwayson("process_before_every_sampling", p, **kwargs)
+
+    def defines(self, hook: str) -> bool:
+        """Whether an always-on script overrides `hook`: the engine skips building a hook's arguments nobody reads."""
+        return any(getattr(type(script), hook) is not getattr(Script, hook) for script in self.alwayson_scripts)
+
+    def on_mask_blend(self, p, mba: MaskBlendArgs) -> None:
+        self.run_alwayson("on_mask_blend", p, mba)
 
     def post_sample(self, p, ps: PostSampleArgs) -> None:
         self.run_alwayson("post_sample", p, ps)

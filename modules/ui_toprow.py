@@ -7,7 +7,14 @@ from pathlib import Path
 
 import gradio as gr
 
-from modules import clip_tokenizer, extra_networks, initialize, prompt_parser, styles
+from modules import (
+    clip_tokenizer,
+    extra_networks,
+    initialize,
+    prompt_parser,
+    script_callbacks,
+    styles,
+)
 from modules.prompt_encoding import CHUNK, tokenize_weighted
 from modules.shared_options import opts
 from modules.ui_components import ToolButton
@@ -55,11 +62,24 @@ def token_count(text: str, steps: int = 20) -> tuple[int, int]:
     return max((_count(prompt) for _, prompt in schedule), key=lambda counted: counted[0])
 
 
-def token_counter_html(text: str, steps: int = 20) -> str:
+def token_counter_html(text: str, steps: int = 20, chosen_styles: list[str] | None = None, *, is_positive: bool = True) -> str:
+    """The counter of one prompt box: on_before_token_counter callbacks may change what is counted first; the chosen
+    styles count too when opts.include_styles_into_token_counters (A1111)."""
     if opts.disable_token_counters:
         return ""
-    count, limit = token_count(text, steps)
+    params = script_callbacks.BeforeTokenCounterParams(text or "", steps, list(chosen_styles or []), is_positive=is_positive)
+    script_callbacks.before_token_counter_callback(params)
+    text = params.prompt
+    if opts.include_styles_into_token_counters and params.styles:
+        database = styles.prompt_styles()
+        apply = database.apply_styles_to_prompt if params.is_positive else database.apply_negative_styles_to_prompt
+        text = apply(text, params.styles)
+    count, limit = token_count(text, params.steps)
     return f"<span class='token-count'>{count}/{limit}</span>"
+
+
+def negative_token_counter_html(text: str, steps: int = 20, chosen_styles: list[str] | None = None) -> str:
+    return token_counter_html(text, steps, chosen_styles, is_positive=False)
 
 
 def style_names() -> list[str]:
@@ -116,8 +136,9 @@ def create_toprow(tabname: str) -> Toprow:
 
 
 def wire_toprow(toprow: Toprow, steps: gr.Slider) -> None:
-    for box, counter in ((toprow.prompt, toprow.token_counter), (toprow.negative_prompt, toprow.negative_token_counter)):
-        box.change(fn=token_counter_html, inputs=[box, steps], outputs=[counter], show_progress="hidden",
+    for box, counter, count in ((toprow.prompt, toprow.token_counter, token_counter_html),
+                                (toprow.negative_prompt, toprow.negative_token_counter, negative_token_counter_html)):
+        box.change(fn=count, inputs=[box, steps, toprow.styles], outputs=[counter], show_progress="hidden",
                    trigger_mode="always_last", queue=False)
     toprow.style_apply.click(fn=apply_styles, inputs=[toprow.prompt, toprow.negative_prompt, toprow.styles],
                              outputs=[toprow.prompt, toprow.negative_prompt, toprow.styles], show_progress="hidden")

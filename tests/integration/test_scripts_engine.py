@@ -280,3 +280,13 @@ def test_reload_ui_tells_the_scripts_then_loads_them_afresh(tmp_path, monkeypatc
         monkeypatch.undo()
         extensions.extensions.clear()
         scripts.load_scripts()
+
+
+def test_metadata_ini_orders_the_scripts_of_extensions(engine):
+    """aaa's script would load first by folder name; its metadata.ini asks for it to load after zzz's."""
+    titled = "from modules import scripts\n\nclass S(scripts.Script):\n    def title(self):\n        return {!r}\n"
+    write_extension(engine, "zzz", {"scripts/late.py": titled.format("zzz late")})
+    load_extension_scripts(engine, {"scripts/early.py": titled.format("testext early"),
+                                    "metadata.ini": "[scripts/early.py]\nAfter = zzz/late.py\n"})
+    titles = [d.script_class().title() for d in scripts.scripts_data]
+    assert titles.index("zzz late") < titles.index("testext early")
