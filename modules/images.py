@@ -503,6 +503,15 @@ def read_info_from_image(image) -> tuple[str | None, dict]:
     return (None if geninfo is None else str(geninfo)), items
 
 
+def flatten(img, bgcolor):
+    """The image laid over a solid bgcolor ("#ffffff", a name or an RGB tuple), as RGB: transparency (an alpha
+    channel or a palette's transparent colour) shows the background; an opaque image only changes mode."""
+    if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+        background = Image.new("RGBA", img.size, bgcolor)
+        img = Image.alpha_composite(background, img.convert("RGBA"))
+    return img.convert("RGB")
+
+
 def _grid_rows(count, batch_size, opts) -> int:
     if opts.n_rows > 0:
         return opts.n_rows

@@ -21,6 +21,8 @@ from modules import sd_unet_compile
 from modules.clip_tokenizer import load_tokenizer
 from modules.sd_models_loader import CheckpointLoadError
 from modules.sd_samplers_common import ModelSigmas
+from modules.shared_cmd_options import cmd_opts
+from modules.shared_options import opts
 
 log = logging.getLogger(__name__)
 CHECKPOINT_EXTENSIONS = (".safetensors", ".ckpt")
@@ -125,6 +127,79 @@ def model_dirs(cmd_opts) -> list[str]:
 def list_models(cmd_opts) -> list[str]:
     checkpoint_registry.scan(model_dirs(cmd_opts), [getattr(cmd_opts, "ckpt", None)])
     return checkpoint_registry.titles()
+
+
+def checkpoint_tiles(use_short: bool = False) -> list[str]:
+    """The checkpoint titles in UI order; with use_short, file names without folder and extension."""
+    return [checkpoints_list[t].short_title if use_short else t for t in checkpoint_registry.titles()]
+
+
+model_hash = hashes.legacy_model_hash  # A1111's name for the legacy 8-hex checkpoint hash
+
+
+def read_state_dict(checkpoint_file, print_global_state=False, map_location=None) -> dict[str, torch.Tensor]:
+    """A checkpoint's tensors through the safe loader (.ckpt by weights-only unpickling; pickled code is refused with
+    CheckpointLoadError), on the CPU unless map_location names a device. print_global_state is accepted for A1111
+    callers: the safe loader keeps only the state dict, not the training step."""
+    state_dict, _ = sd_models_loader.read_state_dict(checkpoint_file)
+    if map_location is not None:
+        state_dict = {key: tensor.to(map_location) for key, tensor in state_dict.items()}
+    return state_dict
+
+
+def no_checkpoint_message() -> str:
+    places = [f"file {os.path.abspath(cmd_opts.ckpt)}"] if getattr(cmd_opts, "ckpt", None) else []
+    places += [f"directory {os.path.abspath(d)}" for d in model_dirs(cmd_opts)]
+    return ("No checkpoints found. When searching for checkpoints, looked at:\n"
+            + "".join(f" - {place}\n" for place in places)
+            + "Can't run without a checkpoint. Find and place a .ckpt or .safetensors file into any of those locations.")
+
+
+def select_checkpoint() -> CheckpointInfo | None:
+    """The checkpoint of the sd_model_checkpoint setting, else the first one (with a warning), else None (logged)."""
+    wanted = opts.sd_model_checkpoint
+    info = get_closet_checkpoint_match(wanted) if wanted else None
+    if info is not None:
+        return info
+    titles = checkpoint_registry.titles()
+    if not titles:
+        log.error(no_checkpoint_message())
+        return None
+    info = checkpoints_list[titles[0]]
+    if wanted:
+        log.warning("Checkpoint %s not found; loading fallback %s", wanted, info.title)
+    return info
+
+
+def reload_model_weights(sd_model=None, info: CheckpointInfo | None = None, forced_reload: bool = False,
+                         manager: ModelManager | None = None) -> StableDiffusionModel:
+    """Make `info` (default: select_checkpoint()) the current model of the manager and the sd_model_checkpoint
+    setting, loading it if needed; forced_reload reads it from disk again. sd_model (A1111's model being replaced) is
+    accepted for A1111 callers: the manager knows what is loaded."""
+    manager = manager or model_manager
+    if manager is None:
+        raise RuntimeError("The model manager is not started")
+    info = info or select_checkpoint()
+    if info is None:
+        raise FileNotFoundError(no_checkpoint_message())
+    if forced_reload:
+        manager.unload(info.filename)
+    model = manager.get(info)
+    opts.data["sd_model_checkpoint"] = info.title  # as A1111: recorded without running the setting's callbacks
+    return model
+
+
+def unload_model_weights(sd_model=None, info: CheckpointInfo | None = None, manager: ModelManager | None = None):
+    """Drop a loaded checkpoint (`info`'s, else `sd_model`'s, else all of them) from the manager and free its memory;
+    the next job loads its checkpoint again."""
+    manager = manager or model_manager
+    if manager is None:
+        return sd_model
+    if info is None and sd_model is None:
+        manager.unload_all()
+    else:
+        manager.unload((info or sd_model.sd_checkpoint_info).filename)
+    return sd_model
 
 
 @dataclass
@@ -262,6 +337,18 @@ class ModelManager:
         for filename in evict:
             lowvram.release(self.loaded.pop(filename))
         if evict:
+            devices.torch_gc()
+
+    def unload(self, filename: str) -> None:
+        """Drop one loaded checkpoint (the current one too); nothing happens when it is not loaded."""
+        with self.lock:
+            model = self.loaded.pop(filename, None)
+            if model is None:
+                return
+            lowvram.release(model)
+            if self.current is model:
+                self.current = None
+            del model
             devices.torch_gc()
 
     def unload_all(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -12,6 +13,7 @@ from modules import sd_samplers_timesteps as ts
 from modules import sd_schedulers
 from modules.sd_samplers_common import ModelSigmas, SamplerOptions
 from modules.sd_schedulers import Scheduler
+from modules.shared_options import opts
 
 AUTOMATIC = "Automatic"
 
@@ -28,26 +30,20 @@ class SamplerData:
     timestep_based: bool = False  # its sigmas come from training timesteps; the schedule type is ignored
 
 
+def _k_diffusion_sampler(label: str, funcname: str, aliases: list[str], options: dict) -> tuple[SamplerData, Callable]:
+    """One row of A1111's samplers_k_diffusion table as our SamplerData and the function that runs it."""
+    function = getattr(kd, funcname)
+    if "solver_type" in options:
+        function = functools.partial(function, solver_type=options["solver_type"])
+    data = SamplerData(label, tuple(aliases), options.get("scheduler", "uniform"),
+                       second_order=options.get("second_order", False), ancestral=options.get("uses_ensd", False),
+                       brownian=options.get("brownian_noise", False),
+                       discard_penultimate_sigma=options.get("discard_next_to_last_sigma", False))
+    return data, function
+
+
 _SAMPLERS: list[tuple[SamplerData, Callable]] = [
-    (SamplerData("DPM++ 2M", ("k_dpmpp_2m",), "karras"), kd.sample_dpmpp_2m),
-    (SamplerData("DPM++ SDE", ("k_dpmpp_sde",), "karras", second_order=True, brownian=True), kd.sample_dpmpp_sde),
-    (SamplerData("DPM++ 2M SDE", ("k_dpmpp_2m_sde",), "exponential", brownian=True), kd.sample_dpmpp_2m_sde),
-    (SamplerData("DPM++ 2M SDE Heun", ("k_dpmpp_2m_sde_heun",), "exponential", brownian=True),
-     kd.sample_dpmpp_2m_sde_heun),
-    (SamplerData("DPM++ 2S a", ("k_dpmpp_2s_a",), "karras", second_order=True, ancestral=True),
-     kd.sample_dpmpp_2s_ancestral),
-    (SamplerData("DPM++ 3M SDE", ("k_dpmpp_3m_sde",), "exponential", brownian=True, discard_penultimate_sigma=True),
-     kd.sample_dpmpp_3m_sde),
-    (SamplerData("Euler a", ("k_euler_a", "k_euler_ancestral"), "uniform", ancestral=True), kd.sample_euler_ancestral),
-    (SamplerData("Euler", ("k_euler",), "uniform"), kd.sample_euler),
-    (SamplerData("LMS", ("k_lms",), "uniform"), kd.sample_lms),
-    (SamplerData("Heun", ("k_heun",), "uniform", second_order=True), kd.sample_heun),
-    (SamplerData("DPM2", ("k_dpm_2",), "karras", second_order=True, discard_penultimate_sigma=True), kd.sample_dpm_2),
-    (SamplerData("DPM2 a", ("k_dpm_2_a",), "karras", second_order=True, ancestral=True,
-                 discard_penultimate_sigma=True), kd.sample_dpm_2_ancestral),
-    (SamplerData("DPM fast", ("k_dpm_fast",), "uniform", ancestral=True), kd.sample_dpm_fast),
-    (SamplerData("DPM adaptive", ("k_dpm_ad",), "uniform", ancestral=True), kd.sample_dpm_adaptive),
-    (SamplerData("Restart", ("restart",), "karras", second_order=True), kd.sample_restart),
+    *(_k_diffusion_sampler(*row) for row in kd.samplers_k_diffusion),
     (SamplerData("DDIM", ("ddim",), "ddim", timestep_based=True), ts.sample_ddim),
     (SamplerData("DDIM CFG++", ("ddim_cfgpp",), "ddim", timestep_based=True), ts.sample_ddim_cfgpp),
     (SamplerData("PLMS", ("plms",), "ddim", timestep_based=True), ts.sample_plms),
@@ -60,6 +56,23 @@ all_samplers_map: dict[str, SamplerData] = {key: s for s in all_samplers for key
 
 _functions: dict[str, Callable] = {data.name: function for data, function in _SAMPLERS}
 _samplers_by_lower_key = {key.lower(): s for key, s in all_samplers_map.items()}
+# A1111's samplers_map: lower-case name or alias -> name
+samplers_map: dict[str, str] = {key: s.name for key, s in _samplers_by_lower_key.items()}
+# A1111's approximation indexes (sample_to_image) as live preview methods
+APPROXIMATIONS = ("Full", "Approx NN", "Approx cheap", "TAESD")
+
+
+def visible_samplers() -> list[SamplerData]:
+    """The samplers the UI offers: all but those of the hide_samplers setting."""
+    hidden = set(opts.hide_samplers)
+    return [s for s in all_samplers if s.name not in hidden]
+
+
+def __getattr__(name):
+    # A1111's `samplers` / `samplers_for_img2img`, read at access time so a change of hide_samplers shows at once
+    if name in ("samplers", "samplers_for_img2img"):
+        return visible_samplers()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def find_sampler(name: str) -> SamplerData | None:
@@ -168,3 +181,15 @@ def sample(sampler: SamplerData, denoiser, x: torch.Tensor, sigmas: torch.Tensor
     function = _functions[sampler.name]
     with torch.no_grad():
         return function(denoiser, x, sigmas, rng, callback or _no_callback, SamplerOptions.from_options(options))
+
+
+def sample_to_image(samples: torch.Tensor, index: int = 0, approximation: int | None = None):
+    """Latent `index` of a batch as a PIL image, decoded with the current model. approximation: A1111's index into
+    APPROXIMATIONS; None takes the live preview setting. Full decodes to the image size, Approx cheap gives one pixel
+    per latent cell (Approx NN and TAESD run as Approx cheap: see live_preview.effective_method)."""
+    # live_preview imports processing, which imports this module
+    from modules import live_preview, sd_models
+
+    method = opts.show_progress_type if approximation is None else APPROXIMATIONS[approximation]
+    model = sd_models.model_manager.current if sd_models.model_manager is not None else None
+    return live_preview.latents_to_images(samples[index:index + 1], model, method)[0]

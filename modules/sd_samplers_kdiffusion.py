@@ -379,10 +379,6 @@ def sample_dpmpp_2m_sde(denoiser, x, sigmas, rng, callback, opts: SamplerOptions
     return x
 
 
-def sample_dpmpp_2m_sde_heun(denoiser, x, sigmas, rng, callback, opts: SamplerOptions):
-    return sample_dpmpp_2m_sde(denoiser, x, sigmas, rng, callback, opts, solver_type="heun")
-
-
 def sample_dpmpp_3m_sde(denoiser, x, sigmas, rng, callback, opts: SamplerOptions):
     """DPM-Solver++(3M) SDE: third-order multistep exponential integrator with eta-scaled noise."""
     sig = sigmas.tolist()
@@ -462,3 +458,31 @@ def sample_lcm(denoiser, x, sigmas, rng, callback, opts: SamplerOptions):
         x = add_noise(denoised, rng, sig[i + 1])
         callback(i, x, denoised, sig[i])
     return x
+
+
+# A1111's table of its k-diffusion samplers: (label, function name in this module, aliases, options). Options use
+# A1111's keys: scheduler (what Automatic means; uniform when absent), second_order, uses_ensd (ancestral noise),
+# brownian_noise, discard_next_to_last_sigma, solver_type (passed to the function).
+samplers_k_diffusion: list[tuple[str, str, list[str], dict]] = [
+    ("DPM++ 2M", "sample_dpmpp_2m", ["k_dpmpp_2m"], {"scheduler": "karras"}),
+    ("DPM++ SDE", "sample_dpmpp_sde", ["k_dpmpp_sde"],
+     {"scheduler": "karras", "second_order": True, "brownian_noise": True}),
+    ("DPM++ 2M SDE", "sample_dpmpp_2m_sde", ["k_dpmpp_2m_sde"], {"scheduler": "exponential", "brownian_noise": True}),
+    ("DPM++ 2M SDE Heun", "sample_dpmpp_2m_sde", ["k_dpmpp_2m_sde_heun"],
+     {"scheduler": "exponential", "brownian_noise": True, "solver_type": "heun"}),
+    ("DPM++ 2S a", "sample_dpmpp_2s_ancestral", ["k_dpmpp_2s_a"],
+     {"scheduler": "karras", "uses_ensd": True, "second_order": True}),
+    ("DPM++ 3M SDE", "sample_dpmpp_3m_sde", ["k_dpmpp_3m_sde"],
+     {"scheduler": "exponential", "discard_next_to_last_sigma": True, "brownian_noise": True}),
+    ("Euler a", "sample_euler_ancestral", ["k_euler_a", "k_euler_ancestral"], {"uses_ensd": True}),
+    ("Euler", "sample_euler", ["k_euler"], {}),
+    ("LMS", "sample_lms", ["k_lms"], {}),
+    ("Heun", "sample_heun", ["k_heun"], {"second_order": True}),
+    ("DPM2", "sample_dpm_2", ["k_dpm_2"],
+     {"scheduler": "karras", "discard_next_to_last_sigma": True, "second_order": True}),
+    ("DPM2 a", "sample_dpm_2_ancestral", ["k_dpm_2_a"],
+     {"scheduler": "karras", "discard_next_to_last_sigma": True, "uses_ensd": True, "second_order": True}),
+    ("DPM fast", "sample_dpm_fast", ["k_dpm_fast"], {"uses_ensd": True}),
+    ("DPM adaptive", "sample_dpm_adaptive", ["k_dpm_ad"], {"uses_ensd": True}),
+    ("Restart", "sample_restart", ["restart"], {"scheduler": "karras", "second_order": True}),
+]

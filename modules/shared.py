@@ -1,11 +1,22 @@
 """The facade extensions import (A1111's modules.shared): references to the live services, no logic of its own."""
-from modules import paths_internal, sd_models
+from modules import (
+    files,
+    paths_internal,
+    sd_models,
+    shared_items,
+    shared_total_tqdm,
+    styles,
+)
 from modules.options import OptionInfo, options_section  # noqa: F401  (extensions declare settings with these)
 from modules.shared_cmd_options import cmd_opts
 from modules.shared_options import options_templates, opts  # noqa: F401
 from modules.shared_state import state  # noqa: F401
 
 script_path = paths_internal.script_path
+listfiles = files.listfiles
+walk_files = files.walk_files
+list_checkpoint_tiles = sd_models.checkpoint_tiles
+total_tqdm = shared_total_tqdm.total_tqdm
 demo = None  # the page's gr.Blocks once webui has built it (extensions reach the page through it)
 
 
@@ -25,6 +36,12 @@ def __getattr__(name):
         return sd_models.model_manager.current if sd_models.model_manager else None
     if name == "refresh_checkpoints":
         return lambda: sd_models.list_models(cmd_opts)
+    if name == "prompt_styles":  # the styles database the UI uses, following --styles-file and the data dir
+        return styles.prompt_styles()
+    if name == "hypernetworks":
+        return shared_items.hypernetworks()
+    if name == "latent_upscale_modes":
+        return shared_items.latent_upscale_modes()
     if name == "device":
         return sd_models.model_manager.plan.device if sd_models.model_manager else None
     raise AttributeError(f"module 'modules.shared' has no attribute {name!r}")
