@@ -2,7 +2,8 @@
 
 The hypernetwork's MLPs train in float32 on the model's device, installed on the UNet for the run (previews included);
 the prompts are encoded without grad, once per distinct text. Copies go to …/NAME/hypernetworks, the result to the
-hypernetworks folder.
+hypernetworks folder; the loss log is A1111's hypernetwork_loss.csv, and a saved optimizer state is tied to the saved
+file's short sha256 (A1111's hypernetwork shorthash).
 """
 from __future__ import annotations
 
@@ -10,12 +11,17 @@ from collections.abc import Callable
 
 import torch
 
-from modules import hypernetworks, textual_inversion
+from modules import hashes, hypernetworks, textual_inversion
 from modules import textual_inversion_training as training
 from modules.prompt_encoding import Conditioning
 from modules.shared_state import state
 
 A1111_WEIGHT_DECAY = 0.01  # torch's AdamW default, which A1111's hypernetwork optimizer keeps
+SHORTHASH_LENGTH = 10  # A1111's hypernetwork shorthash: the first 10 hex digits of the file's sha256
+
+
+def file_shorthash(filename: str) -> str:
+    return hashes.calculate_sha256(filename)[:SHORTHASH_LENGTH]
 
 
 def cached_conditioning(encoder) -> Callable[[list[str]], Conditioning]:
@@ -65,7 +71,8 @@ def train_hypernetwork(hypernetwork_name: str, learn_rate: str = "0.00001", batc
         hypernet.save(target, step=step, name=name, sd_checkpoint=info.shorthash, sd_checkpoint_name=info.model_name)
 
     trainee = training.Trainee(hypernetwork_name, "hypernetwork", hypernet.parameters(), hypernet.step,
-                               cached_conditioning(encoder), save, ".pt", weight_decay=A1111_WEIGHT_DECAY)
+                               cached_conditioning(encoder), save, ".pt", weight_decay=A1111_WEIGHT_DECAY,
+                               state_hash=file_shorthash, loss_csv="hypernetwork_loss.csv")
     state.begin(job="train-hypernetwork")
     try:
         with training.frozen(model), hypernetworks.training_hypernetwork(model, hypernet):

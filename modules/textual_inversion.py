@@ -1,7 +1,8 @@
 """Textual inversion embeddings in A1111's formats, found in the embeddings folder and triggered by file name.
 
 Formats: A1111 .pt (`string_to_param`), .safetensors/.pt with `emb_params`, a single-tensor dict (diffusers concepts),
-and SDXL files with `clip_l` + `clip_g`. An embedding only applies to a model whose text encoders have its width
+SDXL files with `clip_l` + `clip_g`, and .png images carrying an embedding in their `sd-ti-embedding` chunk (named by
+the chunk's `name`; other .png files there are previews and are passed over). An embedding only applies to a model whose text encoders have its width
 (A1111's "expected shape"); others are skipped with a note. The vectors are inserted during encoding
 (prompt_encoding), the tokenizer is never changed.
 """
@@ -14,11 +15,13 @@ from dataclasses import dataclass
 import safetensors.torch
 import torch
 
-from modules import hashes
+from modules import hashes, image_embedding
 from modules.shared_cmd_options import cmd_opts
 
 log = logging.getLogger(__name__)
 EMBEDDING_EXTENSIONS = (".pt", ".bin", ".safetensors")
+IMAGE_EXTENSIONS = (".png",)
+PREVIEW_SUFFIX = ".preview.png"  # extra networks card images, never embeddings
 SDXL_VECTORS = {"text_encoder": "clip_l", "text_encoder_2": "clip_g"}  # encoder component -> key in an SDXL file
 
 
@@ -50,20 +53,47 @@ class Embedding:
     def vectors_for(self, encoder_name: str) -> torch.Tensor:
         return self.vec[SDXL_VECTORS[encoder_name]] if isinstance(self.vec, dict) else self.vec
 
+    def info(self) -> dict:
+        return {"name": self.name, "step": self.step, "sd_checkpoint": self.sd_checkpoint,
+                "sd_checkpoint_name": self.sd_checkpoint_name}
+
+    def data(self) -> dict:
+        """A1111's dict of the embedding (what its .pt holds; SDXL: `clip_l` and `clip_g`), vectors on the CPU."""
+        if isinstance(self.vec, dict):
+            tensors = {key: value.detach().to("cpu", torch.float32).contiguous() for key, value in self.vec.items()}
+        else:
+            tensors = {"string_to_token": {"*": 265}, "string_to_param": {"*": self.vec.detach().to("cpu", torch.float32)}}
+        return {**tensors, **self.info()}
+
+    def checksum(self) -> str:
+        return vectors_checksum(self.vec)
+
     def save(self, filename: str) -> None:
         """Write A1111's format: SDXL vectors as .safetensors (`clip_l`, `clip_g`, training info in the metadata),
         others as .pt with `string_to_param`; atomically, so a reader never sees half a file."""
         tmp = f"{filename}.tmp"
+        data = self.data()
         if isinstance(self.vec, dict):
-            tensors = {key: value.detach().to("cpu", torch.float32).contiguous() for key, value in self.vec.items()}
-            info = {"name": self.name, "step": self.step, "sd_checkpoint": self.sd_checkpoint,
-                    "sd_checkpoint_name": self.sd_checkpoint_name}
-            safetensors.torch.save_file(tensors, tmp, metadata={k: str(v) for k, v in info.items() if v is not None})
+            tensors = {key: data.pop(key) for key in SDXL_VECTORS.values()}
+            safetensors.torch.save_file(tensors, tmp, metadata={k: str(v) for k, v in data.items() if v is not None})
         else:
-            torch.save({"string_to_token": {"*": 265}, "string_to_param": {"*": self.vec.detach().to("cpu", torch.float32)},
-                        "name": self.name, "step": self.step, "sd_checkpoint": self.sd_checkpoint,
-                        "sd_checkpoint_name": self.sd_checkpoint_name}, tmp)
+            torch.save(data, tmp)
         os.replace(tmp, filename)
+
+
+def vectors_checksum(vec: torch.Tensor | dict[str, torch.Tensor]) -> str:
+    """A1111's 4-hex embedding checksum of the vectors (x100, truncated to integers, folded into 32 bits): it names
+    the state an optimizer's saved state belongs to. SDXL: clip_l's values, then clip_g's."""
+    parts = [vec[key] for key in SDXL_VECTORS.values()] if isinstance(vec, dict) else [vec]
+    folded = 0
+    for part in parts:
+        for value in (part.detach().to("cpu", torch.float32).reshape(-1) * 100).tolist():
+            folded = ((folded * 281) ^ (int(value) * 997)) & 0xFFFFFFFF
+    return f"{folded & 0xFFFF:04x}"
+
+
+class NotAnEmbedding(ValueError):
+    """An image in the embeddings folder that carries no embedding (a preview): passed over, not an error."""
 
 
 def embedding_from_data(data: dict, name: str, filename: str | None = None, info: dict | None = None) -> Embedding:
@@ -101,8 +131,16 @@ def _as_matrix(tensor) -> torch.Tensor:
 
 
 def load_embedding_file(path: str) -> Embedding:
+    """The embedding of a file; NotAnEmbedding for an image without an embedding chunk, ValueError for other files
+    that hold none."""
     name = os.path.splitext(os.path.basename(path))[0]
-    if path.lower().endswith(".safetensors"):
+    if path.lower().endswith(IMAGE_EXTENSIONS):
+        data = image_embedding.embedding_data_from_image(path)
+        if data is None:
+            raise NotAnEmbedding(f"{path} carries no {image_embedding.EMBEDDING_CHUNK} chunk")
+        name = str(data.get("name") or name)  # A1111: the name stored in the chunk, not the image's file name
+        info = data
+    elif path.lower().endswith(".safetensors"):
         data = safetensors.torch.load_file(path)
         with safetensors.safe_open(path, framework="pt") as f:
             info = f.metadata() or {}
@@ -143,7 +181,8 @@ class EmbeddingDatabase:
                 continue
             for dirpath, _, files in sorted(os.walk(root, followlinks=True)):
                 for fn in sorted(files, key=str.lower):
-                    if fn.lower().endswith(EMBEDDING_EXTENSIONS):
+                    lower = fn.lower()
+                    if lower.endswith(EMBEDDING_EXTENSIONS + IMAGE_EXTENSIONS) and not lower.endswith(PREVIEW_SUFFIX):
                         path = os.path.join(dirpath, fn)
                         found.append((path, os.path.getmtime(path)))
         return found
@@ -159,6 +198,8 @@ class EmbeddingDatabase:
         for path, _ in files:
             try:
                 embedding = load_embedding_file(path)
+            except NotAnEmbedding:
+                continue
             except Exception as e:  # a broken file must not stop the others or the job
                 self.errors[path] = str(e)
                 log.error("Could not load textual inversion embedding %s: %s", path, e)

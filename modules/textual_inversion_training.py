@@ -4,12 +4,16 @@ Only the trained tensors (an embedding's vectors, or a hypernetwork's MLPs) requ
 frozen and untouched. The loss is the UNet's noise (or v) prediction error at a random training timestep of the
 model's own schedule. On CUDA the forward runs under autocast (fp16 with a GradScaler, or bf16); on the CPU in fp32.
 Copies are saved every N steps to <data>/textual_inversion/DATE/NAME/embeddings (…/hypernetworks) and previews to
-…/images; an interrupt stops after the current step and the trained state is saved as on a normal finish.
+…/images (for embeddings also …/image_embeddings: the preview carrying the embedding in a PNG chunk); an interrupt stops
+after the current step and the trained state is saved as on a normal finish. A1111's training settings: the loss goes to
+a CSV in the log folder every `training_write_csv_every` steps; with `save_optimizer_state` each saved file gets a
+`.optim` beside it with the optimizer's state and the hash of the state it belongs to, loaded again on resume.
 """
 from __future__ import annotations
 
 import collections
 import contextlib
+import csv
 import datetime
 import html
 import logging
@@ -19,8 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+from PIL import Image
 
 from modules import (
+    image_embedding,
     images,
     paths_internal,
     processing,
@@ -36,6 +42,9 @@ from modules.shared_state import state
 log = logging.getLogger(__name__)
 CLIP_GRAD_MODES = ("disabled", "value", "norm")
 JOB_FIELDS = ("job", "job_count", "job_no", "sampling_step", "sampling_steps", "textinfo", "time_start", "job_timestamp")
+OPTIM_SUFFIX = ".optim"
+OPTIMIZER_NAME = "AdamW"
+LOSS_CSV_FIELDS = ("step", "epoch", "epoch_step", "loss", "learn_rate")
 
 
 @dataclass
@@ -84,9 +93,30 @@ class Trainee:
     save: Callable[[str, int, str], None]       # (file, step, name written into it)
     copy_extension: str
     weight_decay: float
+    state_hash: Callable[[str], str]            # (file holding the state) -> the hash its optimizer state is tied to
+    loss_csv: str                               # A1111's loss log name in the log folder
+    # (preview image, step, log folder) -> the preview saved with the trained state in it; None: not saved
+    preview_with_state: Callable[[Image.Image, int, str], str] | None = None
     last_saved: str = "<none>"
     last_image: str = "<none>"
     losses: collections.deque = field(default_factory=lambda: collections.deque(maxlen=32))
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Run:
+    """One run's log folder, optimizer and epoch length (optimizer steps per pass over the data)."""
+
+    folder: str
+    optimizer: torch.optim.Optimizer
+    steps_per_epoch: int
+
+    @property
+    def images_dir(self) -> str:
+        return os.path.join(self.folder, "images")
+
+    def save_dir(self, trainee: Trainee) -> str:
+        return os.path.join(self.folder, f"{trainee.kind}s")
 
 
 def validate_settings(name: str, settings: TrainSettings, what: str) -> None:
@@ -198,8 +228,9 @@ def kept_job_state():
         state.interrupted = state.interrupted or interrupted
 
 
-def make_preview(model, settings: TrainSettings, prompt: str, images_dir: str, filename: str) -> str:
-    """A txt2img image with the state being trained, saved as images_dir/filename; shown as the live preview."""
+def make_preview(model, settings: TrainSettings, prompt: str, images_dir: str, filename: str) -> tuple[str, Image.Image]:
+    """A txt2img image with the state being trained, saved as images_dir/filename; shown as the live preview.
+    Returns (file, image)."""
     if settings.preview_from_txt2img:
         fields = {"prompt": settings.preview_prompt, "negative_prompt": settings.preview_negative_prompt,
                   "steps": settings.preview_steps, "sampler_name": settings.preview_sampler_name,
@@ -215,7 +246,58 @@ def make_preview(model, settings: TrainSettings, prompt: str, images_dir: str, f
     state.assign_current_image(image)
     path, _ = images.save_image(image, images_dir, "", p.seed, p.prompt, opts.samples_format, processed.infotexts[0], p=p,
                                 forced_filename=filename, save_to_dirs=False)
-    return path
+    return path, image
+
+
+def save_state(trainee: Trainee, optimizer: torch.optim.Optimizer, filename: str, step: int, name: str) -> None:
+    """The trained state to `filename`; with `save_optimizer_state` also the optimizer's state beside it (.optim),
+    tied to the hash of what was just saved (A1111's layout: hash, optimizer_name, optimizer_state_dict)."""
+    trainee.save(filename, step, name)
+    if not opts.save_optimizer_state:
+        return
+    target = filename + OPTIM_SUFFIX
+    tmp = f"{target}.tmp"
+    torch.save({"hash": trainee.state_hash(filename), "optimizer_name": OPTIMIZER_NAME,
+                "optimizer_state_dict": optimizer.state_dict()}, tmp)
+    os.replace(tmp, target)
+
+
+def load_optimizer_state(trainee: Trainee, optimizer: torch.optim.Optimizer, filename: str) -> None:
+    """A1111's resume: with `save_optimizer_state`, the optimizer state saved beside `filename` is loaded when its hash
+    is the hash of the state training starts from; otherwise the optimizer starts fresh, with a note."""
+    path = filename + OPTIM_SUFFIX
+    if not opts.save_optimizer_state or not os.path.exists(path):
+        return
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        current = trainee.state_hash(filename)
+        if not isinstance(saved, dict) or saved.get("optimizer_name", OPTIMIZER_NAME) != OPTIMIZER_NAME:
+            trainee.notes.append(f"Optimizer state {path} is not an {OPTIMIZER_NAME} state: starting a fresh optimizer")
+        elif saved.get("hash") != current:
+            trainee.notes.append(f"Optimizer state {path} belongs to another state of {trainee.name} (hash "
+                                 f"{saved.get('hash')}, now {current}): starting a fresh optimizer")
+        else:
+            optimizer.load_state_dict(saved["optimizer_state_dict"])
+            trainee.notes.append(f"Optimizer state loaded from {path}")
+    except (OSError, RuntimeError, ValueError, KeyError, TypeError, EOFError) as e:  # a damaged file must not stop training
+        trainee.notes.append(f"Optimizer state {path} could not be read ({e}): starting a fresh optimizer")
+    log.info(trainee.notes[-1])
+
+
+def write_loss(run: Run, trainee: Trainee, learn_rate: float) -> None:
+    """A1111's loss log: a row every `training_write_csv_every` steps (0: never), the header when the file is new."""
+    every, step = int(opts.training_write_csv_every or 0), trainee.step
+    if every <= 0 or step % every:
+        return
+    os.makedirs(run.folder, exist_ok=True)
+    path = os.path.join(run.folder, trainee.loss_csv)
+    new = not os.path.exists(path)
+    with open(path, "a", newline="", encoding="utf8") as file:
+        writer = csv.writer(file)
+        if new:
+            writer.writerow(LOSS_CSV_FIELDS)
+        writer.writerow([step, (step - 1) // run.steps_per_epoch, (step - 1) % run.steps_per_epoch + 1,
+                         f"{trainee.losses[-1]:.7f}", learn_rate])
 
 
 def run_training(model, trainee: Trainee, settings: TrainSettings, final_file: str,
@@ -228,8 +310,6 @@ def run_training(model, trainee: Trainee, settings: TrainSettings, final_file: s
                          f"({steps}): raise Max steps to train further")
     scheduler = LearnRateScheduler(settings.learn_rate, steps, trainee.step)
     clip = LearnRateScheduler(settings.clip_grad_value, steps, trainee.step) if settings.clip_grad_mode != "disabled" else None
-    folder = log_folder(settings.log_directory, trainee.name)
-    save_dir, images_dir = os.path.join(folder, f"{trainee.kind}s"), os.path.join(folder, "images")
     seed = settings.seed if settings.seed is not None else random.randrange(2**32)
     state.job_count, state.job_no = 1, 0
     state.sampling_steps, state.sampling_step = steps - trainee.step, 0
@@ -241,6 +321,8 @@ def run_training(model, trainee: Trainee, settings: TrainSettings, final_file: s
         latent_sampling_method=settings.latent_sampling_method, use_weight=bool(settings.use_weight), seed=seed)
     autocast, scaler = precision(model)
     optimizer = torch.optim.AdamW(trainee.params, lr=scheduler.learn_rate, weight_decay=trainee.weight_decay)
+    load_optimizer_state(trainee, optimizer, final_file)
+    run = Run(log_folder(settings.log_directory, trainee.name), optimizer, max(len(dataset) // int(settings.gradient_step), 1))
     generator = torch.Generator(model.device).manual_seed(seed)
     gradient_step, start, accumulated, loss_sum = int(settings.gradient_step), trainee.step, 0, 0.0
     while not (scheduler.finished or state.interrupted):
@@ -275,24 +357,27 @@ def run_training(model, trainee: Trainee, settings: TrainSettings, final_file: s
             trainee.step += 1
             trainee.losses.append(loss_sum)
             accumulated, loss_sum = 0, 0.0
-            after_step(model, trainee, settings, batch.cond_texts[0], save_dir, images_dir)
+            after_step(model, trainee, settings, batch.cond_texts[0], run, scheduler.learn_rate)
             state.sampling_step = trainee.step - start
             if callback is not None:
                 callback(trainee.step, trainee.losses[-1])
-    trainee.save(final_file, trainee.step, trainee.name)
+    save_state(trainee, optimizer, final_file, trainee.step, trainee.name)
     return bool(state.interrupted)
 
 
-def after_step(model, trainee: Trainee, settings: TrainSettings, prompt: str, save_dir: str, images_dir: str) -> None:
-    """Copies and previews at their intervals, and the progress text."""
+def after_step(model, trainee: Trainee, settings: TrainSettings, prompt: str, run: Run, learn_rate: float) -> None:
+    """Copies, loss log and previews at their intervals, and the progress text."""
     step = trainee.step
     if settings.save_every and step % int(settings.save_every) == 0:
-        os.makedirs(save_dir, exist_ok=True)
-        trainee.last_saved = os.path.join(save_dir, f"{trainee.name}-{step}{trainee.copy_extension}")
-        trainee.save(trainee.last_saved, step, f"{trainee.name}-{step}")
+        os.makedirs(run.save_dir(trainee), exist_ok=True)
+        trainee.last_saved = os.path.join(run.save_dir(trainee), f"{trainee.name}-{step}{trainee.copy_extension}")
+        save_state(trainee, run.optimizer, trainee.last_saved, step, f"{trainee.name}-{step}")
+    write_loss(run, trainee, learn_rate)
     if settings.create_image_every and step % int(settings.create_image_every) == 0:
-        os.makedirs(images_dir, exist_ok=True)
-        trainee.last_image = make_preview(model, settings, prompt, images_dir, f"{trainee.name}-{step}")
+        os.makedirs(run.images_dir, exist_ok=True)
+        trainee.last_image, image = make_preview(model, settings, prompt, run.images_dir, f"{trainee.name}-{step}")
+        if trainee.preview_with_state is not None:
+            trainee.preview_with_state(image, step, run.folder)
     mean_loss = sum(trainee.losses) / len(trainee.losses)
     state.textinfo = (f"<p>Loss: {mean_loss:.7f}<br/>Step: {step}<br/>Last prompt: {html.escape(prompt)}<br/>"
                       f"Last saved {trainee.kind}: {html.escape(trainee.last_saved)}<br/>"
@@ -300,8 +385,20 @@ def after_step(model, trainee: Trainee, settings: TrainSettings, prompt: str, sa
 
 
 def training_message(trainee: Trainee, filename: str, interrupted: bool) -> str:
-    return (f"Training {'interrupted' if interrupted else 'finished'} at {trainee.step} steps.\n"
-            f"{trainee.kind.capitalize()} saved to {filename}")
+    return "\n".join([f"Training {'interrupted' if interrupted else 'finished'} at {trainee.step} steps.",
+                      f"{trainee.kind.capitalize()} saved to {filename}", *trainee.notes])
+
+
+def save_preview_with_embedding(image: Image.Image, embedding: textual_inversion.Embedding, checkpoint_info,
+                                folder: str) -> str:
+    """The preview, captioned like A1111's (<name>, checkpoint, [hash], "Nv Ss"), as folder/image_embeddings/NAME.png
+    carrying `embedding` in its sd-ti-embedding chunk: dropped into the embeddings folder it loads as NAME."""
+    captioned = image_embedding.caption_image_overlay(image, f"<{embedding.name}>", checkpoint_info.model_name,
+                                                      f"[{checkpoint_info.shorthash}]",
+                                                      f"{embedding.vectors}v {embedding.step}s")
+    target = os.path.join(folder, "image_embeddings")
+    os.makedirs(target, exist_ok=True)
+    return image_embedding.save_image_with_embedding(captioned, embedding.data(), os.path.join(target, f"{embedding.name}.png"))
 
 
 def embedding_file(embedding: textual_inversion.Embedding) -> str:
@@ -330,13 +427,14 @@ def train_embedding(embedding_name: str, learn_rate: str = "0.005", batch_size: 
                     clip_grad_mode: str = "disabled", clip_grad_value: str = "0.1", shuffle_tags: bool = False,
                     tag_drop_out: float = 0.0, latent_sampling_method: str = "once", use_weight: bool = False,
                     create_image_every: int = 500, save_embedding_every: int = 500,
-                    template_filename: str = "style_filewords.txt", preview_from_txt2img: bool = False,
-                    preview_prompt: str = "", preview_negative_prompt: str = "", preview_steps: int = 20,
-                    preview_sampler_name: str | None = None, preview_cfg_scale: float = 7.0, preview_seed: int = -1,
-                    preview_width: int = 512, preview_height: int = 512, *, model=None, seed: int | None = None,
-                    callback: Callable[[int, float], None] | None = None):
+                    template_filename: str = "style_filewords.txt", save_image_with_stored_embedding: bool = True,
+                    preview_from_txt2img: bool = False, preview_prompt: str = "", preview_negative_prompt: str = "",
+                    preview_steps: int = 20, preview_sampler_name: str | None = None, preview_cfg_scale: float = 7.0,
+                    preview_seed: int = -1, preview_width: int = 512, preview_height: int = 512, *, model=None,
+                    seed: int | None = None, callback: Callable[[int, float], None] | None = None):
     """Train an embedding of the embeddings folder on `model` (default: the current checkpoint); continues from its
-    saved step. Returns (embedding, file, message)."""
+    saved step. save_image_with_stored_embedding: each preview is also saved carrying the embedding of its step.
+    Returns (embedding, file, message)."""
     settings = TrainSettings(learn_rate, batch_size, gradient_step, data_root, log_directory, training_width,
                              training_height, varsize, steps, clip_grad_mode, clip_grad_value, shuffle_tags, tag_drop_out,
                              latent_sampling_method, use_weight, create_image_every, save_embedding_every,
@@ -362,12 +460,21 @@ def train_embedding(embedding_name: str, learn_rate: str = "0.005", batch_size: 
     usable = textual_inversion.embedding_db().usable_for(model)
     encoder = prompt_encoder(model, {**usable, embedding.name: embedding})
 
+    def snapshot(name: str, step: int) -> textual_inversion.Embedding:
+        return textual_inversion.Embedding(name, vec, step=step, sd_checkpoint=info.shorthash,
+                                           sd_checkpoint_name=info.model_name)
+
     def save(filename: str, step: int, name: str) -> None:
-        textual_inversion.Embedding(name, vec, step=step, sd_checkpoint=info.shorthash,
-                                    sd_checkpoint_name=info.model_name).save(filename)
+        snapshot(name, step).save(filename)
+
+    def preview_with_embedding(image: Image.Image, step: int, folder: str) -> str:
+        return save_preview_with_embedding(image, snapshot(f"{embedding.name}-{step}", step), info, folder)
 
     trainee = Trainee(embedding.name, "embedding", params, int(embedding.step or 0), lambda texts: encode(encoder, texts),
-                      save, ".safetensors" if isinstance(vec, dict) else ".pt", weight_decay=0.0)
+                      save, ".safetensors" if isinstance(vec, dict) else ".pt", weight_decay=0.0,
+                      state_hash=lambda _file: textual_inversion.vectors_checksum(vec),
+                      loss_csv="textual_inversion_loss.csv",
+                      preview_with_state=preview_with_embedding if save_image_with_stored_embedding else None)
     filename = embedding_file(embedding)
     state.begin(job="train-embedding")
     try:

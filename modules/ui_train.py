@@ -93,8 +93,9 @@ def shared_train_args(learn_rate, batch_size, gradient_step, data_root, log_dire
     return args
 
 
-def train_embedding(embedding_name, save_every, *fields):
+def train_embedding(embedding_name, save_every, save_image_with_stored_embedding, *fields):
     _, _, message = ti_training.train_embedding(embedding_name, save_embedding_every=int(save_every),
+                                                save_image_with_stored_embedding=bool(save_image_with_stored_embedding),
                                                 **shared_train_args(*fields))
     return message, ""
 
@@ -207,6 +208,8 @@ def create_ui(txt2img_preview_params: list | None = None) -> TrainUI:
                         label="Save a copy of embedding to log directory every N steps, 0 to disable", value=500,
                         precision=0, elem_id="train_save_embedding_every")
                 use_weight = gr.Checkbox(label="Use PNG alpha channel as loss weight", value=False, elem_id="use_weight")
+                save_image_with_stored_embedding = gr.Checkbox(label="Save images with embedding in PNG chunks", value=True,
+                                                               elem_id="train_save_image_with_stored_embedding")
                 preview_from_txt2img = gr.Checkbox(
                     label="Read parameters (prompt, etc...) from txt2img tab when making previews", value=False,
                     elem_id="train_preview_from_txt2img", visible=bool(preview))
@@ -249,7 +252,7 @@ def create_ui(txt2img_preview_params: list | None = None) -> TrainUI:
               create_image_every, template_file, preview_from_txt2img, *preview]
     train_embedding_button.click(
         streamed(call_queue.wrap_gradio_gpu_call(train_embedding, extra_outputs=[""])),
-        inputs=[train_embedding_name, save_embedding_every, embedding_learn_rate, *fields],
+        inputs=[train_embedding_name, save_embedding_every, save_image_with_stored_embedding, embedding_learn_rate, *fields],
         outputs=[*messages, ti_progress], show_progress="hidden")
     train_hypernetwork_button.click(
         streamed(call_queue.wrap_gradio_gpu_call(train_hypernetwork, extra_outputs=[""])),

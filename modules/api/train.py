@@ -14,8 +14,8 @@ from modules import (
     textual_inversion_training,
 )
 
-# A1111's UI task id, and a PNG-chunk option of its previews that Atelier does not write: accepted, not used
-IGNORED_FIELDS = ("id_task", "save_image_with_stored_embedding")
+# A1111's UI task id: accepted, not used
+IGNORED_FIELDS = ("id_task",)
 
 
 class InfoResponse(BaseModel):

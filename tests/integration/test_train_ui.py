@@ -54,13 +54,13 @@ def test_handlers_create_and_train_an_embedding(engine, tmp_path):
     fields = ["0.01", 1, 1, str(write_dataset(tmp_path / "data")), "textual_inversion", 64, 64, False, 2, "disabled",
               "0.1", False, 0.0, "once", False, 0, "subject.txt", False]
     job = call_queue.wrap_gradio_gpu_call(ui_train.train_embedding, extra_outputs=[""])
-    message, outcome = job("ui emb", 0, *fields)
+    message, outcome = job("ui emb", 0, True, *fields)
     assert "Training finished at 2 steps" in message and "Time taken" in outcome
-    message, outcome = job("ui emb", 0, "0.01:x", *fields[1:])
+    message, outcome = job("ui emb", 0, True, "0.01:x", *fields[1:])
     assert message == "" and "Invalid learning rate schedule" in outcome
     steps = torch.load(tmp_path / "embeddings" / "ui emb.pt", weights_only=True)["step"]
     assert steps == 2
-    message, outcome = job("ui emb", 0, "0.01", *fields[1:16], "none.txt", False)
+    message, outcome = job("ui emb", 0, True, "0.01", *fields[1:16], "none.txt", False)
     assert "Every line of the prompt template none.txt must hold [name]" in outcome
 
 
