@@ -21,24 +21,9 @@ from modules import (
 )
 from modules import textual_inversion_training as tit
 from modules.shared_options import opts
-from tests.integration.test_train_embedding import (
-    SD1,
-    model_of,
-    start_training_engine,
-    write_dataset,
-)
+from tests.integration.test_train_embedding import SD1, dataset, engine, model_of  # noqa: F401  (fixtures)
 
 CSV_HEADER = ["step", "epoch", "epoch_step", "loss", "learn_rate"]
-
-
-@pytest.fixture()
-def engine(monkeypatch, tiny_models_dir, tmp_path):
-    return start_training_engine(monkeypatch, tiny_models_dir, tmp_path)
-
-
-@pytest.fixture()
-def dataset(tmp_path):
-    return write_dataset(tmp_path / "dataset")
 
 
 @pytest.fixture()

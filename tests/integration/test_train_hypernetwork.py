@@ -9,25 +9,15 @@ import torch
 from modules import hypernetwork_training, hypernetworks
 from modules import textual_inversion_training as tit
 from modules.shared_state import state
-from tests.integration.test_train_embedding import (
+from tests.integration.test_train_embedding import (  # noqa: F401  (engine and dataset are fixtures)
     SD1,
     changed,
+    dataset,
+    engine,
     grad_flags,
     model_of,
-    start_training_engine,
     weights,
-    write_dataset,
 )
-
-
-@pytest.fixture()
-def engine(monkeypatch, tiny_models_dir, tmp_path):
-    return start_training_engine(monkeypatch, tiny_models_dir, tmp_path)
-
-
-@pytest.fixture()
-def dataset(tmp_path):
-    return write_dataset(tmp_path / "dataset")
 
 
 def train(name, data, **kwargs):
