@@ -7,23 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from modules import extensions, paths_internal
-from modules.shared_cmd_options import cmd_opts
+from modules import extensions
 from modules.shared_options import opts
-
-
-@pytest.fixture
-def ext_dirs(tmp_path, monkeypatch):
-    user, builtin = tmp_path / "extensions", tmp_path / "extensions-builtin"
-    user.mkdir()
-    monkeypatch.setattr(paths_internal, "extensions_dir", str(user))
-    monkeypatch.setattr(paths_internal, "extensions_builtin_dir", str(builtin))
-    monkeypatch.setattr(cmd_opts, "disable_all_extensions", False)
-    monkeypatch.setattr(cmd_opts, "disable_extra_extensions", False)
-    monkeypatch.setitem(opts.data, "disabled_extensions", [])
-    monkeypatch.setitem(opts.data, "disable_all_extensions", "none")
-    monkeypatch.setattr(extensions, "extensions", [])
-    return user, builtin
+from tests.unit.test_extensions import ext_dirs  # noqa: F401  (a fixture)
 
 
 def make_ext(root: Path, name: str, scripts: list[str], metadata: str | None = None) -> Path:

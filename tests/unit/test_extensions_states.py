@@ -14,6 +14,7 @@ import pytest
 from modules import call_queue, config_states, extensions, paths_internal, ui_extensions
 from modules.shared_cmd_options import cmd_opts
 from modules.shared_options import opts
+from tests.unit.test_extensions import ext_dirs  # noqa: F401  (a fixture)
 from tests.fixtures.extensions import (
     GIT_IDENTITY,
     GitRepo,
@@ -27,21 +28,12 @@ ENTRY_KEYS = ["name", "path", "enabled", "is_builtin", "remote", "commit_hash", 
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch):
-    """extensions/, extensions-builtin/, config_states/ and config.json in tmp_path; the webui is a clone made here."""
-    user = tmp_path / "extensions"
-    user.mkdir()
-    monkeypatch.setattr(paths_internal, "extensions_dir", str(user))
-    monkeypatch.setattr(paths_internal, "extensions_builtin_dir", str(tmp_path / "extensions-builtin"))
+def env(ext_dirs, tmp_path, monkeypatch):
+    """ext_dirs, plus config_states/ and config.json in tmp_path; the webui is a clone made here."""
+    user, _ = ext_dirs
     monkeypatch.setattr(paths_internal, "config_states_dir", str(tmp_path / "config_states"))
-    for flag in ("listen", "share", "enable_insecure_extension_access", "disable_all_extensions", "disable_extra_extensions",
-                 "freeze_settings"):
-        monkeypatch.setattr(cmd_opts, flag, False)
-    monkeypatch.setattr(cmd_opts, "server_name", None)
+    monkeypatch.setattr(cmd_opts, "freeze_settings", False)
     monkeypatch.setattr(cmd_opts, "ui_settings_file", str(tmp_path / "config.json"))
-    monkeypatch.setitem(opts.data, "disabled_extensions", [])
-    monkeypatch.setitem(opts.data, "disable_all_extensions", "none")
-    monkeypatch.setattr(extensions, "extensions", [])
     webui_source = make_extension_repo(tmp_path / "src" / "webui", {"webui.py": "v1\n"})
     webui = tmp_path / "app"
     webui_source.git("clone", "-q", webui_source.url, str(webui))
