@@ -14,13 +14,8 @@ import pytest
 from modules import call_queue, config_states, extensions, paths_internal, ui_extensions
 from modules.shared_cmd_options import cmd_opts
 from modules.shared_options import opts
+from tests.fixtures.extensions import GIT_IDENTITY, GitRepo, head_of, make_extension_repo
 from tests.unit.test_extensions import ext_dirs  # noqa: F401  (a fixture)
-from tests.fixtures.extensions import (
-    GIT_IDENTITY,
-    GitRepo,
-    head_of,
-    make_extension_repo,
-)
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 REFUSED = "extension access disabled because of command line flags"
