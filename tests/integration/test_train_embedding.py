@@ -11,7 +11,7 @@ import safetensors.torch
 import torch
 from PIL import Image
 
-from modules import hypernetworks, processing, prompt_encoding, textual_inversion
+from modules import devices, hypernetworks, lowvram, processing, prompt_encoding, sd_models, textual_inversion
 from modules import textual_inversion_training as tit
 from modules.shared_cmd_options import cmd_opts
 from modules.shared_options import opts
@@ -261,3 +261,20 @@ def test_sdxl_training_changes_both_vector_sets_only(engine, dataset):
     assert not torch.equal(start["clip_l"], end["clip_l"]) and not torch.equal(start["clip_g"], end["clip_g"])
     with safetensors.safe_open(filename, framework="pt") as f:
         assert f.metadata()["step"] == "2"
+
+
+def test_training_under_medvram_and_lowvram_gives_the_normal_embedding(engine, dataset):
+    """Offloading moves the frozen weights part by part during the forward and backward passes; the trained vectors
+    must be those of the normal mode exactly (CPU "device": every move is still a real copy)."""
+    trained = {}
+    try:
+        for mode in ("normal", "medvram", "lowvram"):
+            plan = devices.DevicePlan(torch.device("cpu"), torch.float32, torch.float32, mode)
+            sd_models.model_manager = sd_models.ModelManager(plan, engine.cache_dir, limit=3)
+            filename = textual_inversion.create_embedding(f"emb {mode}", 2, False, init_text="red", model=model_of(SD1))
+            initial = textual_inversion.load_embedding_file(filename).vec
+            trained[mode] = train(f"emb {mode}", dataset, steps=3)[0].vec
+    finally:
+        lowvram.send_everything_to_cpu()
+    assert not torch.equal(trained["normal"], initial)
+    assert torch.equal(trained["medvram"], trained["normal"]) and torch.equal(trained["lowvram"], trained["normal"])
