@@ -37,6 +37,7 @@ function extensionsInstallFromIndex(button, url) {
     gradioApp().querySelector("#install_extension_button").click();
 }
 
-function extensionsTakeInstallUrl(url, index, hideTags, order, search) {
-    return [extensionsPendingInstall, index, hideTags, order, search];
+// the Install button's step: the URL the pressed row left, then the view controls (index, tags, order, search, ...) as they are
+function extensionsTakeInstallUrl(url, ...view) {
+    return [extensionsPendingInstall, ...view];
 }

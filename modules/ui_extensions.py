@@ -18,7 +18,13 @@ import urllib.request
 
 import gradio as gr
 
-from modules import call_queue, config_states, extensions, localization
+from modules import (
+    call_queue,
+    config_states,
+    extensions,
+    extensions_index,
+    localization,
+)
 from modules.shared_cmd_options import cmd_opts
 from modules.shared_options import opts
 from modules.shared_state import state
@@ -28,8 +34,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_INDEX_URL = "https://raw.githubusercontent.com/AUTOMATIC1111/stable-diffusion-webui-extensions/master/index.json"
 INDEX_TIMEOUT_S = 15
-HIDE_TAG_CHOICES = ["script", "ads", "localization", "installed"]
-SORT_CHOICES = ["newest first", "oldest first", "a-z", "z-a", "internal order"]
 CURRENT_STATE = "Current"
 RESTORE_TYPES = ["extensions", "webui", "both"]
 
@@ -188,54 +192,49 @@ def load_index(url: str) -> dict:
     return index
 
 
-def _sort_key(order: int):
-    keys = [(True, lambda e: e.get("added", "z")), (False, lambda e: e.get("added", "z")),
-            (False, lambda e: e.get("name", "z").lower()), (True, lambda e: e.get("name", "z").lower()), (False, lambda e: 0)]
-    return keys[order if order is not None and 0 <= order < len(keys) else 0]
+def _tag_span(tag: str, descriptions: dict[str, str]) -> str:
+    return f"<span class='extension-tag' title='{html.escape(descriptions.get(tag, ''))}'>{html.escape(tag)}</span>"
 
 
-def available_table(index: dict, hide_tags: list[str], order: int, search: str = "") -> str:
-    """The Available table: the index's extensions not hidden by tag or search, each with an Install button."""
-    for ext in extensions.extensions:
-        ext.read_info_from_repo()
-    installed = {extensions.normalize_git_url(ext.remote): ext.name for ext in extensions.extensions if ext.remote}
-    reverse, key = _sort_key(order)
-    needle = (search or "").strip().lower()
-    rows, hidden = [], 0
-    for entry in sorted((e for e in index.get("extensions", []) if isinstance(e, dict) and e.get("url")), key=key, reverse=reverse):
-        name, url, description = str(entry.get("name", "noname")), str(entry["url"]), str(entry.get("description", ""))
-        tags = [str(tag) for tag in entry.get("tags", [])]
-        is_installed = extensions.normalize_git_url(url) in installed
-        if set(tags + (["installed"] if is_installed else [])) & set(hide_tags or []) \
-                or needle and needle not in name.lower() and needle not in description.lower():
-            hidden += 1
-            continue
-        button = ("<button disabled>Installed</button>" if is_installed else
-                  f"<button class='extension-install' onclick='extensionsInstallFromIndex(this, {html.escape(json.dumps(url))})'>"
-                  "Install</button>")
-        rows.append(f"<tr><td><a href='{html.escape(url)}' target='_blank'>{html.escape(name)}</a><br>"
-                    f"<span class='extension-tags'>{html.escape(', '.join(tags))}</span></td>"
-                    f"<td>{html.escape(description)}<p class='info'>Added: {html.escape(str(entry.get('added', 'unknown')))}</p></td>"
-                    f"<td>{button}</td></tr>")
-    hidden_note = f"<p>Extensions hidden: {hidden}</p>" if hidden else ""
+def _day(moment: datetime.datetime | None) -> str:
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%d") if moment else ""
+
+
+def _available_row(entry: extensions_index.Entry, descriptions: dict[str, str]) -> str:
+    button = ("<button disabled>Installed</button>" if entry.installed else
+              f"<button class='extension-install' onclick='extensionsInstallFromIndex(this, {html.escape(json.dumps(entry.url))})'>"
+              "Install</button>")
+    stars = "" if entry.stars is None else f"<span class='star_count'>stars: <b>{entry.stars}</b></span>"
+    return (f"<tr><td><a href='{html.escape(entry.url)}' target='_blank'>{html.escape(entry.title)}</a><br>"
+            f"{', '.join(_tag_span(tag, descriptions) for tag in entry.tags)}</td>"
+            f"<td>{html.escape(entry.description)}<p class='info'><span class='date_added'>Update: {_day(entry.updated)}  "
+            f"Added: {html.escape(entry.added or 'unknown')}  Created: {_day(entry.created)}</span>{stars}</p></td>"
+            f"<td>{button}</td></tr>")
+
+
+def available_table(index: dict, tags: list[str], order: int, search: str = "", showing: str = "hide",
+                    filtering: str = "or") -> str:
+    """The Available table (extensions_index.available_view rendered): each shown extension with its tags, dates, stars
+    and an Install button, then how many are hidden."""
+    installed = extensions_index.Installed.of(extensions.extensions)
+    shown, hidden = extensions_index.available_view(index, installed, tags, order, search, showing, filtering)
+    descriptions = extensions_index.tag_descriptions(index)
+    rows = "".join(_available_row(entry, descriptions) for entry in shown)
+    hidden_note = f"<p>Extension hidden: {hidden}</p>" if hidden else ""
     return ("<table id='available_extensions'><thead><tr><th>Extension</th><th>Description</th><th>Action</th></tr></thead>"
-            f"<tbody>{''.join(rows)}</tbody></table>{hidden_note}")
+            f"<tbody>{rows}</tbody></table>{hidden_note}")
 
 
-def tag_choices(index: dict) -> list[str]:
-    tags = index.get("tags") if isinstance(index.get("tags"), dict) else {}
-    found = [str(tag) for entry in index.get("extensions", []) if isinstance(entry, dict) for tag in entry.get("tags", [])]
-    return list(dict.fromkeys([*HIDE_TAG_CHOICES, *tags, *found]))
-
-
-def load_available(url: str, hide_tags: list[str], order: int):
+def load_available(url: str, tags: list[str], order: int, search: str = "", showing: str = "hide", filtering: str = "or"):
     index = load_index(url)
-    return index, available_table(index, hide_tags, order), gr.update(choices=tag_choices(index)), ""
+    return (index, available_table(index, tags, order, search, showing, filtering),
+            gr.update(choices=extensions_index.tag_choices(index)), "")
 
 
-def install_from_index(url: str, index: dict, hide_tags: list[str], order: int, search: str):
+def install_from_index(url: str, index: dict, tags: list[str], order: int, search: str, showing: str = "hide",
+                       filtering: str = "or"):
     target = extensions.install_extension_from_url(None, url)
-    return (available_table(index, hide_tags, order, search), extension_table(),
+    return (available_table(index, tags, order, search, showing, filtering), extension_table(),
             f"Installed into {html.escape(target)}. Use the Installed tab to restart.")
 
 
@@ -332,9 +331,15 @@ def create_ui() -> None:
                 index_url = gr.Textbox(value=os.environ.get("WEBUI_EXTENSIONS_INDEX", DEFAULT_INDEX_URL), show_label=False,
                                        label="Extension index URL", elem_id="extensions_index_url", max_lines=1)
             with gr.Row():
-                hide_tags = gr.CheckboxGroup(HIDE_TAG_CHOICES, value=["ads", "localization", "installed"],
-                                             label="Hide extensions with tags", elem_id="extensions_hide_tags")
-                order = gr.Radio(SORT_CHOICES, value=SORT_CHOICES[0], type="index", label="Order", elem_id="extensions_order")
+                tags = gr.CheckboxGroup(extensions_index.TAG_CHOICES, value=extensions_index.DEFAULT_TAGS,
+                                        label="Extension tags", elem_id="extensions_tags")
+                order = gr.Radio(extensions_index.SORT_ORDERS, value=extensions_index.SORT_ORDERS[0], type="index",
+                                 label="Order", elem_id="extensions_order")
+            with gr.Row():
+                showing = gr.Radio(extensions_index.SHOWING_TYPES, value="hide", label="Showing type",
+                                   elem_id="extensions_showing_type")
+                filtering = gr.Radio(extensions_index.FILTERING_TYPES, value="or", label="Filtering type",
+                                     elem_id="extensions_filtering_type")
             search = gr.Textbox(label="Search", elem_id="extensions_search", max_lines=1)
             available_result = gr.HTML(elem_id="extensions_available_result")
             available = gr.HTML(elem_id="available_extensions_html")
@@ -374,15 +379,15 @@ def create_ui() -> None:
     refresh.click(fn=wrap(refresh_installed, extra_outputs=[gr.skip()]), outputs=[table, info], show_progress="hidden")
     delete_button.click(fn=wrap(delete, extra_outputs=[gr.skip()]), js="extensionsTakeDeleteName", inputs=[delete_name],
                         outputs=[table, info])
-    load.click(fn=wrap(load_available, extra_outputs=[gr.skip(), gr.skip(), gr.skip()]), inputs=[index_url, hide_tags, order],
-               outputs=[index_state, available, hide_tags, available_result])
+    view = [tags, order, search, showing, filtering]  # available_table's arguments after the index
+    load.click(fn=wrap(load_available, extra_outputs=[gr.skip(), gr.skip(), gr.skip()]), inputs=[index_url, *view],
+               outputs=[index_state, available, tags, available_result])
     install_from_index_button.click(fn=wrap(install_from_index, extra_outputs=[gr.skip(), gr.skip()]),
                                     js="extensionsTakeInstallUrl",
-                                    inputs=[to_install, index_state, hide_tags, order, search],
+                                    inputs=[to_install, index_state, *view],
                                     outputs=[available, table, available_result])
-    for control in (hide_tags, order, search):
-        control.change(fn=lambda index, tags, sort, text: available_table(index, tags, sort, text),
-                       inputs=[index_state, hide_tags, order, search], outputs=[available], show_progress="hidden")
+    for control in view:  # recomputed from the loaded index: the URL is read only by Load
+        control.change(fn=available_table, inputs=[index_state, *view], outputs=[available], show_progress="hidden")
     install_button.click(fn=wrap(install_from_url, extra_outputs=[gr.skip(), gr.skip()]),
                          inputs=[install_dirname, install_url, install_branch],
                          outputs=[install_url, table, install_result])

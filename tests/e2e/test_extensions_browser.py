@@ -183,3 +183,27 @@ def test_disabled_extension_is_gone_after_restart(page, setup):
     open_extensions(page, "Installed")
     assert not page.is_checked(f"#extensions input[name='enable_{NAME}']")
     assert page.errors == []
+
+
+def test_install_from_the_available_index(page, setup, tmp_path):
+    """A local index file in A1111's format: Load from: lists it, Install on its row clones it, and the installed
+    extension then hides with the default tags."""
+    app = setup[0]
+    repo = make_extension_repo(tmp_path / "index-ext.git", {"scripts/nothing.py": "# an extension from the index\n"})
+    index = tmp_path / "index.json"
+    index.write_text(json.dumps({"tags": {"script": "a script", "ads": "advertising"}, "extensions": [
+        {"name": "Index Ext", "url": repo.url, "description": "from the index", "tags": ["script"], "added": "2024-01-02"},
+        {"name": "An Advert", "url": "https://example.invalid/ad.git", "description": "hidden", "tags": ["ads"]}]}))
+    open_extensions(page, "Available")
+    page.fill("#extensions_index_url input", str(index))
+    page.click("#extensions_load_available")
+    page.wait_for_function("document.querySelector('#available_extensions_html').innerText.includes('Index Ext')",
+                           timeout=JOB_TIMEOUT)
+    assert "An Advert" not in page.inner_text("#available_extensions_html")  # the ads tag is hidden by default
+    assert "Extension hidden: 1" in page.inner_text("#available_extensions_html")
+    page.click("#available_extensions_html button.extension-install")
+    page.wait_for_function("document.querySelector('#extensions_available_result').innerText.includes('Installed into')",
+                           timeout=JOB_TIMEOUT)
+    assert "Extension hidden: 2" in page.inner_text("#available_extensions_html")  # now tagged installed: hidden too
+    assert (app.data_dir / "extensions" / "index-ext" / "scripts" / "nothing.py").is_file()
+    assert page.errors == []

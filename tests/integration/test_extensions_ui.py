@@ -182,7 +182,7 @@ def test_available_index_from_a_file_path_or_file_url(ext_dirs, tmp_path):
         ["Older Thing", "Tab Maker"]  # a-z, the ads one hidden
     searched = ui_extensions.available_table(INDEX, [], 0, "A TAB")
     assert re.findall(r"target='_blank'>([^<]+)</a>", searched) == ["Tab Maker"]
-    assert "<p>Extensions hidden: 2</p>" in searched
+    assert "<p>Extension hidden: 2</p>" in searched
 
 
 def test_available_marks_installed_and_installs_from_the_index(ext_dirs, tmp_path):
@@ -193,7 +193,7 @@ def test_available_marks_installed_and_installs_from_the_index(ext_dirs, tmp_pat
     available, installed, message = ui_extensions.install_from_index(repo.url, index, [], 0, "")
     assert (ext_dirs / "indexed").is_dir() and message.startswith("Installed into ")
     assert "<button disabled>Installed</button>" in available and "data-extension='indexed'" in installed
-    assert "Extensions hidden: 1" in ui_extensions.available_table(index, ["installed"], 0)
+    assert "Extension hidden: 1" in ui_extensions.available_table(index, ["installed"], 0)
 
 
 @pytest.mark.parametrize(("content", "message"), [
