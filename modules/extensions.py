@@ -21,7 +21,7 @@ import tempfile
 import threading
 from collections import namedtuple
 
-from modules import paths_internal
+from modules import dependency_order, paths_internal
 from modules.shared_cmd_options import cmd_opts
 from modules.shared_options import opts
 
@@ -323,54 +323,15 @@ def script_load_order(script_files: list[ScriptFile]) -> list[ScriptFile]:
                 after[j].add(i)
         after[i].discard(i)
     _break_cycles(after, names, owners)
-    return [script_files[i] for i in _dependencies_first(after)]
-
-
-def _reachable(after: list[set[int]], start: int) -> set[int]:
-    seen, todo = set(), [start]
-    while todo:
-        for dep in after[todo.pop()]:
-            if dep not in seen:
-                seen.add(dep)
-                todo.append(dep)
-    return seen
+    return [script_files[i] for i in dependency_order.dependencies_first(after)]
 
 
 def _break_cycles(after: list[set[int]], names: list[str], owners: list) -> None:
     """Drop the relations among scripts that must each load before the other (so they keep their given order) and warn."""
-    reach = [_reachable(after, i) for i in range(len(after))]
-    done: set[int] = set()
-    for i in range(len(after)):
-        if i in done or i not in reach[i]:
-            continue
-        group = sorted(j for j in reach[i] if i in reach[j])
-        done.update(group)
-        for j in group:
-            after[j].difference_update(group)
+    for group in dependency_order.drop_cycles(after):
         owner_names = sorted({"built-in scripts" if owners[j] is None else owners[j].name for j in group})
         log.warning("Extensions %s ask for a load order that goes in a circle (%s): these scripts load in their usual order.",
                     ", ".join(owner_names), ", ".join(names[j] for j in group))
-
-
-def _dependencies_first(after: list[set[int]]) -> list[int]:
-    """A depth-first order (the graph has no cycles left): each index after its dependencies, otherwise in index order."""
-    order: list[int] = []
-    seen: set[int] = set()
-    for root in range(len(after)):
-        if root in seen:
-            continue
-        seen.add(root)
-        stack = [(root, iter(sorted(after[root])))]
-        while stack:
-            node, deps = stack[-1]
-            dep = next((d for d in deps if d not in seen), None)
-            if dep is None:
-                stack.pop()
-                order.append(node)
-            else:
-                seen.add(dep)
-                stack.append((dep, iter(sorted(after[dep]))))
-    return order
 
 
 def enabled_in_settings_file(settings_file: str) -> list[Extension]:

@@ -1,6 +1,9 @@
 """The extension API's callbacks (A1111's modules.script_callbacks): on_* registers, *_callback fires.
 
-Each registration remembers the file that made it, so a script's callbacks can be removed when it is reloaded.
+Each registration remembers the file that made it, so a script's callbacks can be removed when it is reloaded, and
+gets A1111's name `<extension or "base">/<script file>/<category>[/<name>]`. A category's callbacks run in registration
+order, moved by the extensions' metadata.ini `[callbacks/<name>]` Before/After, then by the user's
+`prioritized_callbacks_<category>` setting (names listed there run first); the order is cached until either changes.
 A callback that raises is logged with that file name and the others still run.
 """
 from __future__ import annotations
@@ -8,9 +11,13 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from modules import dependency_order, extensions
+from modules.shared_options import opts
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +99,16 @@ class ScriptCallback:
     name: str | None = None
 
 
+@dataclass
+class CallbackOrderInfo:
+    """One `[callbacks/<name>]` section of an extension's metadata.ini: callback `name` runs before the callbacks
+    named in `before` and after those in `after`."""
+
+    name: str
+    before: list[str]
+    after: list[str]
+
+
 CALLBACK_KINDS = (
     "app_started", "model_loaded", "ui_tabs", "ui_train_tabs", "ui_settings", "before_image_saved", "image_saved",
     "extra_noise", "cfg_denoiser", "cfg_denoised", "cfg_after_cfg", "before_component", "after_component",
@@ -99,6 +116,8 @@ CALLBACK_KINDS = (
     "before_token_counter",
 )
 callback_map: dict[str, list[ScriptCallback]] = {f"callbacks_{kind}": [] for kind in CALLBACK_KINDS}
+ordered_callbacks_map: dict[str, list[ScriptCallback]] = {}  # category -> its callbacks in effective order
+_ordered_from: dict[str, tuple] = {}  # category -> what its cached order was computed from
 
 
 def caller_filename() -> str:
@@ -110,19 +129,117 @@ def caller_filename() -> str:
     return "unknown file"
 
 
-def add_callback(kind: str, fun: Callable, name: str | None = None) -> None:
-    filename = caller_filename()
-    callbacks = callback_map[f"callbacks_{kind}"]
-    base = f"{os.path.basename(filename)}/{name or getattr(fun, '__name__', 'callback')}"
-    unique, n = base, 1
+def find_extension(filename: str) -> extensions.Extension | None:
+    """The listed extension whose folder holds `filename`, or None (a built-in script or a test)."""
+    path = os.path.realpath(filename)
+    for ext in extensions.extensions:
+        if path.startswith(os.path.realpath(ext.path) + os.sep):
+            return ext
+    return None
+
+
+def add_callback(callbacks: list[ScriptCallback], fun: Callable, *, name: str | None = None, category: str = "unknown",
+                 filename: str | None = None) -> None:
+    """Append `fun` to `callbacks` under A1111's unique name; `filename` defaults to the registering file."""
+    filename = filename or caller_filename()
+    extension = find_extension(filename)
+    callback_name = f"{extension.canonical_name if extension else 'base'}/{os.path.basename(filename)}/{category}"
+    if name is not None:
+        callback_name += f"/{name}"
+    unique, index = callback_name, 0
     while any(c.name == unique for c in callbacks):
-        n += 1
-        unique = f"{base}_{n}"
+        index += 1
+        unique = f"{callback_name}-{index}"
     callbacks.append(ScriptCallback(filename, fun, unique))
+
+
+def _register(category: str, fun: Callable, name: str | None) -> None:
+    add_callback(callback_map[f"callbacks_{category}"], fun, name=name, category=category, filename=caller_filename())
 
 
 def callbacks(kind: str) -> list[ScriptCallback]:
     return callback_map[f"callbacks_{kind}"]
+
+
+def enumerate_callbacks():
+    """(category, registered callbacks) of every category, in A1111's category names."""
+    for key, registered in callback_map.items():
+        yield key.removeprefix("callbacks_"), registered
+
+
+def parse_names(text: str) -> list[str]:
+    """Callback names separated by commas and/or spaces, as written (names keep their case)."""
+    return [item for item in re.split(r"[,\s]+", text.strip()) if item]
+
+
+def callback_order_instructions(ext: extensions.Extension) -> list[CallbackOrderInfo]:
+    """The `[callbacks/<name>]` sections of an extension's metadata.ini; a section about another extension's callback
+    is ignored with a warning (an extension orders only its own callbacks)."""
+    found = []
+    config = ext.metadata.config
+    for section in config.sections():
+        if not section.startswith("callbacks/"):
+            continue
+        name = section.removeprefix("callbacks/")
+        if not name.startswith(ext.canonical_name + "/"):
+            log.warning("Callback order section for extension %s is referencing the wrong extension: %s",
+                        ext.canonical_name, section)
+            continue
+        found.append(CallbackOrderInfo(name, parse_names(config.get(section, "Before", fallback="")),
+                                       parse_names(config.get(section, "After", fallback=""))))
+    return found
+
+
+def sort_callbacks(category: str, unordered_callbacks: list[ScriptCallback], *,
+                   enable_user_sort: bool = True) -> list[ScriptCallback]:
+    """`unordered_callbacks` (in registration order) moved by the metadata.ini Before/After of every extension (callbacks
+    asking to run before each other keep registration order, with a warning), then, with `enable_user_sort`, the
+    names in the `prioritized_callbacks_<category>` setting first, in that setting's order."""
+    index = {c.name: i for i, c in enumerate(unordered_callbacks)}
+    after: list[set[int]] = [set() for _ in unordered_callbacks]  # after[i]: the callbacks that run before callback i
+    for ext in extensions.extensions:
+        for instruction in callback_order_instructions(ext):
+            i = index.get(instruction.name)
+            if i is None:
+                continue
+            after[i].update(index[name] for name in instruction.after if name in index)
+            for name in instruction.before:
+                if name in index:
+                    after[index[name]].add(i)
+            after[i].discard(i)
+    _keep_cycles_in_registration_order(category, after, unordered_callbacks)
+    ordered = [unordered_callbacks[i] for i in dependency_order.dependencies_first(after)]
+    if not enable_user_sort:
+        return ordered
+    first = [name for name in dict.fromkeys(_prioritized(category)) if name in index]
+    by_name = {c.name: c for c in ordered}
+    return [by_name[name] for name in first] + [c for c in ordered if c.name not in first]
+
+
+def _keep_cycles_in_registration_order(category: str, after: list[set[int]], listed: list[ScriptCallback]) -> None:
+    """Drop the Before/After relations among callbacks that would each have to run before the other, and warn."""
+    for group in dependency_order.drop_cycles(after):
+        log.warning("metadata.ini Before/After of %s callbacks go in a circle (%s): they run in registration order.",
+                    category, ", ".join(listed[j].name for j in group))
+
+
+def _prioritized(category: str) -> list[str]:
+    return list(getattr(opts, f"prioritized_callbacks_{category}", None) or [])
+
+
+def ordered_callbacks(category: str, unordered_callbacks: list[ScriptCallback] | None = None, *,
+                      enable_user_sort: bool = True) -> list[ScriptCallback]:
+    """The callbacks of `category` (or `unordered_callbacks`) in the order they run; computed once, again only when
+    the callbacks or the user's priority setting change."""
+    if unordered_callbacks is None:
+        unordered_callbacks = callback_map.get(f"callbacks_{category}", [])
+    if not enable_user_sort:
+        return sort_callbacks(category, unordered_callbacks, enable_user_sort=False)
+    source = (tuple(map(id, unordered_callbacks)), tuple(_prioritized(category)))  # cached objects stay alive: ids are unique
+    if _ordered_from.get(category) != source:
+        ordered_callbacks_map[category] = sort_callbacks(category, unordered_callbacks)
+        _ordered_from[category] = source
+    return ordered_callbacks_map[category]
 
 
 def remove_current_script_callbacks() -> None:
@@ -130,22 +247,30 @@ def remove_current_script_callbacks() -> None:
     filename = caller_filename()
     for callback_list in callback_map.values():
         callback_list[:] = [c for c in callback_list if c.script != filename]
+    _forget_orders()
 
 
 def remove_callbacks_for_function(callback_func: Callable) -> None:
     for callback_list in callback_map.values():
         callback_list[:] = [c for c in callback_list if c.callback != callback_func]
+    _forget_orders()
 
 
 def clear_callbacks() -> None:
     for callback_list in callback_map.values():
         callback_list.clear()
+    _forget_orders()
+
+
+def _forget_orders() -> None:
+    ordered_callbacks_map.clear()
+    _ordered_from.clear()
 
 
 def fire(kind: str, *args, **kwargs) -> list[Any]:
-    """Call every callback of `kind`; returns their results, a raising callback logged and left out."""
+    """Call every callback of `kind` in its effective order; returns their results, a raising callback logged and left out."""
     results = []
-    for c in list(callbacks(kind)):
+    for c in list(ordered_callbacks(kind)):
         try:
             results.append(c.callback(*args, **kwargs))
         except Exception:
@@ -245,104 +370,104 @@ def before_token_counter_callback(params: BeforeTokenCounterParams) -> None:
 
 def on_app_started(callback, *, name=None):
     """callback(demo: gr.Blocks or None, app: FastAPI) after the server's app is built: add routes here."""
-    add_callback("app_started", callback, name)
+    _register("app_started", callback, name)
 
 
 def on_before_reload(callback, *, name=None):
     """callback() before the UI is reloaded."""
-    add_callback("on_reload", callback, name)
+    _register("on_reload", callback, name)
 
 
 def on_model_loaded(callback, *, name=None):
     """callback(sd_model) after a checkpoint is loaded."""
-    add_callback("model_loaded", callback, name)
+    _register("model_loaded", callback, name)
 
 
 def on_ui_tabs(callback, *, name=None):
     """callback() returns [(gr.Blocks, title, elem_id)]: tabs added after the built-in ones, before Settings."""
-    add_callback("ui_tabs", callback, name)
+    _register("ui_tabs", callback, name)
 
 
 def on_ui_train_tabs(callback, *, name=None):
     """callback(UiTrainTabParams) while the Train tab is built: add tabs inside it."""
-    add_callback("ui_train_tabs", callback, name)
+    _register("ui_train_tabs", callback, name)
 
 
 def on_ui_settings(callback, *, name=None):
     """callback() before the Settings tab is built: call shared.opts.add_option(...) here."""
-    add_callback("ui_settings", callback, name)
+    _register("ui_settings", callback, name)
 
 
 def on_before_image_saved(callback, *, name=None):
     """callback(ImageSaveParams) before an image is written; image, filename and pnginfo may be changed."""
-    add_callback("before_image_saved", callback, name)
+    _register("before_image_saved", callback, name)
 
 
 def on_image_saved(callback, *, name=None):
     """callback(ImageSaveParams) after an image is written."""
-    add_callback("image_saved", callback, name)
+    _register("image_saved", callback, name)
 
 
 def on_extra_noise(callback, *, name=None):
     """callback(ExtraNoiseParams) before img2img's extra noise is added."""
-    add_callback("extra_noise", callback, name)
+    _register("extra_noise", callback, name)
 
 
 def on_cfg_denoiser(callback, *, name=None):
     """callback(CFGDenoiserParams) before the model runs in each sampling step; its tensors may be changed."""
-    add_callback("cfg_denoiser", callback, name)
+    _register("cfg_denoiser", callback, name)
 
 
 def on_cfg_denoised(callback, *, name=None):
     """callback(CFGDenoisedParams) after the model ran, before the predictions are combined."""
-    add_callback("cfg_denoised", callback, name)
+    _register("cfg_denoised", callback, name)
 
 
 def on_cfg_after_cfg(callback, *, name=None):
     """callback(AfterCFGCallbackParams) after classifier-free guidance combined the predictions."""
-    add_callback("cfg_after_cfg", callback, name)
+    _register("cfg_after_cfg", callback, name)
 
 
 def on_before_component(callback, *, name=None):
     """callback(component, **kwargs) before any Gradio component is created."""
-    add_callback("before_component", callback, name)
+    _register("before_component", callback, name)
 
 
 def on_after_component(callback, *, name=None):
     """callback(component, **kwargs) after any Gradio component is created."""
-    add_callback("after_component", callback, name)
+    _register("after_component", callback, name)
 
 
 def on_image_grid(callback, *, name=None):
     """callback(ImageGridLoopParams) before a grid is drawn; imgs, cols and rows may be changed."""
-    add_callback("image_grid", callback, name)
+    _register("image_grid", callback, name)
 
 
 def on_infotext_pasted(callback, *, name=None):
     """callback(infotext, params: dict) after an infotext is parsed for pasting; params may be changed."""
-    add_callback("infotext_pasted", callback, name)
+    _register("infotext_pasted", callback, name)
 
 
 def on_script_unloaded(callback, *, name=None):
     """callback() before scripts are reloaded: undo what the script's module did."""
-    add_callback("script_unloaded", callback, name)
+    _register("script_unloaded", callback, name)
 
 
 def on_before_ui(callback, *, name=None):
     """callback() before the UI is built."""
-    add_callback("before_ui", callback, name)
+    _register("before_ui", callback, name)
 
 
 def on_list_optimizers(callback, *, name=None):
     """callback(list) appends cross-attention optimizers to the list."""
-    add_callback("list_optimizers", callback, name)
+    _register("list_optimizers", callback, name)
 
 
 def on_list_unets(callback, *, name=None):
     """callback(list) appends alternative UNets to the list."""
-    add_callback("list_unets", callback, name)
+    _register("list_unets", callback, name)
 
 
 def on_before_token_counter(callback, *, name=None):
     """callback(BeforeTokenCounterParams) before the UI counts a prompt's tokens; the prompt may be changed."""
-    add_callback("before_token_counter", callback, name)
+    _register("before_token_counter", callback, name)

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from modules import extensions, paths_internal, script_callbacks, scripts_postprocessing
+from modules.shared_options import opts
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,8 @@ class Script:
     """Base class of every script: override title() and whichever hooks the script needs."""
 
     name = None  # lower-cased title, set by the runner
-    section = None
+    section = None  # the tab's section (A1111's UI category, e.g. "accordions") an always-on script's controls go in
+    sorting_priority = 0  # always-on scripts' controls are placed by it, larger further down; equal ones in load order
     create_group = True
     filename = None
     args_from = None
@@ -303,7 +305,16 @@ def script_arg(control) -> ScriptArg:
 
 
 class ScriptRunner:
-    """The scripts of one tab (txt2img or img2img): their UI, the Script dropdown, and the hooks process_images calls."""
+    """The scripts of one tab (txt2img or img2img): their UI, the Script dropdown, and the hooks process_images calls.
+    Each hook runs the scripts that define it in A1111's callback order, category `script_<hook>` (see
+    script_callbacks.sort_callbacks)."""
+
+    callback_names = (
+        "before_process", "process", "before_process_batch", "after_extra_networks_activate", "process_batch",
+        "postprocess", "postprocess_batch", "postprocess_batch_list", "post_sample", "on_mask_blend",
+        "postprocess_image", "postprocess_maskoverlay", "postprocess_image_after_composite", "before_component",
+        "after_component", "process_before_every_sampling", "before_hr",  # the last two: A1111 runs them unordered
+    )
 
     def __init__(self):
         self.scripts: list[Script] = []
@@ -317,6 +328,8 @@ class ScriptRunner:
         self.is_img2img = False
         self.on_before_component_elem_id: dict[str, list] = {}
         self.on_after_component_elem_id: dict[str, list] = {}
+        self.placed_sections: set[str] = set()  # sections whose always-on scripts the tab has already placed
+        self.callback_map: dict[str, tuple] = {}  # script_<hook> -> (what the order was computed from, the order)
         self.ui_created = False
         self.lock = threading.Lock()
 
@@ -350,18 +363,35 @@ class ScriptRunner:
         self.inputs = [None]
         self.infotext_fields, self.paste_field_names = [], []
         self.on_before_component_elem_id, self.on_after_component_elem_id = {}, {}
+        self.placed_sections = set()
         for script in self.scripts:
             for elem_id, callback in script.on_before_component_elem_id or []:
                 self.on_before_component_elem_id.setdefault(elem_id, []).append((callback, script))
             for elem_id, callback in script.on_after_component_elem_id or []:
                 self.on_after_component_elem_id.setdefault(elem_id, []).append((callback, script))
 
+    def setup_ui_for_section(self, section: str) -> None:
+        """Build, where the tab is being built, the controls of the always-on scripts whose `section` is this one (A1111
+        calls the tab's places sections: "sampler", "dimensions", "accordions", ...), by sorting_priority."""
+        self.placed_sections.add(section)
+        for script in sorted((s for s in self.alwayson_scripts if s.section == section), key=lambda s: s.sorting_priority):
+            self.create_script_ui_in_group(script, visible=True)
+
+    def unplaced_alwayson_scripts(self) -> list[Script]:
+        """The always-on scripts no section call placed, in A1111's order for the scripts area: those of sections this
+        tab has no place for, grouped by section in order of appearance, then those without a section; each group by
+        sorting_priority."""
+        rest = [s for s in self.alwayson_scripts if s.section is None or s.section not in self.placed_sections]
+        groups = list(dict.fromkeys(s.section for s in rest if s.section is not None)) + [None]
+        return sorted(rest, key=lambda s: (groups.index(s.section), s.sorting_priority))
+
     def setup_ui(self) -> list:
-        """Build the always-on scripts' controls, the Script dropdown (elem_id script_list) and each selectable script's
-        controls, shown only while it is chosen. Returns self.inputs, whose values become p.script_args."""
+        """Build the controls of the always-on scripts not placed in a section yet, the Script dropdown (elem_id
+        script_list) and each selectable script's controls, shown only while it is chosen. Returns self.inputs (with the
+        controls already placed in sections), whose values become p.script_args."""
         import gradio as gr
 
-        for script in self.alwayson_scripts:
+        for script in self.unplaced_alwayson_scripts():
             self.create_script_ui_in_group(script, visible=True)
         dropdown = gr.Dropdown(label="Script", elem_id="script_list", choices=["None", *self.titles], value="None",
                                type="index")
@@ -416,16 +446,41 @@ class ScriptRunner:
         self.inputs += controls
         script.args_to = len(self.inputs)
 
+    def list_scripts_for_method(self, method_name: str) -> list[Script]:
+        """Component hooks go to every script of the tab, processing hooks to the always-on ones (A1111)."""
+        return self.scripts if method_name in ("before_component", "after_component") else self.alwayson_scripts
+
+    def create_ordered_callbacks_list(self, method_name: str, *, enable_user_sort: bool = True) -> list:
+        """The scripts that define `method_name` as callbacks named `<ext>/<file>/script_<method>/<class>`, sorted."""
+        category = f"script_{method_name}"
+        callbacks: list = []
+        for script in self.list_scripts_for_method(method_name):
+            if getattr(type(script), method_name, None) is getattr(Script, method_name, None):
+                continue
+            script_callbacks.add_callback(callbacks, script, category=category, name=type(script).__name__,
+                                          filename=script.filename)
+        return script_callbacks.sort_callbacks(category, callbacks, enable_user_sort=enable_user_sort)
+
+    def ordered_scripts(self, method_name: str) -> list[Script]:
+        """The scripts to call for `method_name`, in order; sorted again only when the scripts or the setting change."""
+        category = f"script_{method_name}"
+        source = (tuple(map(id, self.list_scripts_for_method(method_name))),
+                  tuple(getattr(opts, f"prioritized_callbacks_{category}", None) or []))
+        cached = self.callback_map.get(category)
+        if cached is None or cached[0] != source:
+            cached = self.callback_map[category] = (source, [c.callback for c in self.create_ordered_callbacks_list(method_name)])
+        return cached[1]
+
     def before_component(self, component, **kwargs) -> None:
         for callback, script in self.on_before_component_elem_id.get(kwargs.get("elem_id"), []):
             wrap_call(callback, script.filename, "on_before_component", OnComponent(component))
-        for script in self.scripts:
+        for script in self.ordered_scripts("before_component"):
             wrap_call(script.before_component, script.filename, "before_component", component, **kwargs)
 
     def after_component(self, component, **kwargs) -> None:
         for callback, script in self.on_after_component_elem_id.get(getattr(component, "elem_id", None), []):
             wrap_call(callback, script.filename, "on_after_component", OnComponent(component))
-        for script in self.scripts:
+        for script in self.ordered_scripts("after_component"):
             wrap_call(script.after_component, script.filename, "after_component", component, **kwargs)
 
     def default_args(self) -> list:
@@ -437,8 +492,9 @@ class ScriptRunner:
         return self.title_map.get((name or "").lower())
 
     def run_alwayson(self, hook: str, p, *args, **kwargs) -> None:
-        """Call `hook` of every always-on script with its own slice of p.script_args; one script's error is logged."""
-        for script in self.alwayson_scripts:
+        """Call `hook` of every always-on script that defines it, in callback order, with its own slice of
+        p.script_args; one script's error is logged."""
+        for script in self.ordered_scripts(hook):
             try:
                 script_args = p.script_args[script.args_from:script.args_to]
                 getattr(script, hook)(p, *args, *script_args, **kwargs)

@@ -224,6 +224,7 @@ def build_ui(loadsave, extra_option_component, runner: scripts.ScriptRunner) -> 
                         resize_mode = gr.Radio(RESIZE_MODES, value=RESIZE_MODES[0], type="index", label="Resize mode",
                                                elem_id="resize_mode")
                         sampler_row = ui_txt2img.create_sampler_row(tabname)
+                        runner.setup_ui_for_section("sampler")
                         with FormRow(elem_id="img2img_dimensions_row"):
                             with gr.Column(elem_id="img2img_column_size", scale=4):
                                 with gr.Tabs(elem_id="img2img_tabs_resize"):
@@ -241,9 +242,12 @@ def build_ui(loadsave, extra_option_component, runner: scripts.ScriptRunner) -> 
                                                              elem_id="img2img_scale")
                                         scale_label = gr.HTML(scale_preview(None, 1.0), elem_id="img2img_scale_resolution_preview")
                             batch = ui_txt2img.create_batch_column(tabname)
+                        runner.setup_ui_for_section("dimensions")
                         denoising_strength = gr.Slider(minimum=0.0, maximum=1.0, step=0.01, value=0.75,
                                                        label="Denoising strength", elem_id="img2img_denoising_strength")
+                        runner.setup_ui_for_section("denoising")
                         common = ui_txt2img.create_common_tail(tabname, sampler_row, batch)
+                        runner.setup_ui_for_section("accordions")
                         with gr.Group(elem_id="inpaint_controls", visible=False) as inpaint_controls:
                             with FormRow():
                                 mask_blur = gr.Slider(label="Mask blur", minimum=0, maximum=64, step=1, value=4,
@@ -257,7 +261,9 @@ def build_ui(loadsave, extra_option_component, runner: scripts.ScriptRunner) -> 
                                                             label="Inpaint area", elem_id="img2img_inpaint_full_res")
                                 padding = gr.Slider(label="Only masked padding, pixels", minimum=0, maximum=256, step=4,
                                                     value=32, elem_id="img2img_inpaint_full_res_padding")
+                        runner.setup_ui_for_section("inpaint")
                         override = ui_txt2img.create_override_settings(tabname)
+                        runner.setup_ui_for_section("override_settings")
                         extra_option_keys = tuple(k for k in opts.extra_options_img2img if k in opts.data_labels)
                         extra_options = []
                         if extra_option_keys:

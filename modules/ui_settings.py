@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import gradio as gr
 
-from modules import call_queue, sd_models
-from modules.options import OptionInfo, categories
+from modules import call_queue, script_callbacks, scripts, sd_models
+from modules.options import OptionHTML, OptionInfo, categories, options_section
 from modules.shared_cmd_options import cmd_opts
 from modules.shared_options import opts
 from modules.shared_state import state
@@ -53,6 +53,41 @@ def sections() -> list[Section]:
         found[info.section].keys.append(key)
     order = {c.label: i for i, c in enumerate(categories.mapping.values())}
     return sorted(found.values(), key=lambda s: (order.get(s.category, len(order)), s.label.lower()))
+
+
+PRIORITY_PREFIX = "prioritized_callbacks_"
+
+
+def callback_order_options() -> dict[str, OptionInfo]:
+    """Settings → Callbacks (A1111's keys): for each category that has callbacks now, `prioritized_callbacks_<category>`
+    lists the callbacks to run first; the default order is shown under it. Script hooks are the categories
+    `script_<hook>`, txt2img's scripts then img2img's."""
+    found = {category: script_callbacks.ordered_callbacks(category, enable_user_sort=False)
+             for category, _ in script_callbacks.enumerate_callbacks()}
+    for method_name in scripts.ScriptRunner.callback_names:
+        merged = {}
+        for runner in (scripts.scripts_txt2img, scripts.scripts_img2img):
+            for callback in runner.create_ordered_callbacks_list(method_name, enable_user_sort=False):
+                merged.setdefault(callback.name, callback)
+        found[f"script_{method_name}"] = list(merged.values())
+    options: dict[str, OptionInfo] = {"callbacks_order_explanation": OptionHTML(
+        "For categories below, callbacks added to dropdowns happen before others, in order listed.")}
+    for category, listed in found.items():
+        if not listed:
+            continue
+        names = [c.name for c in listed]
+        options[PRIORITY_PREFIX + category] = OptionInfo(
+            [], f"{category} callback priority", "Dropdown", {"choices": names, "multiselect": True},
+        ).info(f"default order: {html.escape(', '.join(names))}")
+    return options_section(("callbacks", "Callbacks", "system"), options)
+
+
+def register_callback_order_options() -> None:
+    """(Re)build the Callbacks section from the callbacks registered now: as late as possible, after every script
+    registered its callbacks and the generation tabs' scripts exist."""
+    for key in [k for k in opts.data_labels if k.startswith(PRIORITY_PREFIX)]:
+        del opts.data_labels[key]
+    opts.data_labels.update(callback_order_options())
 
 
 def _component_args(info: OptionInfo) -> dict:
@@ -169,6 +204,7 @@ class UiSettings:
 
     def create_ui(self, loadsave) -> None:
         """The Settings tab: Apply / Reload UI, search, the section list on the left, every section's controls."""
+        register_callback_order_options()
         with gr.Row(elem_id="settings_top"):
             self.submit = gr.Button(value="Apply settings", variant="primary", elem_id="settings_submit")
             self.reload_ui = gr.Button(value="Reload UI", variant="secondary", elem_id="settings_restart_gradio")

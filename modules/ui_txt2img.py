@@ -441,6 +441,7 @@ def build_ui(loadsave, extra_option_component, runner: scripts.ScriptRunner) -> 
                 with gr.Tab("Generation", id="txt2img_generation", elem_id="txt2img_generation_tab"):
                     with gr.Column(variant="compact", elem_id="txt2img_settings") as settings_column:
                         sampler_row = create_sampler_row(tabname)
+                        runner.setup_ui_for_section("sampler")
                         with FormRow(elem_id="txt2img_dimensions_row"):
                             with gr.Column(elem_id="txt2img_column_size", scale=4):
                                 width = gr.Slider(minimum=64, maximum=2048, step=8, value=512, label="Width",
@@ -453,9 +454,12 @@ def build_ui(loadsave, extra_option_component, runner: scripts.ScriptRunner) -> 
                                 size_picker = gr.Dropdown(label="SDXL size", choices=SDXL_SIZES, value=None,
                                                           elem_id="txt2img_size_picker")
                             batch = create_batch_column(tabname)
+                        runner.setup_ui_for_section("dimensions")
                         common = create_common_tail(tabname, sampler_row, batch)
                         hires = create_hires(tabname)
+                        runner.setup_ui_for_section("accordions")
                         override = create_override_settings(tabname)
+                        runner.setup_ui_for_section("override_settings")
                         extra_option_keys = tuple(k for k in opts.extra_options_txt2img if k in opts.data_labels)
                         extra_options = []
                         if extra_option_keys:

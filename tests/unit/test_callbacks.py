@@ -27,8 +27,8 @@ def test_registration_records_the_script_file_and_a_unique_name():
     sc.on_model_loaded(on_loaded)
     callbacks = sc.callback_map["callbacks_model_loaded"]
     assert [c.script for c in callbacks] == [os.path.abspath(__file__)] * 3
-    assert [c.name for c in callbacks] == ["test_callbacks.py/on_loaded", "test_callbacks.py/again",
-                                           "test_callbacks.py/on_loaded_2"]
+    assert [c.name for c in callbacks] == ["base/test_callbacks.py/model_loaded", "base/test_callbacks.py/model_loaded/again",
+                                           "base/test_callbacks.py/model_loaded-1"]
     assert all(c.callback is on_loaded for c in callbacks)
 
 
