@@ -14,12 +14,13 @@ import math
 import os
 from dataclasses import dataclass
 
-import httpx
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import nn
+
+from modules import modelloader
 
 log = logging.getLogger(__name__)
 
@@ -289,24 +290,12 @@ def missing_message(dirname: str, reason: str = "") -> str:
             f"{dirname}{why}. Download it from {DOWNLOAD_URL} on a computer that is online and put it into that folder.")
 
 
-def download_detector(dirname: str, timeout: float = 30.0) -> str:
-    """Fetch the ResNet-50 detector into dirname; the file appears only when complete."""
-    final = os.path.join(dirname, RESNET50_FILE)
-    partial = os.path.join(dirname, f".{RESNET50_FILE}.part")
-    log.info("Downloading %s into %s", DOWNLOAD_URL, dirname)
+def download_detector(dirname: str) -> str:
+    """Fetch the ResNet-50 detector into dirname (whole or not at all); FileNotFoundError with the clear message."""
     try:
-        os.makedirs(dirname, exist_ok=True)
-        with httpx.stream("GET", DOWNLOAD_URL, follow_redirects=True, timeout=timeout) as response:
-            response.raise_for_status()
-            with open(partial, "wb") as file:
-                file.writelines(response.iter_bytes(1 << 20))
-        os.replace(partial, final)
-    except (httpx.HTTPError, OSError) as error:
-        raise FileNotFoundError(missing_message(dirname, str(error) or type(error).__name__)) from error
-    finally:
-        if os.path.exists(partial):
-            os.unlink(partial)
-    return final
+        return modelloader.load_file_from_url(DOWNLOAD_URL, model_dir=dirname, file_name=RESNET50_FILE)
+    except modelloader.DownloadError as error:
+        raise FileNotFoundError(missing_message(dirname, str(error))) from error
 
 
 def find_detector_file(dirname: str, download: bool = True) -> str:

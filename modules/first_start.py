@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import httpx
 
-from modules import paths_internal
+from modules import modelloader, paths_internal
 from modules.shared_cmd_options import cmd_opts
 
 SD15_REPO = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # the copy of runwayml's repository A1111 downloads from
@@ -44,10 +44,6 @@ def download_offered() -> bool:
     return not cmd_opts.no_download_sd_model
 
 
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-
-
 def offline_message(reason: str) -> str:
     return (f"Could not download {SD15_FILENAME}: {reason}. This computer seems to be offline. Download it on a computer "
             f"that is online from {DEFAULT_ENDPOINT}/{SD15_REPO}, copy it into {checkpoint_dir()}, then press 🔄 next to "
@@ -77,7 +73,7 @@ def download_sd15(dest_dir: str | None = None, progress: Callable[[int, int | No
     with _download_lock:
         if os.path.isfile(final):
             return final
-        if _offline():
+        if modelloader.offline():
             raise DownloadError(offline_message("HF_HUB_OFFLINE is set"))
         os.makedirs(dest_dir, exist_ok=True)
         partial = os.path.join(dest_dir, f".{SD15_FILENAME}.part")

@@ -1,13 +1,16 @@
 """Live previews: the latent being sampled -> a picture, by the method of A1111's `show_progress_type` setting."""
 from __future__ import annotations
 
+import logging
 
 import numpy as np
 import torch
 from PIL import Image
 
-from modules import images, processing, sd_models
+from modules import images, processing, sd_models, sd_vae_approx, sd_vae_taesd
 from modules.shared_options import opts
+
+log = logging.getLogger(__name__)
 
 
 # Published least-squares fits from the four latent channels to RGB in [-1, 1], one matrix per latent space
@@ -28,6 +31,11 @@ LATENT_RGB_FACTORS = {
 }
 CHEAP = "Approx cheap"
 FULL = "Full"
+APPROX_NN = "Approx NN"
+TAESD = "TAESD"
+DECODERS = {APPROX_NN: sd_vae_approx.decode, TAESD: sd_vae_taesd.decode}  # -> [B, 3, H, W] in 0..1
+# (method, latent space) whose weights could not be had: a preview never tries (and warns) twice
+_unavailable: set[tuple[str, str]] = set()
 
 
 def approx_cheap(latents: torch.Tensor, latent_space: str = "sd") -> list[Image.Image]:
@@ -39,18 +47,27 @@ def approx_cheap(latents: torch.Tensor, latent_space: str = "sd") -> list[Image.
 
 
 def effective_method(method: str, model) -> str:
-    """The method that runs: Approx NN and TAESD need decoder weights Atelier does not ship, so they run as Approx
-    cheap; Full also does under --medvram/--lowvram unless `live_preview_allow_lowvram_full`, as in A1111."""
-    if method == FULL and model is not None:
-        if model.plan.memory_mode == "normal" or opts.live_preview_allow_lowvram_full:
-            return FULL
-    return CHEAP
+    """The method that runs. Full becomes Approx NN under --medvram/--lowvram unless `live_preview_allow_lowvram_full`,
+    as in A1111; Approx NN and TAESD become Approx cheap once their weights could not be had; no model: Approx cheap."""
+    if model is None or method not in (FULL, APPROX_NN, TAESD):
+        return CHEAP
+    if method == FULL and model.plan.memory_mode != "normal" and not opts.live_preview_allow_lowvram_full:
+        method = APPROX_NN
+    return CHEAP if (method, model.latent_space) in _unavailable else method
 
 
 def latents_to_images(latents: torch.Tensor, model=None, method: str = CHEAP) -> list[Image.Image]:
-    """One preview image per latent of the batch; Full is the real VAE decode at the image's size."""
-    if effective_method(method, model) == FULL:
-        return processing.decode_latents(model, latents.to(model.device))
+    """One preview image per latent of the batch: Full at the image's size (the real VAE, whatever the VAE decode
+    method), TAESD too, Approx NN at half of it, Approx cheap at the latent's."""
+    method = effective_method(method, model)
+    if method == FULL:
+        return processing.decode_latents(model, latents.to(model.device), method=FULL)
+    if method in DECODERS:
+        try:
+            return processing.batch_to_images(DECODERS[method](model, latents))
+        except sd_vae_taesd.WeightsUnavailable as e:
+            _unavailable.add((method, model.latent_space))
+            log.warning("Live preview %s runs as %s: %s", method, CHEAP, e)
     return approx_cheap(latents, model.latent_space if model is not None else "sd")
 
 

@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from modules import devices, face_restoration, images, infotext_utils, masking, paths_internal, sd_models, sd_samplers, sd_vae
+from modules import sd_vae_taesd
 from modules import extra_networks, prompt_parser, script_callbacks, scripts, styles, textual_inversion
 from modules import processing_img2img as i2i
 from modules.prompt_encoding import PromptEncoder
@@ -512,8 +513,8 @@ def refiner_model(p: StableDiffusionProcessing, base):
     return refiner
 
 
-def decode_latents(model, latents: torch.Tensor) -> list[Image.Image]:
-    return batch_to_images(decode_to_tensor(model, latents))
+def decode_latents(model, latents: torch.Tensor, method: str | None = None) -> list[Image.Image]:
+    return batch_to_images(decode_to_tensor(model, latents, method))
 
 
 def batch_to_images(batch: torch.Tensor) -> list[Image.Image]:
@@ -522,9 +523,11 @@ def batch_to_images(batch: torch.Tensor) -> list[Image.Image]:
     return [Image.fromarray(np.ascontiguousarray(a)) for a in arr]
 
 
-def decode_first_stage(model, latents: torch.Tensor) -> torch.Tensor:
-    """VAE decode to float32 [B, 3, H, W] around -1..1; a half-precision NaN (SDXL's VAE) is retried in float32, as
-    A1111's auto VAE precision does."""
+def decode_first_stage(model, latents: torch.Tensor, method: str | None = None) -> torch.Tensor:
+    """VAE decode to float32 [B, 3, H, W] around -1..1 by `method`, "Full" or "TAESD" (None: the sd_vae_decode_method
+    setting); a half-precision NaN (SDXL's VAE) is retried in float32, as A1111's auto VAE precision does."""
+    if (method or opts.sd_vae_decode_method) == "TAESD":
+        return sd_vae_taesd.decode(model, latents) * 2.0 - 1.0
     vae = model.vae
     with torch.inference_mode():
         scaled = latents / vae.config.scaling_factor
@@ -536,10 +539,19 @@ def decode_first_stage(model, latents: torch.Tensor) -> torch.Tensor:
         return out.float()
 
 
-def decode_to_tensor(model, latents: torch.Tensor) -> torch.Tensor:
-    """VAE decode to [B, 3, H, W] in 0..1."""
+def decode_to_tensor(model, latents: torch.Tensor, method: str | None = None) -> torch.Tensor:
+    """VAE decode to [B, 3, H, W] in 0..1 (method: as decode_first_stage)."""
     with torch.inference_mode():
-        return ((decode_first_stage(model, latents) + 1.0) / 2.0).clamp(0, 1)
+        return ((decode_first_stage(model, latents, method) + 1.0) / 2.0).clamp(0, 1)
+
+
+def vae_method(p: StableDiffusionProcessing, kind: str) -> str:
+    """The setting sd_vae_encode_method / sd_vae_decode_method for kind "encode" / "decode"; TAESD is noted in the
+    infotext as `VAE Encoder` / `VAE Decoder`, as A1111 does."""
+    method = getattr(opts, f"sd_vae_{kind}_method")
+    if method == "TAESD":
+        p.extra_generation_params[{"encode": "VAE Encoder", "decode": "VAE Decoder"}[kind]] = method
+    return method
 
 
 def decode_latent_batch(model, batch: torch.Tensor, target_device=None, check_for_nans: bool = False) -> list[torch.Tensor]:
@@ -689,7 +701,7 @@ def process_batch(p: StableDiffusionProcessing, model, refiner, sampler, sigmas,
         ps = scripts.PostSampleArgs(latents)
         p.scripts.post_sample(p, ps)
         latents = ps.samples
-    decoded = decode_to_tensor(model, latents)
+    decoded = decode_to_tensor(model, latents, vae_method(p, "decode"))
     if p.scripts is not None:
         p.scripts.postprocess_batch(p, decoded, batch_number=n)
         pp = scripts.PostprocessBatchListArgs(list(decoded))
@@ -812,7 +824,8 @@ def sample_batch(p, model, refiner, sampler, sigmas, options, batch: slice) -> t
 def sample_img2img(p, model, refiner, sampler, sigmas, options, batch, rng, prompts, negatives) -> torch.Tensor:
     prepared = p.prepared
     pixels = prepared.pixels if len(prepared.pixels) > 1 else prepared.pixels * (batch.stop - batch.start)
-    init_latent = i2i.encode(model, pixels)
+    encode_method = vae_method(p, "encode")
+    init_latent = i2i.encode(model, pixels, encode_method)
     if p.resize_mode == 3 and (init_latent.shape[-1] * 8, init_latent.shape[-2] * 8) != (p.width, p.height):
         init_latent = torch.nn.functional.interpolate(init_latent, size=(p.height // 8, p.width // 8), mode="bilinear")
     regen = None
@@ -821,7 +834,7 @@ def sample_img2img(p, model, refiner, sampler, sigmas, options, batch, rng, prom
         fill_noise = make_rng(p, model, batch, p.width, p.height).first() if p.inpainting_fill == i2i.LATENT_NOISE else None
         init_latent = i2i.masked_init_latent(init_latent, regen, p.inpainting_fill, fill_noise)
     p.init_latent = init_latent
-    image_conditioning = i2i.inpainting_conditioning(model, pixels, prepared.mask, init_latent)
+    image_conditioning = i2i.inpainting_conditioning(model, pixels, prepared.mask, init_latent, method=encode_method)
     if image_conditioning is not None:
         p.extra_generation_params["Conditional mask weight"] = 1.0
     tail = img2img_sigmas(sigmas, p.denoising_strength)
@@ -835,8 +848,9 @@ def upscale_for_hires(p, model, latents: torch.Tensor, width: int, height: int) 
     if p.hr_upscaler in LATENT_UPSCALE_MODES:
         mode, antialias = LATENT_UPSCALE_MODES[p.hr_upscaler]
         return torch.nn.functional.interpolate(latents, size=(height // 8, width // 8), mode=mode, antialias=antialias)
-    upscaled = [images.resize_image(0, im, width, height, upscaler_name=p.hr_upscaler) for im in decode_latents(model, latents)]
-    return i2i.encode(model, upscaled)
+    decoded = decode_latents(model, latents, vae_method(p, "decode"))
+    upscaled = [images.resize_image(0, im, width, height, upscaler_name=p.hr_upscaler) for im in decoded]
+    return i2i.encode(model, upscaled, vae_method(p, "encode"))
 
 
 def sample_hires(p, model, refiner, latents, options, batch: slice) -> torch.Tensor:

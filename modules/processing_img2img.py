@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from modules import images, masking
+from modules import images, masking, sd_vae_taesd
 from modules.scripts import MaskBlendArgs
 
 FILL, ORIGINAL, LATENT_NOISE, LATENT_NOTHING = 0, 1, 2, 3
@@ -68,8 +68,11 @@ def to_tensor(pixels: list[Image.Image], device, dtype) -> torch.Tensor:
     return torch.from_numpy(arr).permute(0, 3, 1, 2).to(device, dtype)
 
 
-def encode(model, pixels: list[Image.Image]) -> torch.Tensor:
-    """VAE-encode images to scaled latents (the distribution's mode: deterministic for the same image)."""
+def encode(model, pixels: list[Image.Image], method: str = "Full") -> torch.Tensor:
+    """VAE-encode images to scaled latents (the distribution's mode: deterministic for the same image); method "TAESD"
+    takes the tiny encoder instead (sd_vae_encode_method)."""
+    if method == "TAESD":
+        return sd_vae_taesd.encode(model, (to_tensor(pixels, model.device, torch.float32) + 1.0) / 2.0)
     vae = model.vae
     with torch.inference_mode():
         x = to_tensor(pixels, model.device, next(vae.parameters()).dtype)
@@ -95,8 +98,9 @@ def masked_init_latent(init: torch.Tensor, regen: torch.Tensor, fill_mode: int, 
 
 
 def inpainting_conditioning(model, pixels: list[Image.Image], mask: Image.Image | None, latent: torch.Tensor,
-                            mask_weight: float = 1.0) -> torch.Tensor | None:
-    """For 9-channel UNets: the mask and the VAE encoding of the image with the masked area blanked."""
+                            mask_weight: float = 1.0, method: str = "Full") -> torch.Tensor | None:
+    """For 9-channel UNets: the mask and the VAE encoding (method: as `encode`) of the image with the masked area
+    blanked."""
     if not model.family.is_inpainting:
         return None
     source = to_tensor(pixels, model.device, torch.float32)
@@ -107,8 +111,11 @@ def inpainting_conditioning(model, pixels: list[Image.Image], mask: Image.Image 
         m = m[None, None].expand(source.shape[0], 1, -1, -1)
     masked = torch.lerp(source, source * (1.0 - m), mask_weight)
     vae = model.vae
-    with torch.inference_mode():
-        encoded = vae.encode(masked.to(next(vae.parameters()).dtype)).latent_dist.mode().float() * vae.config.scaling_factor
+    if method == "TAESD":
+        encoded = sd_vae_taesd.encode(model, (masked + 1.0) / 2.0)
+    else:
+        with torch.inference_mode():
+            encoded = vae.encode(masked.to(next(vae.parameters()).dtype)).latent_dist.mode().float() * vae.config.scaling_factor
     m_small = torch.nn.functional.interpolate(m, size=latent.shape[-2:])
     return torch.cat([m_small, encoded], dim=1)
 

@@ -185,8 +185,8 @@ def sample(sampler: SamplerData, denoiser, x: torch.Tensor, sigmas: torch.Tensor
 
 def sample_to_image(samples: torch.Tensor, index: int = 0, approximation: int | None = None):
     """Latent `index` of a batch as a PIL image, decoded with the current model. approximation: A1111's index into
-    APPROXIMATIONS; None takes the live preview setting. Full decodes to the image size, Approx cheap gives one pixel
-    per latent cell (Approx NN and TAESD run as Approx cheap: see live_preview.effective_method)."""
+    APPROXIMATIONS; None takes the live preview setting. Full and TAESD decode to the image size, Approx NN to half of
+    it, Approx cheap gives one pixel per latent cell (fallbacks: see live_preview.effective_method)."""
     # live_preview imports processing, which imports this module
     from modules import live_preview, sd_models
 

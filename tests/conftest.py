@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
+
+# Tests never download: every download path (SD 1.5, face detector, preview decoders) answers "offline" unless a test
+# unsets this to exercise its online branch against a local or unreachable endpoint.
+os.environ["HF_HUB_OFFLINE"] = "1"
 
 
 def pytest_collection_modifyitems(config, items):

@@ -49,10 +49,10 @@ def test_preview_of_a_batch_is_a_grid_or_the_first_image():
 
 @pytest.mark.parametrize("method, memory_mode, allow, expected", [
     ("Full", "normal", False, "Full"),
-    ("Full", "medvram", False, "Approx cheap"),
+    ("Full", "medvram", False, "Approx NN"),
     ("Full", "lowvram", True, "Full"),
-    ("Approx NN", "normal", False, "Approx cheap"),
-    ("TAESD", "normal", False, "Approx cheap"),
+    ("Approx NN", "normal", False, "Approx NN"),
+    ("TAESD", "normal", False, "TAESD"),
     ("Approx cheap", "normal", False, "Approx cheap"),
 ])
 def test_effective_method(monkeypatch, method, memory_mode, allow, expected):
