@@ -26,6 +26,7 @@ from diffusers.models.resnet import Downsample2D, ResnetBlock2D, Upsample2D  # n
 from diffusers.models.transformers.transformer_2d import Transformer2DModel  # noqa: E402
 
 from modules import sd_models_config, sd_unet_compile  # noqa: E402
+from sdxl_refiner import timed  # noqa: E402  (the benchmarks' shared timing)
 
 BATCH = 2
 # family -> (latent size, context width, pooled width, time-id count)
@@ -59,18 +60,12 @@ def measure(unet, family: str, runs: int) -> tuple[float, float, torch.Tensor]:
             return unet(x, t, encoder_hidden_states=context, added_cond_kwargs=added, return_dict=False)[0].clone()
     torch.cuda.synchronize()
     started = time.perf_counter()
-    out = call()
+    out = call()  # the first call: compilation, where the variant compiles
     torch.cuda.synchronize()
     first = time.perf_counter() - started
-    for _ in range(3):
+    for _ in range(2):
         call()
-    times = []
-    for _ in range(runs):
-        torch.cuda.synchronize()
-        started = time.perf_counter()
-        call()
-        torch.cuda.synchronize()
-        times.append(time.perf_counter() - started)
+    times, _ = timed(call, runs)  # after its own warm-up call: three in all
     return statistics.median(times) * 1000, first, out.float()
 
 

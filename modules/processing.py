@@ -590,6 +590,15 @@ def apply_overlay(image: Image.Image, paste_loc, overlay: Image.Image | None) ->
     return masking.apply_overlay(image, paste_loc, overlay), placed
 
 
+def gather_job_records(result: Processed, jobs: list) -> Processed:
+    """`result` reporting the prompts, negative prompts, seeds and subseeds of all `jobs` (scripts that run several)."""
+    result.all_prompts = [prompt for job in jobs for prompt in job.all_prompts]
+    result.all_negative_prompts = [prompt for job in jobs for prompt in job.all_negative_prompts]
+    result.all_seeds = [seed for job in jobs for seed in job.all_seeds]
+    result.all_subseeds = [seed for job in jobs for seed in job.all_subseeds]
+    return result
+
+
 def uses_denoising(p: StableDiffusionProcessing) -> bool:
     return isinstance(p, StableDiffusionProcessingImg2Img) or bool(getattr(p, "enable_hr", False))
 

@@ -29,11 +29,7 @@ def collect(results, jobs, grid, pictures, infotexts):
     result.images = [grid, *pictures]
     result.infotexts = [infotexts[0], *infotexts]
     result.index_of_first_image = 1
-    result.all_prompts = [prompt for job in jobs for prompt in job.all_prompts]
-    result.all_negative_prompts = [prompt for job in jobs for prompt in job.all_negative_prompts]
-    result.all_seeds = [seed for job in jobs for seed in job.all_seeds]
-    result.all_subseeds = [seed for job in jobs for seed in job.all_subseeds]
-    return result
+    return processing.gather_job_records(result, jobs)
 
 
 class Script(scripts.Script):

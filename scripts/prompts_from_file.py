@@ -183,8 +183,4 @@ class Script(scripts.Script):
         result.infotexts = [text for r in results for text in r.infotexts[r.index_of_first_image:]]
         result.info = result.infotexts[0] if result.infotexts else ""
         result.index_of_first_image = 0
-        result.all_prompts = [prompt for job in jobs for prompt in job.all_prompts]
-        result.all_negative_prompts = [prompt for job in jobs for prompt in job.all_negative_prompts]
-        result.all_seeds = [seed for job in jobs for seed in job.all_seeds]
-        result.all_subseeds = [seed for job in jobs for seed in job.all_subseeds]
-        return result
+        return processing.gather_job_records(result, jobs)

@@ -172,7 +172,7 @@ def test_offline_download_gives_the_clear_message_and_leaves_nothing(tmp_path, m
                                                 r"detection_Resnet50_Final.pth .* in .*GFPGAN \(download from "
                                                 r"http://127.0.0.1:9/detection_Resnet50_Final.pth failed: "):
         face_detection.get_detector(str(tmp_path / "GFPGAN"), CPU)
-    assert not (tmp_path / "GFPGAN").exists() or list((tmp_path / "GFPGAN").iterdir()) == []
+    assert not (tmp_path / "GFPGAN").exists()  # nothing is created unless the server answers with the file
 
 
 def test_download_fetches_the_resnet50_file_once(tmp_path, monkeypatch):
