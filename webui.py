@@ -19,6 +19,8 @@ def server_name() -> str:
 def create_app(with_ui: bool):
     from fastapi import FastAPI
 
+    from modules import extension_routes, scripts
+
     with_api = cmd_opts.api or not with_ui
     # the API serves /docs and /openapi.json itself, behind --api-auth like every API route
     app = FastAPI(title="Atelier", docs_url=None, redoc_url=None, openapi_url=None)
@@ -33,15 +35,25 @@ def create_app(with_ui: bool):
     blocks = None
     script_callbacks.before_ui_callback()
     if with_ui:
-        import gradio as gr
-
         from modules import shared, ui
 
         blocks = shared.demo = ui.create_ui()
         blocks.queue(default_concurrency_limit=1, max_size=64)
-        app = gr.mount_gradio_app(app, blocks, path=cmd_opts.subpath or "/", auth=ui.gradio_auth(), ssr_mode=False,
+    else:
+        scripts.begin_ui_build()  # no page, but the scripts' callbacks and the extensions' settings all the same
+    ours = list(app.router.routes)
+    script_callbacks.app_started_callback(blocks, app)  # extensions add routes, mounts and middleware to the served app
+    added = extension_routes.added_routes(app, ours)
+    page, page_logins = None, None
+    if with_ui:
+        import gradio as gr
+
+        page_logins = ui.gradio_auth()
+        # mounted last: at the root Gradio answers every path, so the extensions' routes go first
+        app = gr.mount_gradio_app(app, blocks, path=cmd_opts.subpath or "/", auth=page_logins, ssr_mode=False,
                                   footer_links=[], **ui.page_assets())
-    script_callbacks.app_started_callback(blocks, app)  # extensions add their routes here
+        page = extension_routes.gradio_app_of(app)
+    extension_routes.guard(added, extension_routes.Doors(page, page_logins, cmd_opts.api_auth))
     return app
 
 

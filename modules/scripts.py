@@ -245,9 +245,26 @@ def load_module(path: str):
     return module
 
 
+BASE_CLASSES = (Script, ScriptBuiltinUI, scripts_postprocessing.ScriptPostprocessing)  # what scripts derive from
+
+
+def register_scripts_from_module(module, scriptfile: ScriptFile) -> None:
+    """Every Script / ScriptPostprocessing subclass the file's namespace holds, whether defined there or imported (as
+    A1111: a file may re-export the Script of its extension's package), each class once."""
+    registered = {data.script_class for data in (*scripts_data, *postprocessing_scripts_data)}
+    for obj in list(vars(module).values()):
+        if not isinstance(obj, type) or obj in BASE_CLASSES or obj in registered:
+            continue
+        if issubclass(obj, Script):
+            scripts_data.append(ScriptClassData(obj, scriptfile.path, scriptfile.basedir, module))
+        elif issubclass(obj, scripts_postprocessing.ScriptPostprocessing):
+            postprocessing_scripts_data.append(ScriptClassData(obj, scriptfile.path, scriptfile.basedir, module))
+        registered.add(obj)
+
+
 def load_scripts() -> None:
-    """Import every script file; each Script / ScriptPostprocessing subclass it defines is registered. Callbacks
-    and runners start afresh: the modules register theirs again as they are imported."""
+    """Import every script file and register the script classes it holds. Callbacks and runners start afresh: the
+    modules register theirs again as they are imported."""
     global current_basedir, scripts_txt2img, scripts_img2img, scripts_postproc
     scripts_data.clear()
     postprocessing_scripts_data.clear()
@@ -258,16 +275,9 @@ def load_scripts() -> None:
     for scriptfile in extensions.script_load_order(list_scripts("scripts", ".py")):
         try:
             if scriptfile.basedir != paths_internal.script_path:
-                sys.path = [scriptfile.basedir] + sys.path  # an extension imports its own helper modules by bare name
+                sys.path = [scriptfile.basedir] + sys.path  # its modules and packages import by bare name (A1111)
             current_basedir = scriptfile.basedir
-            module = load_module(scriptfile.path)
-            for obj in vars(module).values():
-                if not isinstance(obj, type) or obj.__module__ != module.__name__:
-                    continue
-                if issubclass(obj, Script):
-                    scripts_data.append(ScriptClassData(obj, scriptfile.path, scriptfile.basedir, module))
-                elif issubclass(obj, scripts_postprocessing.ScriptPostprocessing):
-                    postprocessing_scripts_data.append(ScriptClassData(obj, scriptfile.path, scriptfile.basedir, module))
+            register_scripts_from_module(load_module(scriptfile.path), scriptfile)
         except Exception:
             log.exception("Error loading script: %s", scriptfile.path)
         finally:
@@ -330,6 +340,7 @@ class ScriptRunner:
         self.on_after_component_elem_id: dict[str, list] = {}
         self.placed_sections: set[str] = set()  # sections whose always-on scripts the tab has already placed
         self.callback_map: dict[str, tuple] = {}  # script_<hook> -> (what the order was computed from, the order)
+        self.initialized = False  # the scripts are instantiated once per UI build: __init__ may register callbacks
         self.ui_created = False
         self.lock = threading.Lock()
 
@@ -357,6 +368,7 @@ class ScriptRunner:
             script.name = (wrap_call(script.title, script.filename, "title") or script.filename).lower()
         self.title_map = {script.name: script for script in self.scripts}
         self.titles = [wrap_call(s.title, s.filename, "title") or f"{s.filename} [error]" for s in self.selectable_scripts]
+        self.initialized = True
 
     def prepare_ui(self) -> None:
         """Before the tab is built: collect the scripts' elem_id-targeted component callbacks."""
@@ -416,7 +428,8 @@ class ScriptRunner:
 
         with self.lock:
             if not self.ui_created:
-                self.initialize_scripts(is_img2img)
+                if not self.initialized:
+                    self.initialize_scripts(is_img2img)
                 self.prepare_ui()
                 with gr.Blocks():
                     self.setup_ui()
@@ -574,11 +587,23 @@ scripts_postproc = scripts_postprocessing.ScriptPostprocessingRunner()
 scripts_current: ScriptRunner | None = None  # the runner whose UI is being built (component hooks go to it)
 
 
+def begin_ui_build() -> None:
+    """What building the UI starts with, with a page or without (--nowebui): every script is instantiated for the txt2img,
+    img2img and Extras runners, then the extensions add their settings. A1111 instantiates the scripts before it asks
+    for the extensions' settings and tabs, so callbacks a script registers in __init__ take part."""
+    scripts_txt2img.initialize_scripts(is_img2img=False)
+    scripts_img2img.initialize_scripts(is_img2img=True)
+    scripts_postproc.initialize_scripts(postprocessing_scripts_data)
+    script_callbacks.ui_settings_callback()
+
+
 @contextmanager
 def building_ui(runner: ScriptRunner, is_img2img: bool):
-    """While a generation tab is built: its runner's scripts are ready for setup_ui() and see every component made."""
+    """While a generation tab is built: its runner's scripts (instantiated by begin_ui_build, or here for a tab built
+    alone) are ready for setup_ui() and see every component made."""
     global scripts_current
-    runner.initialize_scripts(is_img2img=is_img2img)
+    if not runner.initialized:
+        runner.initialize_scripts(is_img2img=is_img2img)
     runner.prepare_ui()
     scripts_current = runner
     try:

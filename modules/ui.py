@@ -12,7 +12,7 @@ import torch
 
 from modules import call_queue, paths_internal, processing, sd_models, ui_checkpoint_merger, ui_common, ui_img2img, \
     ui_loadsave, ui_pnginfo, ui_postprocessing, ui_settings, ui_txt2img
-from modules import gradio_compat, script_callbacks, ui_extensions
+from modules import gradio_compat, script_callbacks, scripts, ui_extensions
 from modules import ui_train
 from modules.shared_options import opts
 from modules.shared_cmd_options import cmd_opts
@@ -68,7 +68,7 @@ def versions_html() -> str:
 
 def create_ui() -> gr.Blocks:
     gradio_compat.install()
-    script_callbacks.ui_settings_callback()  # extensions add their settings before the Settings tab is built
+    scripts.begin_ui_build()  # the scripts exist and the extensions' settings are added before any tab is built
     extension_tabs = script_callbacks.ui_tabs_callback()
     loadsave = ui_loadsave.UiLoadsave(cmd_opts.ui_config_file)
     settings = ui_settings.UiSettings()
