@@ -588,9 +588,10 @@ scripts_current: ScriptRunner | None = None  # the runner whose UI is being buil
 
 
 def begin_ui_build() -> None:
-    """What building the UI starts with, with a page or without (--nowebui): every script is instantiated for the txt2img,
-    img2img and Extras runners, then the extensions add their settings. A1111 instantiates the scripts before it asks
-    for the extensions' settings and tabs, so callbacks a script registers in __init__ take part."""
+    """What building the UI starts with, with a page or without (--nowebui): every script is instantiated for the
+    txt2img, img2img and Extras runners, then the extensions add their settings. As A1111 builds the tabs' scripts
+    before it asks for the extensions' tabs, callbacks a script registers in __init__ (on_ui_tabs, on_ui_settings, ...)
+    take part."""
     scripts_txt2img.initialize_scripts(is_img2img=False)
     scripts_img2img.initialize_scripts(is_img2img=True)
     scripts_postproc.initialize_scripts(postprocessing_scripts_data)

@@ -65,7 +65,8 @@ from modules import shared
 
 
 def add_settings():
-    shared.opts.add_option("patterns_suffix", shared.OptionInfo("!", "Patterns suffix", section=("patterns", "Patterns")))
+    shared.opts.add_option("patterns_suffix",
+                           shared.OptionInfo("!", "Patterns suffix", section=("patterns", "Patterns")))
 '''
 
 PACKAGE_POSTPROCESS = '''
@@ -141,8 +142,8 @@ def ext_data(tiny_models_dir, tmp_path_factory):
     opts.set("sd_model_checkpoint", SD1)
     shutil.rmtree(data / "extensions", ignore_errors=True)
     write_extension(data, "patterns", {
-        "patterns_pkg/__init__.py": "", "patterns_pkg/script.py": PACKAGE_SCRIPT, "patterns_pkg/settings.py": PACKAGE_SETTINGS,
-        "patterns_pkg/postprocess.py": PACKAGE_POSTPROCESS, "scripts/patterns.py": REEXPORT,
+        "patterns_pkg/__init__.py": "", "patterns_pkg/script.py": PACKAGE_SCRIPT,
+        "patterns_pkg/settings.py": PACKAGE_SETTINGS, "patterns_pkg/postprocess.py": PACKAGE_POSTPROCESS, "scripts/patterns.py": REEXPORT,
         "scripts/patterns_post.py": REEXPORT_POST, "scripts/routes.py": ROUTES, "static/hello.txt": "static hello"})
     gradio_compat.install()
     extensions.list_extensions()
