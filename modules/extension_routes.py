@@ -1,5 +1,5 @@
-"""The routes extensions add to the served app in on_app_started: they answer ahead of Gradio's page (mounted at the
-root, it would answer every path), and they are behind the same doors as the page and the API. A1111 leaves them open;
+"""The routes extensions add to the served app in on_app_started (webui mounts Gradio after the callbacks: at the root
+it would answer every path) are behind the same doors as the page and the API. A1111 leaves them open;
 here a request passes when it may use the page (no --gradio-auth, or logged in to the page) or brings --api-auth
 credentials; without a page (--nowebui) only --api-auth closes them."""
 from __future__ import annotations
