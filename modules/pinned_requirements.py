@@ -178,11 +178,19 @@ def conflicts(pip_output: str) -> list[Conflict]:
     return list(found.values())
 
 
+def _as_asked(cause: str) -> str:
+    """"The user requested a<1" -> "a<1"; "b 2.0 depends on a<1" -> "a<1 (needed by b 2.0)"."""
+    if cause.startswith("The user requested "):
+        return cause.removeprefix("The user requested ")
+    package, _, requirement = cause.partition(" depends on ")
+    return f"{requirement} (needed by {package})"
+
+
 def explain(found: list[Conflict], pinned: dict[str, Pin]) -> str:
     """One sentence per conflict: what was asked, against which of our pins and why we have it."""
     sentences = []
     for conflict in found:
-        asked = "; ".join(text.removeprefix("The user requested ") for text in conflict.asked)
+        asked = " and ".join(_as_asked(text) for text in conflict.asked)
         pin = pinned.get(conflict.package)
         ours = pin.describe() if pin else conflict.pin
         sentences.append(f"{asked} conflicts with Atelier's {ours}")

@@ -118,7 +118,7 @@ def extension_table() -> str:
 
 def install_problem_html(name: str, problem: str) -> str:
     return (f"<span class='extension-install-problem'>⚠ The install of {html.escape(name)} did not complete: "
-            f"{html.escape(problem)}. Atelier's own packages are unchanged.</span>")
+            f"{html.escape(problem)}.</span>")
 
 
 def installed_message(target: str) -> str:
