@@ -41,7 +41,7 @@ class Drift:
 
 @dataclasses.dataclass
 class Conflict:
-    """What pip was asked for (by the user's command or by a package's dependency) against one of our pins."""
+    """What pip was asked for (by the command, or "a<1 (needed by b 2.0)" by a dependency) against one of our pins."""
     package: str
     asked: list[str]
     pin: str  # as pip printed the constraint, e.g. "pydantic<=3.0,>=2.0"
@@ -144,15 +144,25 @@ def write_constraints(pinned: dict[str, Pin], path: str) -> str:
 
 
 _CAUSE = re.compile(r"^\s*The conflict is caused by:\s*$")
-_CONSTRAINT = re.compile(r"^\s*The user requested \(constraint\) (\S+)")
-_ASKED = re.compile(r"^\s*(The user requested \S+|\S+ \S+ depends on \S+)")
+_CONSTRAINT = re.compile(r"^The user requested \(constraint\) (?P<req>.+)$")
+_REQUESTED = re.compile(r"^The user requested (?P<req>.+)$")
+_DEPENDS = re.compile(r"^(?P<by>\S+ \S+) depends on (?P<req>.+)$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
-def _asked_name(line: str) -> str:
-    requirement = line.rsplit(" ", 1)[-1]
-    match = _NAME.match(requirement)
-    return _canonical(match.group(0)) if match else ""
+def _cause(line: str) -> tuple[str, str, bool] | None:
+    """(package name, the requirement as we say it, whether it is a constraint) of one line of pip's conflict report."""
+    for pattern, is_constraint in ((_CONSTRAINT, True), (_REQUESTED, False), (_DEPENDS, False)):
+        match = pattern.match(line.strip())
+        if match is None:
+            continue
+        requirement = match.group("req").split(";", 1)[0].strip()  # without its marker (`; extra == "x"`)
+        name = _NAME.match(requirement)
+        if name is None:
+            return None
+        said = f"{requirement} (needed by {match.group('by')})" if "by" in match.groupdict() else requirement
+        return _canonical(name.group(0)), said, is_constraint
+    return None
 
 
 def conflicts(pip_output: str) -> list[Conflict]:
@@ -162,35 +172,27 @@ def conflicts(pip_output: str) -> list[Conflict]:
     for start, line in enumerate(lines):
         if not _CAUSE.match(line):
             continue
-        block = []
-        for cause in lines[start + 1:]:
-            if not cause.strip():
+        causes = []
+        for text in lines[start + 1:]:
+            if not text.strip():
                 break
-            block.append(cause.strip())
-        pinned = {_canonical(_NAME.match(m.group(1)).group(0)): m.group(1) for m in map(_CONSTRAINT.match, block) if m}
-        for cause in block:
-            asked = _ASKED.match(cause)
-            name = _asked_name(cause) if asked and not _CONSTRAINT.match(cause) else ""
-            if name in pinned:
-                conflict = found.setdefault(name, Conflict(name, [], pinned[name]))
-                if asked.group(1) not in conflict.asked:
-                    conflict.asked.append(asked.group(1))
+            causes.append(_cause(text))
+        causes = [cause for cause in causes if cause]
+        pinned = {name: said for name, said, is_constraint in causes if is_constraint}
+        for name, said, is_constraint in causes:
+            if is_constraint or name not in pinned:
+                continue
+            conflict = found.setdefault(name, Conflict(name, [], pinned[name]))
+            if said not in conflict.asked:
+                conflict.asked.append(said)
     return list(found.values())
-
-
-def _as_asked(cause: str) -> str:
-    """"The user requested a<1" -> "a<1"; "b 2.0 depends on a<1" -> "a<1 (needed by b 2.0)"."""
-    if cause.startswith("The user requested "):
-        return cause.removeprefix("The user requested ")
-    package, _, requirement = cause.partition(" depends on ")
-    return f"{requirement} (needed by {package})"
 
 
 def explain(found: list[Conflict], pinned: dict[str, Pin]) -> str:
     """One sentence per conflict: what was asked, against which of our pins and why we have it."""
     sentences = []
     for conflict in found:
-        asked = " and ".join(_as_asked(text) for text in conflict.asked)
+        asked = " and ".join(conflict.asked)
         pin = pinned.get(conflict.package)
         ours = pin.describe() if pin else conflict.pin
         sentences.append(f"{asked} conflicts with Atelier's {ours}")

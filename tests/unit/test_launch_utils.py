@@ -89,14 +89,18 @@ def test_conflicts_in_pip_output():
         "    The user requested pydantic<=1.10.17\n"
         "    The user requested (constraint) pydantic<=3.0,>=2.0\n"
         "    mediapipe 0.10.14 depends on numpy<2\n"
+        "    dynamicprompts[magicprompt] 0.31.0 depends on transformers<5; extra == \"magicprompt\"\n"
+        "    The user requested (constraint) transformers==5.24.0\n"
         "    The user requested (constraint) numpy==2.4.6\n"
         "\nTo fix this you could try to:\n"
     )
     found = pinned_requirements.conflicts(output)
     assert [(c.package, c.asked, c.pin) for c in found] == [
-        ("pydantic", ["The user requested pydantic<=1.10.17"], "pydantic<=3.0,>=2.0"),
-        ("numpy", ["mediapipe 0.10.14 depends on numpy<2"], "numpy==2.4.6"),
+        ("pydantic", ["pydantic<=1.10.17"], "pydantic<=3.0,>=2.0"),
+        ("numpy", ["numpy<2 (needed by mediapipe 0.10.14)"], "numpy==2.4.6"),
+        ("transformers", ["transformers<5 (needed by dynamicprompts[magicprompt] 0.31.0)"], "transformers==5.24.0"),
     ]
+    found = found[:2]
     pins = {"numpy": pinned_requirements.Pin("numpy", "==2.4.6", ["requirements.txt", "scipy"])}
     assert pinned_requirements.explain(found, pins) == (
         "pydantic<=1.10.17 conflicts with Atelier's pydantic<=3.0,>=2.0. "
