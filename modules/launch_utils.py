@@ -246,6 +246,20 @@ def restore_pins(pinned: dict | None, culprit: str) -> list[pinned_requirements.
     return drifted
 
 
+def install_without_extras(found: list[pinned_requirements.Conflict], name: str) -> str:
+    """Install the packages an extension asked for without the optional extras that conflict with our pins (so that the
+    extension's main library is there); what was done, as the end of a sentence."""
+    fallbacks = pinned_requirements.without_conflicting_extras(found)
+    if not fallbacks:
+        return ""
+    try:
+        run_pip("install " + " ".join(f'"{r}"' for r in fallbacks), f"{', '.join(fallbacks)} for extension {name}")
+    except RuntimeError as e:
+        print(e, file=sys.stderr, flush=True)
+        return ""
+    return f"; {', '.join(fallbacks)} was installed instead, without the optional extras that need them"
+
+
 def run_extension_installer(extension_dir: str, pinned: dict | None = None) -> str | None:
     """Run an extension's install.py in its folder (the install dir on PYTHONPATH so that it can `import launch`) with pip
     constrained to our pins; put back any pin it changed anyway. What went wrong, also recorded for the Extensions tab;
@@ -270,7 +284,7 @@ def run_extension_installer(extension_dir: str, pinned: dict | None = None) -> s
     found = pinned_requirements.conflicts(result.stdout)
     if found:
         problems.insert(0, f"its requirements conflict with Atelier's, so they were not installed: "
-                           f"{pinned_requirements.explain(found, pinned or {})}")
+                           f"{pinned_requirements.explain(found, pinned or {})}{install_without_extras(found, name)}")
     drifted = restore_pins(pinned, f"install.py of extension {name}")
     if drifted:
         problems.append(f"it changed packages Atelier needs, which were restored: {'; '.join(map(str, drifted))}")

@@ -45,6 +45,8 @@ class Conflict:
     package: str
     asked: list[str]
     pin: str  # as pip printed the constraint, e.g. "pydantic<=3.0,>=2.0"
+    # per asked entry: the asking package without the optional extra that brings the conflict, None if not from an extra
+    without_extra: list[str | None] = dataclasses.field(default_factory=list)
 
 
 def requirement_lines(path: str) -> list[str]:
@@ -148,20 +150,37 @@ _CONSTRAINT = re.compile(r"^The user requested \(constraint\) (?P<req>.+)$")
 _REQUESTED = re.compile(r"^The user requested (?P<req>.+)$")
 _DEPENDS = re.compile(r"^(?P<by>\S+ \S+) depends on (?P<req>.+)$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*")
+_EXTRA_MARKER = re.compile(r"""extra\s*==\s*["']([^"']+)["']""")
+_WITH_EXTRAS = re.compile(r"^(?P<name>[^\[\s]+)\[(?P<extras>[^\]]*)\] (?P<version>\S+)$")
 
 
-def _cause(line: str) -> tuple[str, str, bool] | None:
-    """(package name, the requirement as we say it, whether it is a constraint) of one line of pip's conflict report."""
+def _without_extra(by: str, marker: str) -> str | None:
+    """"p[a,b] 1.0" whose requirement holds only for extra b -> "p[a]==1.0"; None when no extra of `by` brings it."""
+    extra, asking = _EXTRA_MARKER.search(marker), _WITH_EXTRAS.match(by)
+    if extra is None or asking is None:
+        return None
+    extras = [e.strip() for e in asking.group("extras").split(",") if e.strip()]
+    if extra.group(1) not in extras:
+        return None
+    rest = [e for e in extras if e != extra.group(1)]
+    suffix = f"[{','.join(rest)}]" if rest else ""
+    return f"{asking.group('name')}{suffix}=={asking.group('version')}"
+
+
+def _cause(line: str) -> tuple[str, str, bool, str | None] | None:
+    """(package name, the requirement as we say it, whether it is a constraint, the asking package without the extra that
+    brings it) of one line of pip's conflict report."""
     for pattern, is_constraint in ((_CONSTRAINT, True), (_REQUESTED, False), (_DEPENDS, False)):
         match = pattern.match(line.strip())
         if match is None:
             continue
-        requirement = match.group("req").split(";", 1)[0].strip()  # without its marker (`; extra == "x"`)
+        requirement, _, marker = (part.strip() for part in match.group("req").partition(";"))
         name = _NAME.match(requirement)
         if name is None:
             return None
-        said = f"{requirement} (needed by {match.group('by')})" if "by" in match.groupdict() else requirement
-        return _canonical(name.group(0)), said, is_constraint
+        by = match.groupdict().get("by")
+        said = f"{requirement} (needed by {by})" if by else requirement
+        return _canonical(name.group(0)), said, is_constraint, _without_extra(by, marker) if by else None
     return None
 
 
@@ -178,14 +197,24 @@ def conflicts(pip_output: str) -> list[Conflict]:
                 break
             causes.append(_cause(text))
         causes = [cause for cause in causes if cause]
-        pinned = {name: said for name, said, is_constraint in causes if is_constraint}
-        for name, said, is_constraint in causes:
+        pinned = {name: said for name, said, is_constraint, _ in causes if is_constraint}
+        for name, said, is_constraint, without_extra in causes:
             if is_constraint or name not in pinned:
                 continue
             conflict = found.setdefault(name, Conflict(name, [], pinned[name]))
             if said not in conflict.asked:
                 conflict.asked.append(said)
+                conflict.without_extra.append(without_extra)
     return list(found.values())
+
+
+def without_conflicting_extras(found: list[Conflict]) -> list[str]:
+    """When every conflict comes from an optional extra (dynamicprompts[magicprompt] needs transformers<5), the asking
+    packages without those extras, which may well install; otherwise nothing."""
+    fallbacks = [requirement for conflict in found for requirement in conflict.without_extra]
+    if not fallbacks or None in fallbacks:
+        return []
+    return sorted(set(fallbacks))
 
 
 def explain(found: list[Conflict], pinned: dict[str, Pin]) -> str:

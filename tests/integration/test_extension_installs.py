@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -166,6 +167,33 @@ def test_install_from_url_shows_the_conflict(offline_pip, data_dir, tmp_path):
 
     ui_extensions.delete("url-ext")
     assert "url-ext" not in extensions.install_problems()
+
+
+def write_wheel(folder: Path, name: str, version: str, metadata: list[str]) -> None:
+    """A pure-Python wheel with only its metadata: enough for pip to resolve it."""
+    info = f"{name}-{version}.dist-info"
+    files = {f"{name}/__init__.py": "",
+             f"{info}/METADATA": "\n".join(["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}", *metadata]) + "\n",
+             f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+             f"{info}/RECORD": ""}
+    with zipfile.ZipFile(folder / f"{name}-{version}-py3-none-any.whl", "w") as wheel:
+        for path, text in files.items():
+            wheel.writestr(path, text)
+
+
+def test_a_conflict_from_an_optional_extra_installs_the_package_without_it(offline_pip, data_dir, tmp_path, monkeypatch):
+    """sd-dynamic-prompts asks for dynamicprompts[magicprompt], whose extra needs transformers<5: the library itself
+    still installs (here: a dry run from a local wheel), so the extension works without that optional feature."""
+    links = tmp_path / "links"
+    links.mkdir()
+    write_wheel(links, "tinyprompts", "0.31.0", ["Provides-Extra: magic", 'Requires-Dist: numpy<2; extra == "magic"'])
+    monkeypatch.setenv("PIP_FIND_LINKS", str(links))
+    add_extension(data_dir, "extra-pins", DYNAMIC_PROMPTS_STYLE.replace("'transformers<5'", "'tinyprompts[magic]~=0.31.0'"))
+
+    launch.run_extensions_installers(cmd_opts.ui_settings_file)
+    problem = extensions.install_problems()["extra-pins"]
+    assert "numpy<2 (needed by tinyprompts[magic] 0.31.0) conflicts with Atelier's numpy" in problem
+    assert "tinyprompts==0.31.0 was installed instead, without the optional extras that need them" in problem
 
 
 def fake_distribution(site: Path, name: str, version: str, requires: tuple[str, ...] = ()) -> None:
