@@ -26,7 +26,10 @@ class Pin:
         return f"{self.name}{self.specifier}"
 
     def describe(self) -> str:
-        return f"{self} (needed by {', '.join(self.required_by)})"
+        """For people: an exact pin alone (the ranges around it add nothing), and the first few that need it."""
+        exact = [clause for clause in self.specifier.split(",") if clause.startswith("==")]
+        needed_by = ", ".join(self.required_by[:4]) + (f" and {len(self.required_by) - 4} more" if len(self.required_by) > 4 else "")
+        return f"{self.name}{exact[0] if exact else self.specifier} (needed by {needed_by})"
 
 
 @dataclasses.dataclass
