@@ -31,6 +31,7 @@ git = os.environ.get("GIT", "git")
 TMP_DIRNAME = ".tmp"  # hidden: never listed as an extension
 URL_PATTERN = re.compile(r"^(https?://|ssh://|file://|git@)\S+$")
 DIRNAME_PATTERN = re.compile(r"^[\w][\w.\- ]*$")
+INSTALL_RECORD = "extension_installs.json"  # in the data folder's tmp/: each extension's last install problem
 COMMIT_PATTERN = re.compile(r"^[0-9a-fA-F]{4,64}$")  # a hash, never an option or a ref name from a hand-edited file
 
 ScriptFile = namedtuple("ScriptFile", ["basedir", "filename", "path"])
@@ -430,11 +431,49 @@ def install_extension_from_url(dirname: str | None, url: str, branch_name: str |
         os.rename(clone, target)  # same file system: the folder appears whole or not at all
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
-    import launch  # top-level module; imported here because launch.py imports this module
+    from modules import launch_utils  # imported here: launch_utils imports this module
 
-    launch.run_extension_installer(target)
+    launch_utils.run_extension_installer(target)
     list_extensions()
     return target
+
+
+def install_record_path() -> str:
+    return os.path.join(paths_internal.data_path, "tmp", INSTALL_RECORD)
+
+
+def install_problems() -> dict[str, str]:
+    """{extension name: what went wrong the last time its install.py ran (e.g. a requirement refused because it conflicts
+    with Atelier's pins)}; empty when the record is missing or unreadable."""
+    try:
+        with open(install_record_path(), encoding="utf8") as file:
+            record = json.load(file)
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(record, dict):
+        return {}
+    return {name: problem for name, problem in record.items() if isinstance(name, str) and isinstance(problem, str)}
+
+
+def record_install(name: str, problem: str | None) -> None:
+    """Keep what went wrong in extension `name`'s last install (None: nothing did) where the Extensions tab reads it."""
+    problems = install_problems()
+    if problems.get(name) == problem:
+        return
+    if problem is None:
+        del problems[name]
+    else:
+        problems[name] = problem
+    path = install_record_path()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".extension_installs-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf8") as file:
+            json.dump(problems, file, indent=1)
+        os.replace(tmp, path)  # the page may read it at any moment: never half-written
+    except BaseException:
+        os.unlink(tmp)
+        raise
 
 
 def find(name: str) -> Extension:
@@ -466,6 +505,7 @@ def delete_extension(name: str) -> str:
     if not os.path.isdir(path):
         raise ValueError(f"Extension not found: {name}")
     shutil.rmtree(path)
+    record_install(os.path.basename(path), None)
     list_extensions()
     return path
 

@@ -87,6 +87,7 @@ def disable_all_notice() -> str:
 def extension_table() -> str:
     """The Installed table: enable checkbox + name, URL, branch, version (commit and date), update status, delete."""
     rows = []
+    problems = extensions.install_problems()
     for ext in extensions.extensions:
         ext.read_info_from_repo()
         name = html.escape(ext.name)
@@ -104,12 +105,28 @@ def extension_table() -> str:
             f"<td>{url}</td><td>{html.escape(ext.branch or '')}</td>"
             f"<td>{html.escape(ext.version)}</td><td>{_date(ext.commit_date)}</td>"
             f"<td class='extension_status'>{update}</td><td>{delete}</td></tr>")
+        if ext.name in problems:
+            rows.append(f"<tr class='extension-install-problem' data-extension='{name}'><td colspan='7'>"
+                        f"{install_problem_html(ext.name, problems[ext.name])}</td></tr>")
     if not rows:
         rows.append("<tr><td colspan='7'>No extensions installed. Use the Available or Install from URL tab.</td></tr>")
     return ("<table id='extensions'><thead><tr><th title='enabled on the next start; press Apply and restart UI'>Extension</th>"
             "<th>URL</th><th>Branch</th><th>Version</th><th>Date</th>"
             "<th title='checked: updated by Apply and restart UI'>Update</th><th></th></tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table>")
+
+
+def install_problem_html(name: str, problem: str) -> str:
+    return (f"<span class='extension-install-problem'>⚠ The install of {html.escape(name)} did not complete: "
+            f"{html.escape(problem)}.</span>")
+
+
+def installed_message(target: str) -> str:
+    """What an install from the Available or URL tab says: where it went, and what its install.py could not do."""
+    message = f"Installed into {html.escape(target)}. Use the Installed tab to restart."
+    name = os.path.basename(target)
+    problem = extensions.install_problems().get(name)
+    return message if problem is None else f"{message}<br>{install_problem_html(name, problem)}"
 
 
 def _json_list(text: str, what: str) -> list[str]:
@@ -234,15 +251,14 @@ def load_available(url: str, tags: list[str], order: int, search: str = "", show
 def install_from_index(url: str, index: dict, tags: list[str], order: int, search: str, showing: str = "hide",
                        filtering: str = "or"):
     target = extensions.install_extension_from_url(None, url)
-    return (available_table(index, tags, order, search, showing, filtering), extension_table(),
-            f"Installed into {html.escape(target)}. Use the Installed tab to restart.")
+    return available_table(index, tags, order, search, showing, filtering), extension_table(), installed_message(target)
 
 
 # Install from URL
 
 def install_from_url(dirname: str, url: str, branch: str):
     target = extensions.install_extension_from_url(dirname, url, branch)
-    return "", extension_table(), f"Installed into {html.escape(target)}. Use the Installed tab to restart."
+    return "", extension_table(), installed_message(target)
 
 
 # Backup/Restore

@@ -34,6 +34,7 @@ def ext_dirs(tmp_path, monkeypatch):
     user.mkdir()
     monkeypatch.setattr(paths_internal, "extensions_dir", str(user))
     monkeypatch.setattr(paths_internal, "extensions_builtin_dir", str(builtin))
+    monkeypatch.setattr(paths_internal, "data_path", str(tmp_path))  # install records and pip constraints go to tmp/
     for flag in ("listen", "share", "enable_insecure_extension_access", "disable_all_extensions", "disable_extra_extensions"):
         monkeypatch.setattr(cmd_opts, flag, False)
     monkeypatch.setattr(cmd_opts, "server_name", None)

@@ -10,7 +10,7 @@ import types
 import pytest
 
 import launch
-from modules import paths_internal
+from modules import launch_utils, paths_internal
 from modules.shared_cmd_options import cmd_opts, parse
 
 ROOT = paths_internal.script_path
@@ -96,18 +96,18 @@ def test_run_raises_with_the_output_on_failure():
     assert "stderr: to-stderr" in message
 
 
-def test_run_pip_respects_skip_install(monkeypatch):
+def test_run_pip_respects_skip_install(monkeypatch, tmp_path):
     commands = []
-    monkeypatch.setattr(launch, "run", lambda command, **kwargs: commands.append(command) or "")
+    monkeypatch.setattr(launch_utils, "run", lambda command, **kwargs: commands.append(command) or "")
     parse(["--skip-install"])
     assert launch.run_pip("install nothing", "nothing") == ""
     assert commands == []
-    parse([])
+    parse(["--data-dir", str(tmp_path)])
     launch.run_pip("install something", "something")
     assert commands == [f'"{sys.executable}" -m pip install something --prefer-binary']
 
 
-def test_run_pip_tries_an_interrupted_install_again(monkeypatch, capsys):
+def test_run_pip_tries_an_interrupted_install_again(monkeypatch, capsys, tmp_path):
     outcomes = iter([RuntimeError("Couldn't install x"), RuntimeError("Couldn't install x"), "installed"])
 
     def flaky_run(command, **kwargs):
@@ -116,24 +116,24 @@ def test_run_pip_tries_an_interrupted_install_again(monkeypatch, capsys):
             raise outcome
         return outcome
 
-    monkeypatch.setattr(launch, "run", flaky_run)
-    parse([])
+    monkeypatch.setattr(launch_utils, "run", flaky_run)
+    parse(["--data-dir", str(tmp_path)])
     assert launch.run_pip("install x", "x") == "installed"
     assert capsys.readouterr().out.count("trying again") == 2
 
 
-def test_run_pip_gives_up_after_its_attempts(monkeypatch):
+def test_run_pip_gives_up_after_its_attempts(monkeypatch, tmp_path):
     calls = []
 
     def failing_run(command, **kwargs):
         calls.append(command)
         raise RuntimeError("Couldn't install x")
 
-    monkeypatch.setattr(launch, "run", failing_run)
-    parse([])
+    monkeypatch.setattr(launch_utils, "run", failing_run)
+    parse(["--data-dir", str(tmp_path)])
     with pytest.raises(RuntimeError, match="Couldn't install x"):
         launch.run_pip("install x", "x")
-    assert len(calls) == launch.pip_attempts
+    assert len(calls) == launch_utils.pip_attempts
 
 
 def test_unmet_requirements(tmp_path):
@@ -149,25 +149,25 @@ def test_unmet_requirements(tmp_path):
         "some-windows-only-package==1.0; sys_platform == 'win32'\n",
         encoding="utf8",
     )
-    assert launch.unmet_requirements(str(requirements)) == ["pytest-timeout==0.0.1", "surely-not-installed-atelier-xyz==1.0"]
+    assert launch_utils.unmet_requirements(str(requirements)) == ["pytest-timeout==0.0.1", "surely-not-installed-atelier-xyz==1.0"]
 
 
 def test_without_packaging_every_requirement_is_unmet(tmp_path, monkeypatch):
     requirements = tmp_path / "requirements.txt"
     requirements.write_text("# pins\npytest\n\nPillow==12.3.0  # image IO\n", encoding="utf8")
     monkeypatch.setitem(sys.modules, "packaging.requirements", None)  # a fresh venv has no packaging yet
-    assert launch.unmet_requirements(str(requirements)) == ["pytest", "Pillow==12.3.0"]
+    assert launch_utils.unmet_requirements(str(requirements)) == ["pytest", "Pillow==12.3.0"]
 
 
 def test_the_repos_requirements_are_met():
-    assert launch.unmet_requirements(os.path.join(ROOT, "requirements.txt")) == []
+    assert launch_utils.unmet_requirements(os.path.join(ROOT, "requirements.txt")) == []
 
 
 def test_prepare_environment_installs_only_what_is_missing(monkeypatch, tmp_path, capsys):
     pip_commands = []
-    monkeypatch.setattr(launch, "run_pip", lambda command, desc=None, live=False: pip_commands.append(command))
-    monkeypatch.setattr(launch, "check_torch_cuda", lambda: None)
-    monkeypatch.setattr(launch, "requirements_file", str(tmp_path / "requirements.txt"))
+    monkeypatch.setattr(launch_utils, "run_pip", lambda command, desc=None, live=False, **kwargs: pip_commands.append(command))
+    monkeypatch.setattr(launch_utils, "check_torch_cuda", lambda: None)
+    monkeypatch.setattr(launch_utils, "requirements_file", str(tmp_path / "requirements.txt"))
     (tmp_path / "requirements.txt").write_text("surely-not-installed-atelier-xyz==1.0\n", encoding="utf8")
 
     parse(["--skip-python-version-check", "--data-dir", str(tmp_path)])
@@ -188,19 +188,19 @@ def test_prepare_environment_installs_only_what_is_missing(monkeypatch, tmp_path
 def test_no_cuda_is_a_message_not_an_error(monkeypatch, capsys):
     fake_torch = types.SimpleNamespace(cuda=types.SimpleNamespace(is_available=lambda: False))
     monkeypatch.setitem(sys.modules, "torch", fake_torch)
-    launch.check_torch_cuda()
+    launch_utils.check_torch_cuda()
     assert "will run on the CPU" in capsys.readouterr().out
     fake_torch.cuda.is_available = lambda: True
-    launch.check_torch_cuda()
+    launch_utils.check_torch_cuda()
     assert capsys.readouterr().out == ""
 
 
 def test_python_version_warning(monkeypatch, capsys):
     monkeypatch.setattr(sys, "version_info", (3, 13, 0))
-    launch.check_python_version()
+    launch_utils.check_python_version()
     assert "Python 3.11" in capsys.readouterr().out
     monkeypatch.setattr(sys, "version_info", (3, 11, 7))
-    launch.check_python_version()
+    launch_utils.check_python_version()
     assert capsys.readouterr().out == ""
 
 
