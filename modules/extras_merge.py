@@ -250,25 +250,13 @@ def open_checkpoint(path: str) -> CheckpointReader:
     return CheckpointReader(path)
 
 
-def _parsed_metadata(metadata: dict[str, str]) -> dict:
-    """Safetensors metadata with JSON-looking values decoded, as A1111 shows and reuses them."""
-    out = {}
-    for key, value in metadata.items():
-        if isinstance(value, str) and value[:1] in "{[":
-            with contextlib.suppress(ValueError):
-                value = json.loads(value)
-        out[key] = value
-    return out
-
-
 def read_metadata(*model_names: str | None) -> dict:
     """The merged metadata of the named checkpoints (later ones win), for the tab's "Read metadata" button."""
     metadata = {}
     for name in model_names:
         info = sd_models.get_closet_checkpoint_match(name) if name else None
         if info is not None and info.filename.lower().endswith(".safetensors"):
-            with safetensors.safe_open(info.filename, framework="pt") as f:
-                metadata.update(_parsed_metadata(f.metadata() or {}))
+            metadata.update(sd_models.read_metadata_from_safetensors(info.filename))
     return metadata
 
 
@@ -505,7 +493,7 @@ def _merge_metadata(models: list[sd_models.CheckpointInfo], readers: list[Checkp
         full_recipe = {"type": "webui", **{role: None for role in roles}, **dict(zip(roles, hashes)), **recipe}
         merge_models = {}
         for info, reader, sha in zip(models, readers, hashes):
-            parsed = _parsed_metadata(reader.metadata)
+            parsed = sd_models.decode_metadata(reader.metadata)
             if sha:
                 merge_models[sha] = {"name": info.name, "legacy_hash": info.hash,
                                      "sd_merge_recipe": parsed.get("sd_merge_recipe")}
@@ -516,7 +504,7 @@ def _merge_metadata(models: list[sd_models.CheckpointInfo], readers: list[Checkp
     return {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
 
 
-def _copy_config(output: str, config_source: int, models: list[sd_models.CheckpointInfo | None]) -> None:
+def copy_config(output: str, config_source: int, models: list[sd_models.CheckpointInfo | None]) -> None:
     """A1111's "Copy config from": the .yaml beside A (else B, else C), B, C, or none."""
     candidates = {0: models, 1: models[1:2], 2: models[2:3]}.get(config_source, [])
     for info in candidates:
@@ -627,7 +615,7 @@ def run_modelmerger(primary_model_name: str, secondary_model_name: str | None = 
             scratch = torch.empty(3, MERGE_CHUNK)  # merge_into's float32 working rows, shared by every key
             _write(filename, checkpoint_format, entries, metadata,
                    lambda entry, out: _produce(entry, inputs, interp_method, float(multiplier), out, scratch))
-        _copy_config(filename, config_source, models)
+        copy_config(filename, config_source, models)
         return _register(filename, kept_from_a, left_out)
     finally:
         state.end()

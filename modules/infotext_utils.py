@@ -417,3 +417,24 @@ def infotext_to_fields(params: dict, tab: str = "txt2img", *, opts=None, find_ch
         if key not in understood and key not in out.unknown and not (key in defaults and defaults[key] == value):
             out.unknown[key] = value
     return out
+
+
+@dataclass
+class ParamBinding:
+    """A1111's: a button that sends an image and its infotext to a tab (txt2img, img2img, inpaint or extras), as the
+    page's own "Send to" buttons do. The components are the UI's; the page wires every registered binding."""
+
+    paste_button: object
+    tabname: str
+    source_text_component: object = None  # its value: an infotext, or None to read the image's own
+    source_image_component: object = None
+    source_tabname: str | None = None
+    override_settings_component: object = None
+    paste_field_names: list[str] = field(default_factory=list)
+
+
+registered_param_bindings: list[ParamBinding] = []
+
+
+def register_paste_params_button(binding: ParamBinding) -> None:
+    registered_param_bindings.append(binding)

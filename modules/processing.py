@@ -16,11 +16,11 @@ from PIL import Image
 
 from modules import devices, face_restoration, images, infotext_utils, masking, paths_internal, sd_models, sd_samplers, sd_vae
 from modules import sd_vae_taesd
-from modules import extra_networks, prompt_parser, script_callbacks, scripts, styles, textual_inversion
+from modules import extra_networks, prompt_parser, script_callbacks, scripts, sd_hijack, styles, textual_inversion
 from modules import processing_img2img as i2i
 from modules.prompt_encoding import PromptEncoder
 from modules.rng import ImageRNG
-from modules.sd_samplers_cfg_denoiser import CFGDenoiser, UNetStage
+from modules.sd_samplers_cfg_denoiser import UNetStage
 from modules.sd_samplers_common import InterruptedException
 from modules.shared_cmd_options import cmd_opts
 from modules.shared_options import opts
@@ -28,6 +28,9 @@ from modules.shared_state import state
 
 log = logging.getLogger(__name__)
 VERSION = "atelier-0.1.0"
+opt_C = 4  # latent channels of SD1/SD2/SDXL (A1111's name)
+opt_f = 8  # the VAE's downscale factor: a latent cell is 8x8 pixels (A1111's name)
+create_binary_mask = masking.create_binary_mask  # A1111's home for it
 MAX_SEED = 4294967294
 
 
@@ -109,6 +112,7 @@ class StableDiffusionProcessing:
     clip_skip: int = 1
     is_api: bool = False
     denoiser: Any = None  # the last batch's CFGDenoiser: which UNet ran at which step
+    sampler: Any = None  # the last run's sampler object (A1111's p.sampler, from sd_samplers.create_sampler)
     comments: dict = field(default_factory=dict)  # messages for the result's info, each once, in order
 
     def __post_init__(self):
@@ -656,6 +660,7 @@ def job_in_state(name: str):
 
 
 def process_images_inner(p: StableDiffusionProcessing) -> Processed:
+    sd_hijack.model_hijack.clear_comments()
     prepare(p)
     if p.scripts is not None:
         p.scripts.process(p)
@@ -694,6 +699,8 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
                 write_params_txt(infotexts[index_of_first_image])
         finally:
             extra_networks.deactivate(p)
+    for text in sd_hijack.model_hijack.comments:  # notes extensions leave there, as A1111 shows them
+        p.comment(text)
     processed = Processed(p, output_images, index_of_first_image=index_of_first_image, infotexts=infotexts)
     if p.scripts is not None:
         p.scripts.postprocess(p, processed)
@@ -779,8 +786,11 @@ def run_sampler(p, model, refiner, sampler, sigmas, options, start, noise, rng, 
     steps = len(sigmas) - 1
     # CFG++ guides in the unconditional direction, on a scale A1111 divides by 12.5.
     cfg_scale = p.cfg_scale / 12.5 if sampler.name == "DDIM CFG++" else p.cfg_scale
-    denoiser = CFGDenoiser(stage, cfg_scale, state, refiner=refiner_stage, switch_at=p.refiner_switch_at or 1.0,
-                           switch_by_steps=bool(opts.refiner_switch_by_sample_steps), schedule=sigmas.tolist())
+    p.sampler = sd_samplers.create_sampler(sampler.name, model)
+    denoiser = p.sampler.model_wrap_cfg.prepare(stage, cfg_scale, state, refiner=refiner_stage,
+                                                switch_at=p.refiner_switch_at or 1.0,
+                                                switch_by_steps=bool(opts.refiner_switch_by_sample_steps),
+                                                schedule=sigmas.tolist())
     p.denoiser = denoiser
     on_blend = (lambda mba: p.scripts.on_mask_blend(p, mba)) \
         if regen_mask is not None and p.scripts is not None and p.scripts.defines("on_mask_blend") else None
@@ -799,7 +809,7 @@ def run_sampler(p, model, refiner, sampler, sigmas, options, start, noise, rng, 
 
     try:
         with torch.inference_mode():
-            out = sd_samplers.sample(sampler, sample_with, x, sigmas, rng, callback=callback, options=options)
+            out = sd_samplers.sample(p.sampler, sample_with, x, sigmas, rng, callback=callback, options=options)
     except InterruptedException:
         out = last["x"]
     if regen_mask is not None:  # the kept area leaves the sampler exactly as it came in
@@ -817,6 +827,8 @@ def sample_batch(p, model, refiner, sampler, sigmas, options, batch: slice) -> t
         hook_args = {"batch_number": p.iteration, "prompts": p.prompts, "seeds": p.seeds, "subseeds": p.subseeds}
         p.scripts.after_extra_networks_activate(p, **hook_args, extra_network_data=extra_network_data)
         p.scripts.process_batch(p, **hook_args)
+        # a script may have put in a sampler it registered (e.g. one whose constructor wraps the CFG denoiser)
+        sampler = sd_samplers.find_sampler(p.sampler_name) or sampler
     rng = make_rng(p, model, batch, p.width, p.height)
     if isinstance(p, StableDiffusionProcessingImg2Img):
         return sample_img2img(p, model, refiner, sampler, sigmas, options, batch, rng, prompts, negatives)

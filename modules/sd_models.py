@@ -6,6 +6,8 @@ keeps an LRU of `sd_checkpoints_limit` loaded models, and keeps the previous mod
 from __future__ import annotations
 
 import collections
+import contextlib
+import json
 import logging
 import os
 import threading
@@ -14,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import safetensors
 import torch
 
 from modules import devices, hashes, lowvram, paths_internal, script_callbacks, sd_models_config, sd_models_loader
@@ -124,7 +127,8 @@ def model_dirs(cmd_opts) -> list[str]:
     return dirs
 
 
-def list_models(cmd_opts) -> list[str]:
+def list_models(cmd_opts=cmd_opts) -> list[str]:
+    """Scan the checkpoint folders again; A1111's callers pass nothing."""
     checkpoint_registry.scan(model_dirs(cmd_opts), [getattr(cmd_opts, "ckpt", None)])
     return checkpoint_registry.titles()
 
@@ -145,6 +149,78 @@ def read_state_dict(checkpoint_file, print_global_state=False, map_location=None
     if map_location is not None:
         state_dict = {key: tensor.to(map_location) for key, tensor in state_dict.items()}
     return state_dict
+
+
+def decode_metadata(metadata: dict[str, str]) -> dict:
+    """Safetensors metadata with JSON-looking values decoded, as A1111 shows and reuses them."""
+    out = {}
+    for key, value in metadata.items():
+        if isinstance(value, str) and value[:1] in "{[":
+            with contextlib.suppress(ValueError):
+                value = json.loads(value)
+        out[key] = value
+    return out
+
+
+def read_metadata_from_safetensors(filename: str) -> dict:
+    """A .safetensors file's metadata, decoded (A1111's: the merge recipe, training tags...)."""
+    with safetensors.safe_open(filename, framework="pt") as f:
+        return decode_metadata(f.metadata() or {})
+
+
+def load_model(checkpoint_info: CheckpointInfo | None = None, already_loaded_state_dict: dict | None = None,
+               manager: ModelManager | None = None) -> StableDiffusionModel:
+    """A1111's: load `checkpoint_info` (default: select_checkpoint()) and make it the current model; with
+    already_loaded_state_dict (e.g. a merge made in memory) the model is built from those tensors, not the file."""
+    manager = manager or model_manager
+    if manager is None:
+        raise RuntimeError("The model manager is not started")
+    info = checkpoint_info or select_checkpoint()
+    if info is None:
+        raise FileNotFoundError(no_checkpoint_message())
+    if already_loaded_state_dict is not None:
+        manager.unload(info.filename)
+    return manager.get(info, state_dict=already_loaded_state_dict)
+
+
+class ModelData:
+    """A1111's sd_models.model_data: the current model and the loaded ones, as the model manager holds them."""
+
+    @property
+    def sd_model(self) -> StableDiffusionModel | None:
+        return model_manager.current if model_manager is not None else None
+
+    @sd_model.setter
+    def sd_model(self, model: StableDiffusionModel | None) -> None:
+        self.set_sd_model(model)
+
+    @property
+    def loaded_sd_models(self) -> list[StableDiffusionModel]:
+        return list(model_manager.loaded.values()) if model_manager is not None else []
+
+    def get_sd_model(self) -> StableDiffusionModel | None:
+        return self.sd_model
+
+    def set_sd_model(self, model: StableDiffusionModel | None, already_loaded: bool = False) -> None:
+        """Make a loaded model current (None: no current model; the loaded ones stay)."""
+        if model_manager is None:
+            raise RuntimeError("The model manager is not started")
+        with model_manager.lock:
+            if model is not None and model_manager.loaded.get(model.sd_checkpoint_info.filename) is not model:
+                raise ValueError(f"{model.sd_checkpoint_info.title} is not loaded")
+            model_manager.current = model
+
+
+model_data = ModelData()
+# A1111's RAM cache of checkpoint state dicts: Atelier keeps loaded models (model_manager.loaded), never state dicts,
+# so this stays empty and clearing it, as merging extensions do, frees nothing
+checkpoints_loaded: collections.OrderedDict = collections.OrderedDict()
+
+
+def __getattr__(name):
+    if name == "model_path":  # A1111's models/Stable-diffusion, following --data-dir / --models-dir
+        return os.path.abspath(os.path.join(paths_internal.models_path, "Stable-diffusion"))
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def no_checkpoint_message() -> str:
@@ -237,6 +313,11 @@ class StableDiffusionModel:
         return self.family.name == "v1"
 
     @property
+    def cond_stage_model(self) -> torch.nn.Module:
+        """A1111's name for the prompt encoder: the first text encoder (SDXL: CLIP-L; the refiner: its OpenCLIP)."""
+        return next(iter(self.text_encoders.values()))
+
+    @property
     def sd_model_checkpoint(self) -> str:
         return self.sd_checkpoint_info.filename
 
@@ -266,9 +347,14 @@ def place(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> 
     torch.nn.Module.to(module, device, dtype).eval().requires_grad_(False)
 
 
-def build_model(info: CheckpointInfo, plan: devices.DevicePlan, cache_dir: Path) -> StableDiffusionModel:
+def build_model(info: CheckpointInfo, plan: devices.DevicePlan, cache_dir: Path,
+                state_dict: dict | None = None) -> StableDiffusionModel:
+    """The model of `info`'s file, or of state_dict's tensors (in the file's layout) when given."""
     started = time.perf_counter()
-    sd, metadata = sd_models_loader.read_state_dict(info.filename)
+    if state_dict is None:
+        sd, metadata = sd_models_loader.read_state_dict(info.filename)
+    else:
+        sd, metadata = state_dict, dict(info.metadata or {})
     try:
         family = sd_models_config.detect_family(sd, metadata)
         encoders = {}
@@ -313,12 +399,13 @@ class ModelManager:
         self.current: StableDiffusionModel | None = None
         self.lock = threading.RLock()
 
-    def get(self, info: CheckpointInfo, make_current: bool = True) -> StableDiffusionModel:
+    def get(self, info: CheckpointInfo, make_current: bool = True, state_dict: dict | None = None) -> StableDiffusionModel:
+        """The loaded model of `info`, loaded first if needed (from state_dict's tensors when given)."""
         with self.lock:
             model = self.loaded.get(info.filename)
             if model is None:
-                log.info("Loading weights from %s", info.filename)
-                model = build_model(info, self.plan, self.cache_dir)
+                log.info("Loading weights from %s", "memory" if state_dict is not None else info.filename)
+                model = build_model(info, self.plan, self.cache_dir, state_dict)
                 if self.hashing and not info.sha256:
                     info.calculate_shorthash()
                 self.loaded[info.filename] = model

@@ -4,60 +4,44 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 
 from modules import sd_samplers_kdiffusion as kd
 from modules import sd_samplers_timesteps as ts
 from modules import sd_schedulers
-from modules.sd_samplers_common import ModelSigmas, SamplerOptions
+from modules.sd_samplers_common import ModelSigmas, Sampler, SamplerData, SamplerOptions
 from modules.sd_schedulers import Scheduler
 from modules.shared_options import opts
 
 AUTOMATIC = "Automatic"
 
 
-@dataclass(frozen=True)
-class SamplerData:
-    name: str
-    aliases: tuple[str, ...]
-    default_scheduler: str  # a scheduler *name*, what "Automatic" means for this sampler
-    second_order: bool = False  # two model evaluations per step
-    ancestral: bool = False  # uses ENSD (eta noise seed delta)
-    brownian: bool = False  # SDE noise from per-image Brownian trees
-    discard_penultimate_sigma: bool = False
-    timestep_based: bool = False  # its sigmas come from training timesteps; the schedule type is ignored
+def _entry(name: str, function: Callable, aliases, options: dict) -> SamplerData:
+    return SamplerData(name, functools.partial(Sampler, function), tuple(aliases), options)
 
 
-def _k_diffusion_sampler(label: str, funcname: str, aliases: list[str], options: dict) -> tuple[SamplerData, Callable]:
-    """One row of A1111's samplers_k_diffusion table as our SamplerData and the function that runs it."""
+def _k_diffusion_sampler(label: str, funcname: str, aliases: list[str], options: dict) -> SamplerData:
+    """One row of A1111's samplers_k_diffusion table as a SamplerData."""
     function = getattr(kd, funcname)
     if "solver_type" in options:
         function = functools.partial(function, solver_type=options["solver_type"])
-    data = SamplerData(label, tuple(aliases), options.get("scheduler", "uniform"),
-                       second_order=options.get("second_order", False), ancestral=options.get("uses_ensd", False),
-                       brownian=options.get("brownian_noise", False),
-                       discard_penultimate_sigma=options.get("discard_next_to_last_sigma", False))
-    return data, function
+    return _entry(label, function, aliases, options)
 
 
-_SAMPLERS: list[tuple[SamplerData, Callable]] = [
+_TIMESTEPS = {"scheduler": "ddim", "timestep_based": True}
+all_samplers: list[SamplerData] = [
     *(_k_diffusion_sampler(*row) for row in kd.samplers_k_diffusion),
-    (SamplerData("DDIM", ("ddim",), "ddim", timestep_based=True), ts.sample_ddim),
-    (SamplerData("DDIM CFG++", ("ddim_cfgpp",), "ddim", timestep_based=True), ts.sample_ddim_cfgpp),
-    (SamplerData("PLMS", ("plms",), "ddim", timestep_based=True), ts.sample_plms),
-    (SamplerData("UniPC", ("unipc",), "uniform", timestep_based=True), ts.sample_unipc),
-    (SamplerData("LCM", ("k_lcm",), "uniform"), kd.sample_lcm),
+    _entry("DDIM", ts.sample_ddim, ["ddim"], _TIMESTEPS),
+    _entry("DDIM CFG++", ts.sample_ddim_cfgpp, ["ddim_cfgpp"], _TIMESTEPS),
+    _entry("PLMS", ts.sample_plms, ["plms"], _TIMESTEPS),
+    _entry("UniPC", ts.sample_unipc, ["unipc"], {"scheduler": "uniform", "timestep_based": True}),
+    _entry("LCM", kd.sample_lcm, ["k_lcm"], {}),
 ]
-
-all_samplers: list[SamplerData] = [data for data, _ in _SAMPLERS]
+# name or alias -> SamplerData; extensions add entries (a wrapped constructor under a new name) and remove them
 all_samplers_map: dict[str, SamplerData] = {key: s for s in all_samplers for key in (s.name, *s.aliases)}
-
-_functions: dict[str, Callable] = {data.name: function for data, function in _SAMPLERS}
-_samplers_by_lower_key = {key.lower(): s for key, s in all_samplers_map.items()}
 # A1111's samplers_map: lower-case name or alias -> name
-samplers_map: dict[str, str] = {key: s.name for key, s in _samplers_by_lower_key.items()}
+samplers_map: dict[str, str] = {key.lower(): s.name for key, s in all_samplers_map.items()}
 # A1111's approximation indexes (sample_to_image) as live preview methods
 APPROXIMATIONS = ("Full", "Approx NN", "Approx cheap", "TAESD")
 
@@ -76,8 +60,24 @@ def __getattr__(name):
 
 
 def find_sampler(name: str) -> SamplerData | None:
-    """Case-insensitive lookup by name or alias."""
-    return _samplers_by_lower_key.get(name.strip().lower()) if name else None
+    """Lookup by name or alias in all_samplers_map (with what extensions added), exact first, then ignoring case."""
+    if not name:
+        return None
+    found = all_samplers_map.get(name)
+    if found is not None:
+        return found
+    key = name.strip().lower()
+    return next((s for k, s in all_samplers_map.items() if k.lower() == key), None)
+
+
+def create_sampler(name: str, model) -> Sampler:
+    """A1111's: the sampler object for one run; its model_wrap_cfg is the CFG denoiser the run calls."""
+    config = find_sampler(name)
+    if config is None:
+        raise ValueError(f"Sampler not found: {name}")
+    sampler = config.constructor(model)
+    sampler.config = config
+    return sampler
 
 
 def _scheduler_not_found(name: str) -> ValueError:
@@ -168,7 +168,7 @@ def _no_callback(i: int, x: torch.Tensor, denoised: torch.Tensor, sigma: float) 
     """The callback used when the caller passes none."""
 
 
-def sample(sampler: SamplerData, denoiser, x: torch.Tensor, sigmas: torch.Tensor, rng, *, callback=None,
+def sample(sampler: Sampler | SamplerData, denoiser, x: torch.Tensor, sigmas: torch.Tensor, rng, *, callback=None,
            options: dict | None = None) -> torch.Tensor:
     """Walk `sigmas` from the noisy start x (already at sigmas[0]) and return the final denoised latent.
 
@@ -178,9 +178,10 @@ def sample(sampler: SamplerData, denoiser, x: torch.Tensor, sigmas: torch.Tensor
     """
     if len(sigmas) < 2:
         raise ValueError(f"A sampler needs at least two sigmas to walk, got {len(sigmas)}")
-    function = _functions[sampler.name]
+    if isinstance(sampler, SamplerData):  # an entry of the list: its sampler object, with no model to hold
+        sampler = sampler.constructor(None)
     with torch.no_grad():
-        return function(denoiser, x, sigmas, rng, callback or _no_callback, SamplerOptions.from_options(options))
+        return sampler.func(denoiser, x, sigmas, rng, callback or _no_callback, SamplerOptions.from_options(options))
 
 
 def sample_to_image(samples: torch.Tensor, index: int = 0, approximation: int | None = None):

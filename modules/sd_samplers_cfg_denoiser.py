@@ -31,8 +31,14 @@ class UNetStage:
 class CFGDenoiser:
     """denoiser(x, sigma) -> denoised x0 with CFG applied; switches to the refiner stage once, inside the same run."""
 
-    def __init__(self, stage: UNetStage, cfg_scale: float, state, *, refiner: Callable[[], UNetStage] | None = None,
-                 switch_at: float = 1.0, switch_by_steps: bool = False, schedule: list[float] | None = None):
+    def __init__(self, sampler=None):
+        """A1111's signature: made with the run's sampler object (sd_samplers_common.Sampler); prepare() sets the
+        run up, so an extension's subclass made by a sampler constructor is the one the run calls."""
+        self.sampler = sampler
+        self.step = 0  # set by the sampling callback
+
+    def prepare(self, stage: UNetStage, cfg_scale: float, state, *, refiner: Callable[[], UNetStage] | None = None,
+                switch_at: float = 1.0, switch_by_steps: bool = False, schedule: list[float] | None = None):
         self.stage = stage
         self.cfg_scale = cfg_scale
         self.state = state
@@ -42,11 +48,12 @@ class CFGDenoiser:
         self.schedule = schedule or [0.0]  # the run's sigmas on the host: switch decisions need no GPU sync
         self.model_sigmas: ModelSigmas = stage.model.model_sigmas
         self.uncond_denoised: torch.Tensor | None = None
-        self.step = 0  # set by the sampling callback
+        self.step = 0
         self.evaluations = 0  # UNet evaluations so far: the clock of prompt editing, as A1111 counts it
         self.switched_at_step: int | None = None
         self.switch_step: int | None = None  # the refiner's first step, decided at the first evaluation
         self.calls: list[tuple[int, str]] = []  # (step, checkpoint title) per UNet evaluation, for tests and logs
+        return self
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         if self.state.interrupted or self.state.skipped:
@@ -101,21 +108,28 @@ class CFGDenoiser:
         # Index only when AND repeats images: indexing with a host list would make the GPU wait every step.
         x_cond, sigma_cond = (x, sigma) if plain else (x[owners], sigma[owners])
         if cond.context.shape[1] == uncond.context.shape[1]:
-            out = self._denoise(stage, torch.cat([x_cond, x]), torch.cat([sigma_cond, sigma]),
-                                _cat_cond(cond, uncond), owners + list(range(b)), first_uncond=n)
-            cond_out, uncond_out = out[:n], out[n:]
+            x_out = self._denoise(stage, torch.cat([x_cond, x]), torch.cat([sigma_cond, sigma]),
+                                  _cat_cond(cond, uncond), owners + list(range(b)), first_uncond=n)
         else:  # prompts of different chunk counts cannot share a batch
-            cond_out = self._denoise(stage, x_cond, sigma_cond, cond, owners, first_uncond=n)
-            uncond_out = self._denoise(stage, x, sigma, uncond, list(range(b)), first_uncond=0)
+            x_out = torch.cat([self._denoise(stage, x_cond, sigma_cond, cond, owners, first_uncond=n),
+                               self._denoise(stage, x, sigma, uncond, list(range(b)), first_uncond=0)])
         if denoised_hook:
-            cond_out, uncond_out = self._cfg_denoised(stage, cond_out, uncond_out)
-        self.uncond_denoised = uncond_out
-        if plain:
-            return uncond_out + (cond_out - uncond_out) * self.cfg_scale
-        denoised = uncond_out.clone()
+            x_out = torch.cat(self._cfg_denoised(stage, x_out[:n], x_out[n:]))
+        self.uncond_denoised = x_out[n:]
+        return self.combine_denoised(x_out, conds_list, _a1111_cond(uncond), self.cfg_scale)
+
+    def combine_denoised(self, x_out: torch.Tensor, conds_list, uncond, cond_scale: float) -> torch.Tensor:
+        """A1111's CFG step, the one extensions override (e.g. dynamic thresholding): x_out holds the cond rows then
+        one uncond row per image; conds_list[i] lists (cond row, weight) of image i; uncond is the unconditional
+        conditioning (its row count is the image count)."""
+        b = (uncond["crossattn"] if isinstance(uncond, dict) else uncond).shape[0]
+        denoised_uncond = x_out[-b:]
+        if all(rows == [(i, 1.0)] for i, rows in enumerate(conds_list)):  # no AND: one batched step
+            return denoised_uncond + (x_out[:b] - denoised_uncond) * cond_scale
+        denoised = denoised_uncond.clone()
         for i, rows in enumerate(conds_list):
             for row, weight in rows:
-                denoised[i] += (cond_out[row] - uncond_out[i]) * (weight * self.cfg_scale)
+                denoised[i] += (x_out[row] - denoised_uncond[i]) * (weight * cond_scale)
         return denoised
 
     def _maybe_switch(self) -> None:

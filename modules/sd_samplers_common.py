@@ -6,9 +6,65 @@ Samplers work in k-diffusion scaling: x = x0 + sigma * eps, with sigma = ((1 - a
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, fields
+from typing import NamedTuple
 
 import torch
+
+
+class SamplerData(NamedTuple):
+    """A1111's sampler entry: constructor(sd_model) makes the run's sampler object; options use A1111's keys
+    (scheduler: what Automatic means, uniform when absent; second_order; uses_ensd; brownian_noise;
+    discard_next_to_last_sigma) and ours (timestep_based: sigmas from training timesteps, schedule type ignored)."""
+
+    name: str
+    constructor: Callable
+    aliases: tuple[str, ...]
+    options: dict
+
+    def total_steps(self, steps: int) -> int:
+        """UNet evaluations the sampler makes for `steps` steps (A1111's)."""
+        return steps * 2 if self.second_order else steps
+
+    @property
+    def default_scheduler(self) -> str:
+        return self.options.get("scheduler", "uniform")
+
+    @property
+    def second_order(self) -> bool:
+        return self.options.get("second_order", False)
+
+    @property
+    def ancestral(self) -> bool:  # uses ENSD (eta noise seed delta)
+        return self.options.get("uses_ensd", False)
+
+    @property
+    def brownian(self) -> bool:  # SDE noise from per-image Brownian trees
+        return self.options.get("brownian_noise", False)
+
+    @property
+    def discard_penultimate_sigma(self) -> bool:
+        return self.options.get("discard_next_to_last_sigma", False)
+
+    @property
+    def timestep_based(self) -> bool:
+        return self.options.get("timestep_based", False)
+
+
+class Sampler:
+    """A1111's sampler object, made for each run by sd_samplers.create_sampler: the sampling function and the CFG
+    denoiser it calls, `model_wrap_cfg`, which extensions may replace with their own CFGDenoiser subclass."""
+
+    def __init__(self, func: Callable, sd_model=None):
+        from modules.sd_samplers_cfg_denoiser import (
+            CFGDenoiser,  # that module imports this one
+        )
+
+        self.func = func
+        self.sd_model = sd_model
+        self.config: SamplerData | None = None
+        self.model_wrap_cfg = CFGDenoiser(self)
 
 
 class InterruptedException(Exception):

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 import torchsde
 
+from modules import sd_samplers_common
+from modules.sd_samplers_cfg_denoiser import CFGDenoiser
 from modules.sd_samplers_common import SamplerOptions, ancestral_step
 from modules.sd_schedulers import karras
 
@@ -486,3 +488,7 @@ samplers_k_diffusion: list[tuple[str, str, list[str], dict]] = [
     ("DPM adaptive", "sample_dpm_adaptive", ["k_dpm_ad"], {"uses_ensd": True}),
     ("Restart", "sample_restart", ["restart"], {"scheduler": "karras", "second_order": True}),
 ]
+
+# A1111's class names: one sampler object and one CFG denoiser serve every sampler here and in sd_samplers_timesteps
+KDiffusionSampler = sd_samplers_common.Sampler
+CFGDenoiserKDiffusion = CFGDenoiser

@@ -11,6 +11,8 @@ import math
 import numpy as np
 import torch
 
+from modules import sd_samplers_common
+from modules.sd_samplers_cfg_denoiser import CFGDenoiser
 from modules.sd_samplers_common import ModelSigmas, SamplerOptions, ancestral_step
 from modules.sd_samplers_kdiffusion import add_noise, denoise, first_order_step
 
@@ -169,3 +171,7 @@ def sample_unipc(denoiser, x, sigmas, rng, callback, opts: SamplerOptions):
                 history = [*history, (-math.log(sigma_next), model_t)][-max_order:]
         callback(i, x, denoised, sigma)
     return x
+
+# A1111's class names for its DDIM/PLMS/UniPC samplers: the same sampler object and CFG denoiser as every other
+CompVisSampler = sd_samplers_common.Sampler
+CFGDenoiserTimesteps = CFGDenoiser

@@ -16,7 +16,10 @@ def vae_dirs(cmd_opts) -> list[str]:
     return dirs
 
 
-def refresh_vae_list(cmd_opts) -> list[str]:
+def refresh_vae_list(cmd_opts=None) -> list[str]:
+    """Scan the VAE folders again (cmd_opts: the command line's, which A1111's callers leave out)."""
+    if cmd_opts is None:
+        from modules.shared_cmd_options import cmd_opts
     vae_dict.clear()
     for root in vae_dirs(cmd_opts):
         for dirpath, _, files in sorted(os.walk(root)) if os.path.isdir(root) else []:
@@ -48,6 +51,15 @@ def resolve_vae(checkpoint_file: str, choice: str, forced_path: str | None = Non
     return vae_dict[choice]
 
 
+def load_vae_dict(filename: str, map_location: str | None = "cpu") -> dict:
+    """A VAE file's tensors in LDM's layout without the `first_stage_model.` prefix, minus the training-only `loss` and
+    `model_ema` entries (A1111's: what merging bakes in under first_stage_model.)."""
+    sd, _ = sd_models_loader.read_state_dict(filename)
+    prefix = sd_models_config.VAE if any(k.startswith(sd_models_config.VAE) for k in sd) else ""
+    return {k[len(prefix):]: v.to(map_location) if map_location else v for k, v in sd.items()
+            if k.startswith(prefix) and not k.startswith(("loss", "model_ema"))}
+
+
 def apply_vae(model, vae_file: str | None) -> None:
     """Switch the model's VAE; external VAEs are built once and kept, the checkpoint's own is never overwritten."""
     if vae_file == model.loaded_vae_file:
@@ -57,9 +69,7 @@ def apply_vae(model, vae_file: str | None) -> None:
         return
     cache = model.extra.setdefault("vae_modules", {})
     if vae_file not in cache:
-        sd, _ = sd_models_loader.read_state_dict(vae_file)
-        prefix = sd_models_config.VAE if any(k.startswith(sd_models_config.VAE) for k in sd) else ""
-        vae = sd_models_loader.build_vae(sd, model.family.name, prefix)
+        vae = sd_models_loader.build_vae(load_vae_dict(vae_file, None), model.family.name, "")
         sd_models.place(vae, model.device, model.plan.dtype_vae)
         cache[vae_file] = vae
     model.vae, model.loaded_vae_file = cache[vae_file], vae_file

@@ -1,6 +1,7 @@
 """The facade extensions import (A1111's modules.shared): references to the live services, no logic of its own."""
 from modules import (
     files,
+    memmon,
     paths_internal,
     sd_models,
     shared_items,
@@ -17,6 +18,7 @@ listfiles = files.listfiles
 walk_files = files.walk_files
 list_checkpoint_tiles = sd_models.checkpoint_tiles
 total_tqdm = shared_total_tqdm.total_tqdm
+mem_mon = memmon.mem_mon
 demo = None  # the page's gr.Blocks once webui has built it (extensions reach the page through it)
 
 

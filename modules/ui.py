@@ -4,20 +4,39 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 import os
 import platform
 
 import gradio as gr
+import numpy as np
 import torch
+from PIL import Image
 
 from modules import call_queue, paths_internal, processing, sd_models, ui_checkpoint_merger, ui_common, ui_img2img, \
     ui_loadsave, ui_pnginfo, ui_postprocessing, ui_settings, ui_txt2img
 from modules import gradio_compat, script_callbacks, scripts, ui_extensions
 from modules import ui_train
+from modules import images, infotext_utils
 from modules.shared_options import opts
 from modules.shared_cmd_options import cmd_opts
+from modules.ui_common import create_refresh_button, plaintext_to_html  # noqa: F401  (A1111's names here)
+from modules.ui_components import ToolButton  # noqa: F401  (A1111's extensions import it from modules.ui)
 
+log = logging.getLogger(__name__)
 CORE_SCRIPT = "ui.js"
+SEND_TARGETS = ("txt2img", "img2img", "inpaint", "extras")
+
+
+def gr_show(visible: bool = True):
+    """A1111's: the update that shows (or hides) a component, for `.change(fn=gr_show, ...)` wiring."""
+    return gr.update(visible=visible)
+
+
+def create_output_panel(tabname: str, outdir: str, toprow=None) -> ui_common.OutputPanel:
+    """A1111's: a gallery with its info and buttons (fields gallery, generation_info, infotext, html_log...);
+    toprow is accepted for A1111 callers."""
+    return ui_common.create_output_panel(tabname, outdir)
 
 
 def gradio_auth() -> list[tuple[str, str]] | None:
@@ -68,6 +87,7 @@ def versions_html() -> str:
 
 def create_ui() -> gr.Blocks:
     gradio_compat.install()
+    infotext_utils.registered_param_bindings.clear()  # extensions register theirs again while the page is built
     scripts.begin_ui_build()  # the scripts exist and the extensions' settings are added before any tab is built
     extension_tabs = script_callbacks.ui_tabs_callback()
     loadsave = ui_loadsave.UiLoadsave(cmd_opts.ui_config_file)
@@ -103,6 +123,7 @@ def create_ui() -> gr.Blocks:
         loadsave.setup_ui()
         pages = Pages(tabs, txt2img, img2img, extras, settings.quicksettings.get(ui_settings.CHECKPOINT_KEY))
         _wire_send_buttons(pages, pnginfo)
+        _wire_param_bindings(pages)
         _wire_checkpoint_views(demo, settings, txt2img, img2img, merger, footer)
     loadsave.dump_defaults()
     return demo
@@ -189,6 +210,35 @@ def _wire_send_buttons(pages: Pages, pnginfo) -> None:
 
         button.click(fn=send_pnginfo, inputs=[pnginfo.image, pnginfo.parameters], outputs=pages.outputs(name),
                      show_progress="hidden")
+
+
+def _as_image(value) -> Image.Image | None:
+    """An image component's value, whatever its type= (PIL, numpy, file path), as a PIL image."""
+    if value is None or isinstance(value, Image.Image):
+        return value
+    return Image.fromarray(value) if isinstance(value, np.ndarray) else ui_common.gallery_image(value)
+
+
+def _wire_param_bindings(pages: Pages) -> None:
+    """Extensions' registered paste buttons send their image and its parameters as "Send to" does."""
+    has_checkpoint = pages.checkpoint is not None
+    for binding in infotext_utils.registered_param_bindings:
+        if binding.tabname not in SEND_TARGETS:
+            log.warning("A paste button sends to tab %r, which is none of %s: not wired", binding.tabname, SEND_TARGETS)
+            continue
+        sources = [c for c in (binding.source_image_component, binding.source_text_component) if c is not None]
+
+        def send(*values, binding=binding):
+            values = list(values)
+            image = _as_image(values.pop(0)) if binding.source_image_component is not None else None
+            text = values.pop(0) if binding.source_text_component is not None else None
+            if text is None and image is not None:
+                text = images.read_info_from_image(image)[0]
+            params = infotext_utils.parse_generation_parameters(text) if text else {}
+            return send_values(pages, binding.tabname, image, params, has_checkpoint)
+
+        binding.paste_button.click(fn=call_queue.wrap_gradio_call(send), inputs=sources,
+                                   outputs=pages.outputs(binding.tabname), show_progress="hidden")
 
 
 def _wire_checkpoint_views(demo, settings, txt2img, img2img, merger, footer) -> None:

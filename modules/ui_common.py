@@ -28,6 +28,7 @@ from modules.ui_components import ToolButton
 
 folder_symbol = "\U0001f4c2"  # 📂
 save_symbol = "\U0001f4be"  # 💾
+refresh_symbol = "\U0001f504"  # 🔄
 send_symbols = {"img2img": "\U0001f5bc\ufe0f", "inpaint": "\U0001f3a8\ufe0f", "extras": "\U0001f4d0"}  # 🖼️ 🎨️ 📐
 LOG_CSV_FIELDS = ["prompt", "seed", "width", "height", "sampler", "cfgs", "steps", "filename", "negative_prompt",
                   "sd_model_name", "sd_model_hash"]
@@ -50,6 +51,22 @@ class OutputPanel:
     button_save: ToolButton
     download_files: gr.File
     send_buttons: dict  # "img2img", "inpaint", "extras" -> ToolButton; the page wires them
+
+
+def create_refresh_button(refresh_component, refresh_method, refreshed_args, elem_id: str) -> ToolButton:
+    """A1111's 🔄 button: calls refresh_method(), then sets the component(s) to refreshed_args (a dict of component
+    properties such as {"choices": [...]}, or a function returning one)."""
+    components = refresh_component if isinstance(refresh_component, list) else [refresh_component]
+
+    def refresh():
+        refresh_method()
+        args = (refreshed_args() if callable(refreshed_args) else refreshed_args) or {}
+        updates = [gr.update(**args) for _ in components]
+        return updates if len(updates) > 1 else updates[0]
+
+    button = ToolButton(refresh_symbol, elem_id=elem_id)
+    button.click(fn=refresh, inputs=[], outputs=components, show_progress="hidden")
+    return button
 
 
 def resolve_path(path: str) -> str:

@@ -95,3 +95,14 @@ class InputAccordion(_RenderedAsStock, gr.Checkbox):
 
     def __exit__(self, exc_type, exc_value, traceback):
         self.accordion.__exit__(exc_type, exc_value, traceback)
+
+
+class FormHTML(_RenderedAsStock, FormComponent, gr.HTML):
+    pass
+
+
+class DropdownMulti(_RenderedAsStock, FormComponent, gr.Dropdown):
+    """A dropdown of several choices (A1111's)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**{**kwargs, "multiselect": True})

@@ -1,21 +1,18 @@
 """The prompt row of txt2img and img2img (A1111's ids): prompts, token counters, Generate/Interrupt/Skip and styles."""
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
-from pathlib import Path
 
 import gradio as gr
 
 from modules import (
-    clip_tokenizer,
     extra_networks,
-    initialize,
     prompt_parser,
     script_callbacks,
+    sd_hijack_clip,
     styles,
 )
-from modules.prompt_encoding import CHUNK, tokenize_weighted
+from modules.prompt_encoding import CHUNK
 from modules.shared_options import opts
 from modules.ui_components import ToolButton
 
@@ -38,19 +35,6 @@ class Toprow:
     style_create: ToolButton
 
 
-@functools.lru_cache(maxsize=1)
-def counting_tokenizer():
-    """CLIP-L's tokenizer (A1111 counts with the first text encoder's); built offline once, no model needed."""
-    return clip_tokenizer.load_tokenizer(Path(initialize.cache_dir()), clip_tokenizer.PAD_CLIP_L)
-
-
-def _count(text: str) -> tuple[int, int]:
-    tokenizer = counting_tokenizer()
-    chunks = tokenize_weighted(tokenizer, text)
-    count = sum(1 for chunk in chunks for token in chunk.ids if token != tokenizer.pad_token_id)
-    return count, max(len(chunks), 1) * CHUNK
-
-
 def token_count(text: str, steps: int = 20) -> tuple[int, int]:
     """(tokens, tokens its 75-token chunks hold), as A1111's counter shows them (`3/75`): without comments and
     extra-network tags, for the longest prompt that prompt editing makes over `steps` steps."""
@@ -59,7 +43,7 @@ def token_count(text: str, steps: int = 20) -> tuple[int, int]:
         text = prompt_parser.strip_comments(text)
     text, _ = extra_networks.parse_prompt(text)
     schedule = prompt_parser.get_learned_conditioning_prompt_schedules([text], max(int(steps or 1), 1))[0]
-    return max((_count(prompt) for _, prompt in schedule), key=lambda counted: counted[0])
+    return max((sd_hijack_clip.prompt_lengths(prompt) for _, prompt in schedule), key=lambda counted: counted[0])
 
 
 def token_counter_html(text: str, steps: int = 20, chosen_styles: list[str] | None = None, *, is_positive: bool = True) -> str:

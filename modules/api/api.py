@@ -51,6 +51,14 @@ def encode_pil_to_base64(image: Image.Image) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def validate_sampler_name(name: str) -> str:
+    """A1111's: the name when it names a sampler (or alias), else a 400 naming the valid choices."""
+    if sd_samplers.find_sampler(name) is None:
+        choices = ", ".join(s.name for s in sd_samplers.all_samplers)
+        raise HTTPException(status_code=400, detail=f"Sampler not found: {name}; valid choices: {choices}")
+    return name
+
+
 def api_middleware(app: FastAPI) -> None:
     @app.middleware("http")
     async def process_time(request: Request, call_next):

@@ -309,7 +309,7 @@ def test_samplers_k_diffusion_is_the_table_the_sampler_list_is_built_from():
         assert data.ancestral == options.get("uses_ensd", False)
         assert data.brownian == options.get("brownian_noise", False)
         assert data.second_order == options.get("second_order", False)
-    heun = sd_samplers._functions["DPM++ 2M SDE Heun"]
+    heun = sd_samplers.create_sampler("DPM++ 2M SDE Heun", None).func
     assert heun.func is sd_samplers_kdiffusion.sample_dpmpp_2m_sde and heun.keywords == {"solver_type": "heun"}
 
 

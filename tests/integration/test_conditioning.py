@@ -139,7 +139,7 @@ def test_and_composes_weighted_sub_prompts(engine):
         stage = processing.make_stage(model, p, [prompt], [""], 64, 64)
         x = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
         with torch.inference_mode():
-            return CFGDenoiser(stage, cfg, state)(x, torch.tensor([3.0]))
+            return CFGDenoiser().prepare(stage, cfg, state)(x, torch.tensor([3.0]))
 
     cat, dog, empty = denoised("cat", 1.0), denoised("dog", 1.0), denoised("", 1.0)
     seen = unet_contexts(model, lambda: denoised("cat :1.5 AND dog :0.5", 7.0))
