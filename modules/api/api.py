@@ -12,7 +12,6 @@ import time
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from pydantic import BaseModel, Field
 from PIL import Image, UnidentifiedImageError
@@ -20,7 +19,7 @@ from PIL import Image, UnidentifiedImageError
 from modules import face_restoration, hypernetworks, images, infotext_utils, paths_internal, postprocessing, processing
 from modules import scripts, sd_models, sd_samplers, sd_schedulers, sd_vae, styles, textual_inversion, upscaler
 from modules import extensions
-from modules.api import models
+from modules.api import errors, models
 from modules.api import train as train_api
 from modules.networks import networks
 from modules.shared_cmd_options import cmd_opts
@@ -61,10 +60,7 @@ def api_middleware(app: FastAPI) -> None:
             log.info("API %s %s %s", request.method, request.url.path, response.status_code)
         return response
 
-    @app.exception_handler(Exception)
-    async def unexpected_error(request: Request, e: Exception):
-        log.exception("API error: %s %s", request.method, request.url.path)
-        return JSONResponse(status_code=500, content={"error": type(e).__name__, "detail": str(e), "body": "", "errors": str(e)})
+    errors.install(app)
 
 
 def credentials_checker(logins: str | None):
