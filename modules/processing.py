@@ -268,6 +268,9 @@ def overridden_settings(p: StableDiffusionProcessing):
     for key, value in (p.override_settings or {}).items():
         if key not in opts.data_labels:
             raise ValueError(f"Unknown setting in override_settings: {key}")
+        if value != getattr(opts, key):
+            opts.check_value(key, value)  # all checked before any is applied
+    for key, value in (p.override_settings or {}).items():
         saved[key] = getattr(opts, key)
         setattr(opts, key, value)
     try:

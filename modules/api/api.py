@@ -16,14 +16,14 @@ from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from pydantic import BaseModel, Field
 from PIL import Image, UnidentifiedImageError
 
-from modules import face_restoration, hypernetworks, images, infotext_utils, paths_internal, postprocessing, processing
+from modules import face_restoration, hypernetworks, images, infotext_utils, postprocessing, processing
 from modules import scripts, sd_models, sd_samplers, sd_schedulers, sd_vae, styles, textual_inversion, upscaler
 from modules import extensions
 from modules.api import errors, models
 from modules.api import train as train_api
 from modules.networks import networks
 from modules.shared_cmd_options import cmd_opts
-from modules.shared_options import opts, restricted_opts
+from modules.shared_options import opts
 from modules.shared_state import state
 
 log = logging.getLogger(__name__)
@@ -156,9 +156,10 @@ class Api:
         """Names checked before the job waits in the queue, so a mistake is reported at once with the valid choices."""
         try:
             sd_samplers.resolve_sampler_scheduler(req.sampler_name or req.sampler_index, req.scheduler)
-            for key in (req.override_settings or {}):
+            for key, value in (req.override_settings or {}).items():
                 if key not in opts.data_labels:
                     raise ValueError(f"Unknown setting in override_settings: {key}")
+                opts.check_value(key, value)
             wanted = (req.override_settings or {}).get("sd_model_checkpoint")
             for name in (wanted, req.refiner_checkpoint, getattr(req, "hr_checkpoint_name", None)):
                 if name and name not in ("None", "Use same checkpoint"):
@@ -303,8 +304,11 @@ class Api:
                 raise HTTPException(status_code=422, detail=f"Unknown setting: {key}")
             if opts.data_labels[key].restrict_api:
                 raise HTTPException(status_code=403, detail=f"Setting {key} cannot be changed through the API")
-            if key in restricted_opts and isinstance(value, str) and not self.inside_data_dir(value):
-                raise HTTPException(status_code=422, detail=f"Setting {key} must name a folder inside the data directory")
+            if key != "sd_model_checkpoint":
+                try:
+                    opts.check_value(key, value)
+                except ValueError as e:
+                    raise unprocessable(e) from e
         for key, value in req.items():
             if key == "sd_model_checkpoint":
                 self.switch_checkpoint(str(value))
@@ -312,11 +316,6 @@ class Api:
                 raise HTTPException(status_code=422, detail=f"Setting {key} was not changed: refused value {value!r}")
         opts.save(cmd_opts.ui_settings_file)
         return {}
-
-    @staticmethod
-    def inside_data_dir(path: str) -> bool:
-        root = os.path.realpath(paths_internal.data_path)
-        return os.path.commonpath([root, os.path.realpath(os.path.join(root, path))]) == root
 
     def switch_checkpoint(self, wanted: str) -> None:
         info = sd_models.get_closet_checkpoint_match(wanted)
