@@ -263,7 +263,8 @@ class Processed:
 
 @contextmanager
 def overridden_settings(p: StableDiffusionProcessing):
-    """Apply override_settings for this job and put the old values back afterwards (unless asked not to)."""
+    """Apply override_settings for this job and put the old values back afterwards (unless asked not to and the job
+    completed)."""
     saved = {}
     for key, value in (p.override_settings or {}).items():
         if key not in opts.data_labels:
@@ -273,10 +274,12 @@ def overridden_settings(p: StableDiffusionProcessing):
     for key, value in (p.override_settings or {}).items():
         saved[key] = getattr(opts, key)
         setattr(opts, key, value)
+    completed = False
     try:
         yield
+        completed = True
     finally:
-        if p.override_settings_restore_afterwards:
+        if p.override_settings_restore_afterwards or not completed:  # a failed job leaves the settings as they were
             for key, value in saved.items():
                 setattr(opts, key, value)
 

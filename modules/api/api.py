@@ -37,10 +37,18 @@ def decode_base64_to_image(encoding: str) -> Image.Image:
         encoding = encoding.split(";", 1)[1].split(",", 1)[1] if ";" in encoding and "," in encoding else ""
     try:
         image = Image.open(io.BytesIO(base64.b64decode(encoding, validate=True)))
-        image.load()
-        return image
+    except Image.DecompressionBombError as e:
+        raise HTTPException(status_code=422, detail=f"Image too large: {e}") from e
     except (binascii.Error, ValueError, UnidentifiedImageError, OSError) as e:
         raise HTTPException(status_code=422, detail=f"Invalid encoded image: {e}") from e
+    if Image.MAX_IMAGE_PIXELS and image.width * image.height > Image.MAX_IMAGE_PIXELS:  # Pillow only warns up to twice its limit
+        raise HTTPException(status_code=422, detail=f"Image too large: {image.width}x{image.height} pixels is more than "
+                                                    f"the {Image.MAX_IMAGE_PIXELS} allowed")
+    try:
+        image.load()
+    except (ValueError, OSError) as e:
+        raise HTTPException(status_code=422, detail=f"Invalid encoded image: {e}") from e
+    return image
 
 
 def encode_pil_to_base64(image: Image.Image) -> str:
@@ -145,7 +153,7 @@ class Api:
             log.info("API job %d begins: %s", number, name)
             try:
                 return func(*args)
-            except (ValueError, KeyError) as e:
+            except (ValueError, KeyError, sd_models.CheckpointLoadError) as e:  # the old model stays loaded
                 raise unprocessable(e) from e
             finally:
                 log.info("API job %d ends: %s", number, name)
