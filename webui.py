@@ -42,6 +42,9 @@ def create_app(with_ui: bool):
         app = gr.mount_gradio_app(app, blocks, path=cmd_opts.subpath or "/", auth=ui.gradio_auth(), ssr_mode=False,
                                   footer_links=[], **ui.page_assets())
     script_callbacks.app_started_callback(blocks, app)  # extensions add their routes here
+    from modules.api.api import setup_cors
+
+    setup_cors(app)
     return app
 
 

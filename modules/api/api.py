@@ -11,7 +11,9 @@ import secrets
 import time
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import Response
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from pydantic import BaseModel, Field
 from PIL import Image, UnidentifiedImageError
@@ -27,6 +29,9 @@ from modules.shared_options import opts
 from modules.shared_state import state
 
 log = logging.getLogger(__name__)
+
+SECRET_FLAGS = {"api_auth", "gradio_auth"}
+SECRET_MASK = "********"
 
 
 def decode_base64_to_image(encoding: str) -> Image.Image:
@@ -69,6 +74,15 @@ def api_middleware(app: FastAPI) -> None:
         return response
 
     errors.install(app)
+
+
+def setup_cors(app: FastAPI) -> None:
+    """--cors-allow-origins / --cors-allow-origins-regex as in A1111: those origins may call every route from a page,
+    preflight requests included. Added last, so that it wraps every other middleware's answers too."""
+    origins = [o.strip() for o in (cmd_opts.cors_allow_origins or "").split(",") if o.strip()]
+    if origins or cmd_opts.cors_allow_origins_regex:
+        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_origin_regex=cmd_opts.cors_allow_origins_regex,
+                           allow_methods=["*"], allow_credentials=True, allow_headers=["*"])
 
 
 def credentials_checker(logins: str | None):
@@ -136,7 +150,12 @@ class Api:
             ("extensions/install", self.install_extension, post, dict),
             ("extensions/update", self.update_extension, post, dict),
             ("extensions/delete", self.delete_extension, post, dict),
+            ("realesrgan-models", self.get_realesrgan_models, get, list[models.RealesrganItem]),
+            ("sd-modules", self.get_sd_modules, get, list[models.SDModuleItem]),
         ]
+        if cmd_opts.api_server_stop:
+            routes += [("server-kill", self.kill_webui, post, None), ("server-restart", self.restart_webui, post, None),
+                       ("server-stop", self.stop_webui, post, None)]
         routes += train_api.routes(self)
         for path, endpoint, method, response_model in routes:
             router.add_api_route(f"/sdapi/v1/{path}", endpoint, methods=[method], response_model=response_model)
@@ -334,7 +353,22 @@ class Api:
         opts.set("sd_model_checkpoint", info.title, is_api=True)
 
     def get_cmd_flags(self):
-        return vars(cmd_opts)
+        """The command line as A1111 shows it, but with the passwords of --api-auth and --gradio-auth masked."""
+        return {key: SECRET_MASK if key in SECRET_FLAGS and value else value for key, value in vars(cmd_opts).items()}
+
+    # server commands (--api-server-stop), as A1111
+
+    def kill_webui(self):
+        log.info("Stopping the server at once (/sdapi/v1/server-kill)")
+        os._exit(0)
+
+    def restart_webui(self):
+        state.server_command = "restart"  # the serving loop reloads the scripts and builds the app again
+        return Response("Restarting.")
+
+    def stop_webui(self):
+        state.server_command = "stop"
+        return Response("Stopping.")
 
     # lists
 
@@ -345,14 +379,28 @@ class Api:
                 for s in sd_samplers.all_samplers]
 
     def get_schedulers(self):
-        return [{"name": s.name, "label": s.label, "aliases": list(s.aliases) or None, "default_rho": s.default_rho,
-                 "need_inner_model": s.need_inner_model} for s in sd_schedulers.schedulers]
+        """A1111's list: "automatic" (each sampler's own default) first, then the schedule types."""
+        automatic = {"name": "automatic", "label": sd_samplers.AUTOMATIC, "aliases": None, "default_rho": -1,
+                     "need_inner_model": False}
+        return [automatic] + [{"name": s.name, "label": s.label, "aliases": list(s.aliases) or None,
+                               "default_rho": s.default_rho, "need_inner_model": s.need_inner_model}
+                              for s in sd_schedulers.schedulers]
 
     def get_upscalers(self):
         if not upscaler.sd_upscalers:
             upscaler.refresh_upscalers(cmd_opts)
         return [{"name": u.name, "model_name": getattr(u.scaler, "model_name", None), "model_path": u.data_path,
                  "model_url": None, "scale": u.scale} for u in upscaler.sd_upscalers]
+
+    def get_realesrgan_models(self):
+        if not upscaler.sd_upscalers:
+            upscaler.refresh_upscalers(cmd_opts)
+        return [{"name": u.name, "path": u.data_path, "scale": u.scale} for u in upscaler.sd_upscalers
+                if type(u.scaler).__name__ == "UpscalerRealESRGAN"]
+
+    def get_sd_modules(self):
+        """Forge's list of the separate model parts one can add to a checkpoint: here, the VAE files."""
+        return [{"model_name": name, "filename": path} for name, path in sd_vae.vae_dict.items()]
 
     def get_latent_upscale_modes(self):
         return [{"name": name} for name in processing.LATENT_UPSCALE_MODES]

@@ -176,6 +176,17 @@ class UpscalerItem(BaseModel):
     scale: float | None
 
 
+class RealesrganItem(BaseModel):
+    name: str
+    path: str | None
+    scale: float | None
+
+
+class SDModuleItem(BaseModel):
+    model_name: str
+    filename: str
+
+
 class LatentUpscalerModeItem(BaseModel):
     name: str
 

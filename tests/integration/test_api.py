@@ -243,6 +243,11 @@ def test_lists(server):
     schedulers = server.ok("GET", "/sdapi/v1/schedulers")
     assert any(s["name"] == "karras" and s["label"] == "Karras" and s["default_rho"] == 7.0 for s in schedulers)
     assert all(set(s) == {"name", "label", "aliases", "default_rho", "need_inner_model"} for s in schedulers)
+    assert schedulers[0] == {"name": "automatic", "label": "Automatic", "aliases": None, "default_rho": -1,
+                             "need_inner_model": False}  # A1111's entry; webuiapi sends scheduler "automatic"
+    assert server.ok("GET", "/sdapi/v1/sd-modules") == [{"model_name": "tiny_vae.safetensors",
+                                                         "filename": str(server.models_dir / "VAE" / "tiny_vae.safetensors")}]
+    assert server.ok("GET", "/sdapi/v1/realesrgan-models") == []
     upscalers = [u["name"] for u in server.ok("GET", "/sdapi/v1/upscalers")]
     assert upscalers[:3] == ["None", "Lanczos", "Nearest"]
     modes = server.ok("GET", "/sdapi/v1/latent-upscale-modes")
@@ -329,6 +334,7 @@ API_ROUTES = [("GET", "/sdapi/v1/progress"), ("POST", "/sdapi/v1/txt2img"), ("PO
               ("GET", "/sdapi/v1/options"), ("POST", "/sdapi/v1/options"), ("GET", "/sdapi/v1/cmd-flags"),
               ("GET", "/sdapi/v1/samplers"), ("GET", "/sdapi/v1/schedulers"), ("GET", "/sdapi/v1/upscalers"),
               ("GET", "/sdapi/v1/latent-upscale-modes"), ("GET", "/sdapi/v1/sd-models"), ("GET", "/sdapi/v1/sd-vae"),
+              ("GET", "/sdapi/v1/realesrgan-models"), ("GET", "/sdapi/v1/sd-modules"),
               ("GET", "/sdapi/v1/hypernetworks"), ("GET", "/sdapi/v1/face-restorers"), ("GET", "/sdapi/v1/prompt-styles"),
               ("GET", "/sdapi/v1/embeddings"), ("GET", "/sdapi/v1/loras"), ("POST", "/sdapi/v1/refresh-embeddings"),
               ("POST", "/sdapi/v1/refresh-checkpoints"), ("POST", "/sdapi/v1/refresh-vae"),
