@@ -179,6 +179,25 @@ class Api:
 
     # generation
 
+    @staticmethod
+    def apply_infotext(req, tab: str) -> None:
+        """A1111 1.8+: `infotext` fills every field the request leaves unset and adds its settings to
+        override_settings; what the request gives explicitly wins."""
+        if not req.infotext:
+            return
+
+        def find_checkpoint(name):
+            info = sd_models.get_closet_checkpoint_match(name)
+            return info.title if info is not None else None
+
+        params = infotext_utils.parse_generation_parameters(req.infotext)
+        pasted = infotext_utils.infotext_to_fields(params, tab, find_checkpoint=find_checkpoint, find_refiner=find_checkpoint)
+        given = set(req.model_fields_set) | ({"sampler_name"} if "sampler_index" in req.model_fields_set else set())
+        for name, value in pasted.fields.items():
+            if name in type(req).model_fields and name not in given:
+                setattr(req, name, value)
+        req.override_settings = {**pasted.override_settings, **(req.override_settings or {})}
+
     def validate_generation(self, req) -> None:
         """Names checked before the job waits in the queue, so a mistake is reported at once with the valid choices."""
         try:
@@ -250,11 +269,13 @@ class Api:
         return {"images": encoded, "parameters": echo, "info": processed.js()}
 
     def text2imgapi(self, txt2imgreq: models.StableDiffusionTxt2ImgProcessingAPI):
+        self.apply_infotext(txt2imgreq, "txt2img")
         self.validate_generation(txt2imgreq)
         p = processing.StableDiffusionProcessingTxt2Img(**self.processing_args(txt2imgreq, processing.StableDiffusionProcessingTxt2Img))
         return self.generate(txt2imgreq, p, "txt2img", txt2imgreq.model_dump())
 
     def img2imgapi(self, img2imgreq: models.StableDiffusionImg2ImgProcessingAPI):
+        self.apply_infotext(img2imgreq, "img2img")
         self.validate_generation(img2imgreq)
         init_images = [decode_base64_to_image(x) for x in img2imgreq.init_images]
         mask = decode_base64_to_image(img2imgreq.mask) if img2imgreq.mask else None

@@ -37,6 +37,7 @@ API_FIELDS: dict[str, tuple[Any, Any]] = {
     "save_images": (bool, False),
     "alwayson_scripts": (dict, {}),
     "force_task_id": (str | None, None),
+    "infotext": (str | None, None),  # A1111 1.8+: a pasted infotext fills the fields the request does not give
 }
 
 API_TYPES = {"prompt": str, "negative_prompt": str, "styles": list[str] | None,

@@ -174,6 +174,19 @@ def test_override_settings_apply_to_one_job_then_restore(server):
     server.ok("POST", "/sdapi/v1/options", {"CLIP_stop_at_last_layers": 1})
 
 
+def test_infotext_fills_what_the_request_leaves_unset(server):
+    """A1111 1.8+: the pasted infotext gives prompt, sampler, seed, size and its settings; explicit fields win."""
+    infotext = ("a blue ball\nNegative prompt: ugly\nSteps: 9, Sampler: DDIM, CFG scale: 5, Seed: 77, Size: 64x64, "
+                "Clip skip: 2")
+    result = server.ok("POST", "/sdapi/v1/txt2img", {"infotext": infotext, "steps": 3, "cfg_scale": 6.5})
+    info = json.loads(result["info"])
+    assert (info["prompt"], info["negative_prompt"], info["seed"], info["sampler_name"]) == ("a blue ball", "ugly", 77, "DDIM")
+    assert (info["steps"], info["cfg_scale"], info["width"], info["height"], info["clip_skip"]) == (3, 6.5, 64, 64, 2)
+    assert server.ok("GET", "/sdapi/v1/options")["CLIP_stop_at_last_layers"] == 1  # an override: restored afterwards
+    named = server.ok("POST", "/sdapi/v1/txt2img", {"infotext": infotext, "steps": 3, "sampler_index": "Euler"})
+    assert json.loads(named["info"])["sampler_name"] == "Euler"
+
+
 def test_img2img_with_mask_data_uri_and_echo(server):
     init = "data:image/png;base64," + encode(gradient())
     mask = Image.new("L", (64, 64), 0)
