@@ -20,6 +20,7 @@ def create_app(with_ui: bool):
     from fastapi import FastAPI
 
     from modules import extension_routes, scripts
+    from modules.api.api import setup_cors
 
     with_api = cmd_opts.api or not with_ui
     # the API serves /docs and /openapi.json itself, behind --api-auth like every API route
@@ -54,6 +55,7 @@ def create_app(with_ui: bool):
                                   footer_links=[], **ui.page_assets())
         page = extension_routes.gradio_app_of(app)
     extension_routes.guard(added, extension_routes.Doors(page, page_logins, cmd_opts.api_auth))
+    setup_cors(app)  # outermost: every answer, errors included, carries the CORS headers
     return app
 
 

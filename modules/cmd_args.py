@@ -52,6 +52,7 @@ group.add_argument("--api", action="store_true", help="serve the REST API (/sdap
 group.add_argument("--nowebui", action="store_true", help="serve only the REST API, without the UI (default port 7861)")
 group.add_argument("--api-auth", type=str, default=None, help='HTTP Basic auth for the API as "username:password", several separated by commas')
 group.add_argument("--api-log", action="store_true", help="log every API request")
+group.add_argument("--api-server-stop", action="store_true", help="enable /sdapi/v1/server-kill, server-restart and server-stop")
 group.add_argument("--cors-allow-origins", type=str, default=None, help="comma-separated origins allowed by CORS, e.g. http://localhost:3000")
 group.add_argument("--cors-allow-origins-regex", type=str, default=None, help="regular expression of origins allowed by CORS")
 group.add_argument("--skip-load-model-at-start", action="store_true", help="do not load a checkpoint at start; load it with the first generation")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import configparser
 import functools
 import importlib.util
-import ipaddress
 import json
 import logging
 import os
@@ -365,16 +364,12 @@ def preload_extensions(parser, active_extensions: list[Extension]) -> None:
 
 
 def is_local_only() -> bool:
-    """Whether the server listens only on this machine (no --listen, no --share, --server-name a loopback name)."""
+    """Whether the server listens only on this machine: no --listen, no --share, and --server-name, if given, the
+    loopback host itself (127.0.0.1, ::1, localhost); any other name counts as listening beyond it."""
     if cmd_opts.listen or cmd_opts.share:
         return False
-    name = cmd_opts.server_name
-    if not name or name.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name.strip("[]")).is_loopback
-    except ValueError:
-        return False
+    name = (cmd_opts.server_name or "").strip().strip("[]").lower()
+    return name in ("", "localhost", "127.0.0.1", "::1")
 
 
 def check_access() -> None:

@@ -36,6 +36,26 @@ class OptionInfo:
         """The infotext key this option is written under and read back from, if any."""
         self.restrict_api = restrict_api
         """True: the API may not change this option (it would let a remote client do something unsafe)."""
+        self.stays_in_data_dir = False
+        """True: a path the server writes under; it must stay inside the data folder (see `inside_data_dir`)."""
+
+    def choices(self) -> list | None:
+        """The values a Radio, Dropdown or CheckboxGroup setting offers; None when any value of its type goes."""
+        if getattr(self.component, "__name__", self.component) not in ("Radio", "Dropdown", "CheckboxGroup"):
+            return None
+        try:
+            args = self.component_args() if callable(self.component_args) else self.component_args
+        except Exception:
+            log.exception("Could not list the choices of setting %r", self.label)
+            return None
+        if not isinstance(args, dict) or args.get("allow_custom_value") or not args.get("choices"):
+            return None  # no list, or an empty one that the page fills in later: nothing to check against
+        return [c[1] if isinstance(c, (tuple, list)) and len(c) == 2 else c for c in args["choices"]]
+
+    def written_under_data_dir(self):
+        """Mark a folder or file-name pattern: values leading outside the data folder are refused."""
+        self.stays_in_data_dir = True
+        return self
 
     def link(self, label, url):
         self.comment_before += f"[<a href='{url}' target='_blank'>{label}</a>]"
@@ -109,6 +129,20 @@ def same_type(x, y) -> bool:
     return typemap.get(type(x), type(x)) == typemap.get(type(y), type(y))
 
 
+def inside_data_dir(path: str) -> bool:
+    """Whether `path` (a relative one taken from the data folder) stays inside the data folder. Lexical: a link that
+    the owner made inside the data folder may lead elsewhere, a value sent by a client may not."""
+    root = os.path.normpath(os.path.abspath(paths_internal.data_path))
+    try:
+        return os.path.commonpath([root, os.path.normpath(os.path.join(root, path))]) == root
+    except ValueError:  # another drive
+        return False
+
+
+# a checkpoint is found by title, file name or hash (sd_models), not by exact choice
+CHOICES_RESOLVED_ELSEWHERE = {"sd_model_checkpoint"}
+
+
 class Options:
     builtin_fields = {"data", "data_labels", "restricted_opts", "typemap"}
     typemap = typemap
@@ -123,6 +157,8 @@ class Options:
             return super().__setattr__(key, value)
         if key in self.data or key in self.data_labels:
             self._check_changeable(key)
+            if value != getattr(self, key):
+                self.check_value(key, value)
             if not self.data_labels[key].do_not_save:
                 self.data[key] = value
             return None
@@ -153,8 +189,28 @@ class Options:
         if cmd_opts.hide_ui_dir_config and key in self.restricted_opts:
             raise RuntimeError(f"not possible to set '{key}' because it is restricted (--hide-ui-dir-config)")
 
+    def check_value(self, key, value) -> None:
+        """ValueError naming the setting when it cannot take `value`: a wrong type, a choice it does not offer, a path
+        leading outside the data folder. Every change goes through here (the settings page, /options,
+        override_settings, X/Y/Z, pasted infotext, scripts' `opts.x = ...`)."""
+        info = self.data_labels[key]
+        if not same_type(info.default, value):
+            raise ValueError(f"Setting {key}: {value!r} is a {type(value).__name__}, expected a {type(info.default).__name__}")
+        if info.stays_in_data_dir and isinstance(value, str) and value and not inside_data_dir(value):
+            raise ValueError(f"Setting {key} must name a folder inside the data directory")
+        if value is None or value == info.default or key in CHOICES_RESOLVED_ELSEWHERE:
+            return
+        values = value if isinstance(value, list) else [value]
+        choices = info.choices()
+        if choices is not None and not all(v in choices for v in values) and info.refresh is not None:
+            info.refresh()  # a model file added since the list was made
+            choices = info.choices()
+        if choices is not None and not all(v in choices for v in values):
+            raise ValueError(f"Setting {key}: {value!r} is not one of its choices: {', '.join(map(str, choices))}")
+
     def set(self, key, value, is_api=False, run_callbacks=True) -> bool:
-        """Change one option; True if it changed. A refused change (frozen, restricted, wrong type) logs why and gives False."""
+        """Change one option; True if it changed. A refused change (frozen, restricted, a value `check_value` refuses)
+        logs why and gives False."""
         if key not in self.data_labels:
             raise KeyError(f"unknown setting: {key}")
         option = self.data_labels[key]
@@ -164,12 +220,9 @@ class Options:
         if is_api and option.restrict_api:
             log.warning("Setting %s cannot be changed through the API", key)
             return False
-        if not same_type(option.default, value):
-            log.warning("Refused value for setting %s: %r is a %s, expected %s", key, value, type(value).__name__, type(option.default).__name__)
-            return False
         try:
             setattr(self, key, value)
-        except RuntimeError as e:
+        except (RuntimeError, ValueError) as e:
             log.warning("%s", e)
             return False
         if run_callbacks and option.onchange is not None:

@@ -267,17 +267,23 @@ class Processed:
 
 @contextmanager
 def overridden_settings(p: StableDiffusionProcessing):
-    """Apply override_settings for this job and put the old values back afterwards (unless asked not to)."""
+    """Apply override_settings for this job and put the old values back afterwards (unless asked not to and the job
+    completed)."""
     saved = {}
     for key, value in (p.override_settings or {}).items():
         if key not in opts.data_labels:
             raise ValueError(f"Unknown setting in override_settings: {key}")
+        if value != getattr(opts, key):
+            opts.check_value(key, value)  # all checked before any is applied
+    for key, value in (p.override_settings or {}).items():
         saved[key] = getattr(opts, key)
         setattr(opts, key, value)
+    completed = False
     try:
         yield
+        completed = True
     finally:
-        if p.override_settings_restore_afterwards:
+        if p.override_settings_restore_afterwards or not completed:  # a failed job leaves the settings as they were
             for key, value in saved.items():
                 setattr(opts, key, value)
 

@@ -46,6 +46,14 @@ def refresh_checkpoints():
     sd_models.list_models(cmd_opts)
 
 
+def image_format_choices():
+    """The image file types people save generations as, those this Pillow can write."""
+    from PIL import Image
+    Image.init()
+    writable = {ext.lstrip(".") for ext, fmt in Image.registered_extensions().items() if fmt in Image.SAVE}
+    return {"choices": [ext for ext in ("png", "jpg", "jpeg", "webp", "avif", "gif", "bmp", "tif", "tiff") if ext in writable]}
+
+
 def vae_choices():
     from modules import sd_vae
     return {"choices": ["Automatic", "None", *sd_vae.vae_dict]}
@@ -79,12 +87,12 @@ options_templates: dict[str, OptionInfo] = {}
 
 options_templates.update(options_section(("saving-images", "Saving images/grids", "saving"), {
     "samples_save": OptionInfo(True, "Always save all generated images"),
-    "samples_format": OptionInfo("png", "File format for images"),
-    "samples_filename_pattern": OptionInfo("", "Images filename pattern", component_args=dir_field_args).link("wiki", "https://github.com/AUTOMATIC1111/stable-diffusion-webui/wiki/Custom-Images-Filename-Name-and-Subdirectory"),
+    "samples_format": OptionInfo("png", "File format for images", "Dropdown", image_format_choices),
+    "samples_filename_pattern": OptionInfo("", "Images filename pattern", component_args=dir_field_args).link("wiki", "https://github.com/AUTOMATIC1111/stable-diffusion-webui/wiki/Custom-Images-Filename-Name-and-Subdirectory").written_under_data_dir(),
     "save_images_add_number": OptionInfo(True, "Add number to filename when saving", component_args=dir_field_args),
     "save_images_replace_action": OptionInfo("Replace", "Saving the image to an existing file", "Radio", {"choices": ["Replace", "Add number suffix"]}),
     "grid_save": OptionInfo(True, "Always save all generated image grids"),
-    "grid_format": OptionInfo("png", "File format for grids"),
+    "grid_format": OptionInfo("png", "File format for grids", "Dropdown", image_format_choices),
     "grid_extended_filename": OptionInfo(False, "Add extended info (seed, prompt) to filename when saving grid"),
     "grid_only_if_multiple": OptionInfo(True, "Do not save grids consisting of one picture"),
     "grid_prevent_empty_spots": OptionInfo(False, "Prevent empty spots in grid (when set to autodetect)"),
@@ -116,22 +124,22 @@ options_templates.update(options_section(("saving-images", "Saving images/grids"
 }))
 
 options_templates.update(options_section(("saving-paths", "Paths for saving", "saving"), {
-    "outdir_samples": OptionInfo("", "Output directory for images; if empty, defaults to three directories below", component_args=dir_field_args),
-    "outdir_txt2img_samples": OptionInfo("outputs/txt2img-images", "Output directory for txt2img images", component_args=dir_field_args),
-    "outdir_img2img_samples": OptionInfo("outputs/img2img-images", "Output directory for img2img images", component_args=dir_field_args),
-    "outdir_extras_samples": OptionInfo("outputs/extras-images", "Output directory for images from extras tab", component_args=dir_field_args),
-    "outdir_grids": OptionInfo("", "Output directory for grids; if empty, defaults to two directories below", component_args=dir_field_args),
-    "outdir_txt2img_grids": OptionInfo("outputs/txt2img-grids", "Output directory for txt2img grids", component_args=dir_field_args),
-    "outdir_img2img_grids": OptionInfo("outputs/img2img-grids", "Output directory for img2img grids", component_args=dir_field_args),
-    "outdir_save": OptionInfo("log/images", "Directory for saving images using the Save button", component_args=dir_field_args),
-    "outdir_init_images": OptionInfo("outputs/init-images", "Directory for saving init images when using img2img", component_args=dir_field_args),
+    "outdir_samples": OptionInfo("", "Output directory for images; if empty, defaults to three directories below", component_args=dir_field_args).written_under_data_dir(),
+    "outdir_txt2img_samples": OptionInfo("outputs/txt2img-images", "Output directory for txt2img images", component_args=dir_field_args).written_under_data_dir(),
+    "outdir_img2img_samples": OptionInfo("outputs/img2img-images", "Output directory for img2img images", component_args=dir_field_args).written_under_data_dir(),
+    "outdir_extras_samples": OptionInfo("outputs/extras-images", "Output directory for images from extras tab", component_args=dir_field_args).written_under_data_dir(),
+    "outdir_grids": OptionInfo("", "Output directory for grids; if empty, defaults to two directories below", component_args=dir_field_args).written_under_data_dir(),
+    "outdir_txt2img_grids": OptionInfo("outputs/txt2img-grids", "Output directory for txt2img grids", component_args=dir_field_args).written_under_data_dir(),
+    "outdir_img2img_grids": OptionInfo("outputs/img2img-grids", "Output directory for img2img grids", component_args=dir_field_args).written_under_data_dir(),
+    "outdir_save": OptionInfo("log/images", "Directory for saving images using the Save button", component_args=dir_field_args).written_under_data_dir(),
+    "outdir_init_images": OptionInfo("outputs/init-images", "Directory for saving init images when using img2img", component_args=dir_field_args).written_under_data_dir(),
 }))
 
 options_templates.update(options_section(("saving-to-dirs", "Saving to a directory", "saving"), {
     "save_to_dirs": OptionInfo(True, "Save images to a subdirectory"),
     "grid_save_to_dirs": OptionInfo(True, "Save grids to a subdirectory"),
     "use_save_to_dirs_for_ui": OptionInfo(False, "When using \"Save\" button, save images to a subdirectory"),
-    "directories_filename_pattern": OptionInfo("[date]", "Directory name pattern", component_args=dir_field_args).link("wiki", "https://github.com/AUTOMATIC1111/stable-diffusion-webui/wiki/Custom-Images-Filename-Name-and-Subdirectory"),
+    "directories_filename_pattern": OptionInfo("[date]", "Directory name pattern", component_args=dir_field_args).link("wiki", "https://github.com/AUTOMATIC1111/stable-diffusion-webui/wiki/Custom-Images-Filename-Name-and-Subdirectory").written_under_data_dir(),
     "directories_max_prompt_words": OptionInfo(8, "Max prompt words for [prompt_words] pattern", "Slider", lambda: {"minimum": 1, "maximum": 20, "step": 1, **dir_field_args()}),
 }))
 

@@ -11,23 +11,27 @@ import secrets
 import time
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from pydantic import BaseModel, Field
 from PIL import Image, UnidentifiedImageError
 
-from modules import face_restoration, hypernetworks, images, infotext_utils, paths_internal, postprocessing, processing
+from modules import face_restoration, hypernetworks, images, infotext_utils, postprocessing, processing
 from modules import scripts, sd_models, sd_samplers, sd_schedulers, sd_vae, styles, textual_inversion, upscaler
 from modules import extensions
-from modules.api import models
+from modules.api import errors, models
 from modules.api import train as train_api
 from modules.networks import networks
 from modules.shared_cmd_options import cmd_opts
-from modules.shared_options import opts, restricted_opts
+from modules.shared_options import opts
 from modules.shared_state import state
 
 log = logging.getLogger(__name__)
+
+SECRET_FLAGS = {"api_auth", "gradio_auth"}
+SECRET_MASK = "********"
 
 
 def decode_base64_to_image(encoding: str) -> Image.Image:
@@ -38,10 +42,18 @@ def decode_base64_to_image(encoding: str) -> Image.Image:
         encoding = encoding.split(";", 1)[1].split(",", 1)[1] if ";" in encoding and "," in encoding else ""
     try:
         image = Image.open(io.BytesIO(base64.b64decode(encoding, validate=True)))
-        image.load()
-        return image
+    except Image.DecompressionBombError as e:
+        raise HTTPException(status_code=422, detail=f"Image too large: {e}") from e
     except (binascii.Error, ValueError, UnidentifiedImageError, OSError) as e:
         raise HTTPException(status_code=422, detail=f"Invalid encoded image: {e}") from e
+    if Image.MAX_IMAGE_PIXELS and image.width * image.height > Image.MAX_IMAGE_PIXELS:  # Pillow only warns up to twice its limit
+        raise HTTPException(status_code=422, detail=f"Image too large: {image.width}x{image.height} pixels is more than "
+                                                    f"the {Image.MAX_IMAGE_PIXELS} allowed")
+    try:
+        image.load()
+    except (ValueError, OSError) as e:
+        raise HTTPException(status_code=422, detail=f"Invalid encoded image: {e}") from e
+    return image
 
 
 def encode_pil_to_base64(image: Image.Image) -> str:
@@ -69,10 +81,16 @@ def api_middleware(app: FastAPI) -> None:
             log.info("API %s %s %s", request.method, request.url.path, response.status_code)
         return response
 
-    @app.exception_handler(Exception)
-    async def unexpected_error(request: Request, e: Exception):
-        log.exception("API error: %s %s", request.method, request.url.path)
-        return JSONResponse(status_code=500, content={"error": type(e).__name__, "detail": str(e), "body": "", "errors": str(e)})
+    errors.install(app)
+
+
+def setup_cors(app: FastAPI) -> None:
+    """--cors-allow-origins / --cors-allow-origins-regex as in A1111: those origins may call every route from a page,
+    preflight requests included. Added last, so that it wraps every other middleware's answers too."""
+    origins = [o.strip() for o in (cmd_opts.cors_allow_origins or "").split(",") if o.strip()]
+    if origins or cmd_opts.cors_allow_origins_regex:
+        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_origin_regex=cmd_opts.cors_allow_origins_regex,
+                           allow_methods=["*"], allow_credentials=True, allow_headers=["*"])
 
 
 def credentials_checker(logins: str | None):
@@ -140,7 +158,12 @@ class Api:
             ("extensions/install", self.install_extension, post, dict),
             ("extensions/update", self.update_extension, post, dict),
             ("extensions/delete", self.delete_extension, post, dict),
+            ("realesrgan-models", self.get_realesrgan_models, get, list[models.RealesrganItem]),
+            ("sd-modules", self.get_sd_modules, get, list[models.SDModuleItem]),
         ]
+        if cmd_opts.api_server_stop:
+            routes += [("server-kill", self.kill_webui, post, None), ("server-restart", self.restart_webui, post, None),
+                       ("server-stop", self.stop_webui, post, None)]
         routes += train_api.routes(self)
         for path, endpoint, method, response_model in routes:
             router.add_api_route(f"/sdapi/v1/{path}", endpoint, methods=[method], response_model=response_model)
@@ -157,20 +180,40 @@ class Api:
             log.info("API job %d begins: %s", number, name)
             try:
                 return func(*args)
-            except (ValueError, KeyError) as e:
+            except (ValueError, KeyError, sd_models.CheckpointLoadError) as e:  # the old model stays loaded
                 raise unprocessable(e) from e
             finally:
                 log.info("API job %d ends: %s", number, name)
 
     # generation
 
+    @staticmethod
+    def apply_infotext(req, tab: str) -> None:
+        """A1111 1.8+: `infotext` fills every field the request leaves unset and adds its settings to
+        override_settings; what the request gives explicitly wins."""
+        if not req.infotext:
+            return
+
+        def find_checkpoint(name):
+            info = sd_models.get_closet_checkpoint_match(name)
+            return info.title if info is not None else None
+
+        params = infotext_utils.parse_generation_parameters(req.infotext)
+        pasted = infotext_utils.infotext_to_fields(params, tab, find_checkpoint=find_checkpoint, find_refiner=find_checkpoint)
+        given = set(req.model_fields_set) | ({"sampler_name"} if "sampler_index" in req.model_fields_set else set())
+        for name, value in pasted.fields.items():
+            if name in type(req).model_fields and name not in given:
+                setattr(req, name, value)
+        req.override_settings = {**pasted.override_settings, **(req.override_settings or {})}
+
     def validate_generation(self, req) -> None:
         """Names checked before the job waits in the queue, so a mistake is reported at once with the valid choices."""
         try:
             sd_samplers.resolve_sampler_scheduler(req.sampler_name or req.sampler_index, req.scheduler)
-            for key in (req.override_settings or {}):
+            for key, value in (req.override_settings or {}).items():
                 if key not in opts.data_labels:
                     raise ValueError(f"Unknown setting in override_settings: {key}")
+                opts.check_value(key, value)
             wanted = (req.override_settings or {}).get("sd_model_checkpoint")
             for name in (wanted, req.refiner_checkpoint, getattr(req, "hr_checkpoint_name", None)):
                 if name and name not in ("None", "Use same checkpoint"):
@@ -234,11 +277,13 @@ class Api:
         return {"images": encoded, "parameters": echo, "info": processed.js()}
 
     def text2imgapi(self, txt2imgreq: models.StableDiffusionTxt2ImgProcessingAPI):
+        self.apply_infotext(txt2imgreq, "txt2img")
         self.validate_generation(txt2imgreq)
         p = processing.StableDiffusionProcessingTxt2Img(**self.processing_args(txt2imgreq, processing.StableDiffusionProcessingTxt2Img))
         return self.generate(txt2imgreq, p, "txt2img", txt2imgreq.model_dump())
 
     def img2imgapi(self, img2imgreq: models.StableDiffusionImg2ImgProcessingAPI):
+        self.apply_infotext(img2imgreq, "img2img")
         self.validate_generation(img2imgreq)
         init_images = [decode_base64_to_image(x) for x in img2imgreq.init_images]
         mask = decode_base64_to_image(img2imgreq.mask) if img2imgreq.mask else None
@@ -315,8 +360,11 @@ class Api:
                 raise HTTPException(status_code=422, detail=f"Unknown setting: {key}")
             if opts.data_labels[key].restrict_api:
                 raise HTTPException(status_code=403, detail=f"Setting {key} cannot be changed through the API")
-            if key in restricted_opts and isinstance(value, str) and not self.inside_data_dir(value):
-                raise HTTPException(status_code=422, detail=f"Setting {key} must name a folder inside the data directory")
+            if key != "sd_model_checkpoint":
+                try:
+                    opts.check_value(key, value)
+                except ValueError as e:
+                    raise unprocessable(e) from e
         for key, value in req.items():
             if key == "sd_model_checkpoint":
                 self.switch_checkpoint(str(value))
@@ -324,11 +372,6 @@ class Api:
                 raise HTTPException(status_code=422, detail=f"Setting {key} was not changed: refused value {value!r}")
         opts.save(cmd_opts.ui_settings_file)
         return {}
-
-    @staticmethod
-    def inside_data_dir(path: str) -> bool:
-        root = os.path.realpath(paths_internal.data_path)
-        return os.path.commonpath([root, os.path.realpath(os.path.join(root, path))]) == root
 
     def switch_checkpoint(self, wanted: str) -> None:
         info = sd_models.get_closet_checkpoint_match(wanted)
@@ -339,7 +382,22 @@ class Api:
         opts.set("sd_model_checkpoint", info.title, is_api=True)
 
     def get_cmd_flags(self):
-        return vars(cmd_opts)
+        """The command line as A1111 shows it, but with the passwords of --api-auth and --gradio-auth masked."""
+        return {key: SECRET_MASK if key in SECRET_FLAGS and value else value for key, value in vars(cmd_opts).items()}
+
+    # server commands (--api-server-stop), as A1111
+
+    def kill_webui(self):
+        log.info("Stopping the server at once (/sdapi/v1/server-kill)")
+        os._exit(0)
+
+    def restart_webui(self):
+        state.server_command = "restart"  # the serving loop reloads the scripts and builds the app again
+        return Response("Restarting.")
+
+    def stop_webui(self):
+        state.server_command = "stop"
+        return Response("Stopping.")
 
     # lists
 
@@ -350,14 +408,28 @@ class Api:
                 for s in sd_samplers.all_samplers]
 
     def get_schedulers(self):
-        return [{"name": s.name, "label": s.label, "aliases": list(s.aliases) or None, "default_rho": s.default_rho,
-                 "need_inner_model": s.need_inner_model} for s in sd_schedulers.schedulers]
+        """A1111's list: "automatic" (each sampler's own default) first, then the schedule types."""
+        automatic = {"name": "automatic", "label": sd_samplers.AUTOMATIC, "aliases": None, "default_rho": -1,
+                     "need_inner_model": False}
+        return [automatic] + [{"name": s.name, "label": s.label, "aliases": list(s.aliases) or None,
+                               "default_rho": s.default_rho, "need_inner_model": s.need_inner_model}
+                              for s in sd_schedulers.schedulers]
 
     def get_upscalers(self):
         if not upscaler.sd_upscalers:
             upscaler.refresh_upscalers(cmd_opts)
         return [{"name": u.name, "model_name": getattr(u.scaler, "model_name", None), "model_path": u.data_path,
                  "model_url": None, "scale": u.scale} for u in upscaler.sd_upscalers]
+
+    def get_realesrgan_models(self):
+        if not upscaler.sd_upscalers:
+            upscaler.refresh_upscalers(cmd_opts)
+        return [{"name": u.name, "path": u.data_path, "scale": u.scale} for u in upscaler.sd_upscalers
+                if type(u.scaler).__name__ == "UpscalerRealESRGAN"]
+
+    def get_sd_modules(self):
+        """Forge's list of the separate model parts one can add to a checkpoint: here, the VAE files."""
+        return [{"model_name": name, "filename": path} for name, path in sd_vae.vae_dict.items()]
 
     def get_latent_upscale_modes(self):
         return [{"name": name} for name in processing.LATENT_UPSCALE_MODES]

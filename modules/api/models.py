@@ -11,7 +11,11 @@ from modules import postprocessing, processing
 
 # Size, steps and batch limits: the UI's slider ranges in A1111; beyond them a request is refused with 422.
 LIMITS = {"width": (64, 2048), "height": (64, 2048), "steps": (1, 150), "batch_size": (1, 8), "n_iter": (1, 100),
-          "cfg_scale": (0, 30), "denoising_strength": (0, 1), "subseed_strength": (0, 1), "refiner_switch_at": (0, 1)}
+          "cfg_scale": (0, 30), "denoising_strength": (0, 1), "subseed_strength": (0, 1), "refiner_switch_at": (0, 1),
+          # img2img's choices by index (A1111): resize mode 0-3 (just resize, crop and resize, resize and fill, latent
+          # upscale), masked content 0-3 (fill, original, latent noise, latent nothing), mask mode 0-1
+          "resize_mode": (0, 3), "inpainting_fill": (0, 3), "inpainting_mask_invert": (0, 1),
+          "mask_blur_x": (0, 64), "mask_blur_y": (0, 64), "mask_blur": (0, 64), "inpaint_full_res_padding": (0, 256)}
 
 # Engine-side attributes that are not request fields (objects, or values the engine fills in).
 INTERNAL_FIELDS = {"sd_model", "outpath_samples", "outpath_grids", "extra_generation_params", "seed_enable_extras",
@@ -33,6 +37,7 @@ API_FIELDS: dict[str, tuple[Any, Any]] = {
     "save_images": (bool, False),
     "alwayson_scripts": (dict, {}),
     "force_task_id": (str | None, None),
+    "infotext": (str | None, None),  # A1111 1.8+: a pasted infotext fills the fields the request does not give
 }
 
 API_TYPES = {"prompt": str, "negative_prompt": str, "styles": list[str] | None,
@@ -170,6 +175,17 @@ class UpscalerItem(BaseModel):
     model_path: str | None
     model_url: str | None
     scale: float | None
+
+
+class RealesrganItem(BaseModel):
+    name: str
+    path: str | None
+    scale: float | None
+
+
+class SDModuleItem(BaseModel):
+    model_name: str
+    filename: str
 
 
 class LatentUpscalerModeItem(BaseModel):

@@ -4,6 +4,7 @@ the shared queue; a user's mistake (unknown field, bad value, malformed schedule
 from __future__ import annotations
 
 import inspect
+import os
 
 from pydantic import BaseModel
 
@@ -23,23 +24,34 @@ class InfoResponse(BaseModel):
 
 
 def keyword_args(func, args: dict) -> dict:
-    """The request's fields as `func`'s keyword arguments; ValueError naming fields `func` does not take."""
+    """The request's fields as `func`'s keyword arguments; ValueError naming fields `func` does not take or needs."""
     args = {k: v for k, v in (args or {}).items() if k not in IGNORED_FIELDS}
-    accepted = {name for name, p in inspect.signature(func).parameters.items()
-                if p.kind == p.POSITIONAL_OR_KEYWORD}
-    unknown = sorted(set(args) - accepted)
+    parameters = {name: p for name, p in inspect.signature(func).parameters.items() if p.kind == p.POSITIONAL_OR_KEYWORD}
+    unknown = sorted(set(args) - set(parameters))
     if unknown:
-        raise ValueError(f"Unknown fields: {', '.join(unknown)}. Accepted: {', '.join(sorted(accepted))}")
+        raise ValueError(f"Unknown fields: {', '.join(unknown)}. Accepted: {', '.join(sorted(parameters))}")
+    missing = [name for name, p in parameters.items() if p.default is p.empty and name not in args]
+    if missing:
+        raise ValueError(f"Missing fields: {', '.join(missing)}")
+    return args
+
+
+def plain_name(args: dict) -> dict:
+    """`args`, whose `name` becomes a file name in its models folder: no folder parts that would lead elsewhere."""
+    name = args["name"]
+    if not isinstance(name, str) or not name.strip() or name in (".", "..") or os.path.basename(name) != name \
+            or "\\" in name:
+        raise ValueError(f"name must be a plain file name, not {name!r}")
     return args
 
 
 def create_embedding(args: dict) -> dict:
-    filename = textual_inversion.create_embedding(**keyword_args(textual_inversion.create_embedding, args))
+    filename = textual_inversion.create_embedding(**plain_name(keyword_args(textual_inversion.create_embedding, args)))
     return {"info": f"create embedding filename: {filename}"}
 
 
 def create_hypernetwork(args: dict) -> dict:
-    filename = hypernetworks.create_hypernetwork(**keyword_args(hypernetworks.create_hypernetwork, args))
+    filename = hypernetworks.create_hypernetwork(**plain_name(keyword_args(hypernetworks.create_hypernetwork, args)))
     return {"info": f"create hypernetwork filename: {filename}"}
 
 

@@ -174,6 +174,19 @@ def test_override_settings_apply_to_one_job_then_restore(server):
     server.ok("POST", "/sdapi/v1/options", {"CLIP_stop_at_last_layers": 1})
 
 
+def test_infotext_fills_what_the_request_leaves_unset(server):
+    """A1111 1.8+: the pasted infotext gives prompt, sampler, seed, size and its settings; explicit fields win."""
+    infotext = ("a blue ball\nNegative prompt: ugly\nSteps: 9, Sampler: DDIM, CFG scale: 5, Seed: 77, Size: 64x64, "
+                "Clip skip: 2")
+    result = server.ok("POST", "/sdapi/v1/txt2img", {"infotext": infotext, "steps": 3, "cfg_scale": 6.5})
+    info = json.loads(result["info"])
+    assert (info["prompt"], info["negative_prompt"], info["seed"], info["sampler_name"]) == ("a blue ball", "ugly", 77, "DDIM")
+    assert (info["steps"], info["cfg_scale"], info["width"], info["height"], info["clip_skip"]) == (3, 6.5, 64, 64, 2)
+    assert server.ok("GET", "/sdapi/v1/options")["CLIP_stop_at_last_layers"] == 1  # an override: restored afterwards
+    named = server.ok("POST", "/sdapi/v1/txt2img", {"infotext": infotext, "steps": 3, "sampler_index": "Euler"})
+    assert json.loads(named["info"])["sampler_name"] == "Euler"
+
+
 def test_img2img_with_mask_data_uri_and_echo(server):
     init = "data:image/png;base64," + encode(gradient())
     mask = Image.new("L", (64, 64), 0)
@@ -243,6 +256,11 @@ def test_lists(server):
     schedulers = server.ok("GET", "/sdapi/v1/schedulers")
     assert any(s["name"] == "karras" and s["label"] == "Karras" and s["default_rho"] == 7.0 for s in schedulers)
     assert all(set(s) == {"name", "label", "aliases", "default_rho", "need_inner_model"} for s in schedulers)
+    assert schedulers[0] == {"name": "automatic", "label": "Automatic", "aliases": None, "default_rho": -1,
+                             "need_inner_model": False}  # A1111's entry; webuiapi sends scheduler "automatic"
+    assert server.ok("GET", "/sdapi/v1/sd-modules") == [{"model_name": "tiny_vae.safetensors",
+                                                         "filename": str(server.models_dir / "VAE" / "tiny_vae.safetensors")}]
+    assert server.ok("GET", "/sdapi/v1/realesrgan-models") == []
     upscalers = [u["name"] for u in server.ok("GET", "/sdapi/v1/upscalers")]
     assert upscalers[:3] == ["None", "Lanczos", "Nearest"]
     modes = server.ok("GET", "/sdapi/v1/latent-upscale-modes")
@@ -329,6 +347,7 @@ API_ROUTES = [("GET", "/sdapi/v1/progress"), ("POST", "/sdapi/v1/txt2img"), ("PO
               ("GET", "/sdapi/v1/options"), ("POST", "/sdapi/v1/options"), ("GET", "/sdapi/v1/cmd-flags"),
               ("GET", "/sdapi/v1/samplers"), ("GET", "/sdapi/v1/schedulers"), ("GET", "/sdapi/v1/upscalers"),
               ("GET", "/sdapi/v1/latent-upscale-modes"), ("GET", "/sdapi/v1/sd-models"), ("GET", "/sdapi/v1/sd-vae"),
+              ("GET", "/sdapi/v1/realesrgan-models"), ("GET", "/sdapi/v1/sd-modules"),
               ("GET", "/sdapi/v1/hypernetworks"), ("GET", "/sdapi/v1/face-restorers"), ("GET", "/sdapi/v1/prompt-styles"),
               ("GET", "/sdapi/v1/embeddings"), ("GET", "/sdapi/v1/loras"), ("POST", "/sdapi/v1/refresh-embeddings"),
               ("POST", "/sdapi/v1/refresh-checkpoints"), ("POST", "/sdapi/v1/refresh-vae"),

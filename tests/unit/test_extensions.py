@@ -244,6 +244,9 @@ def test_delete_removes_only_extension_folders(ext_dirs, tmp_path):
     ({"share": True}, False),
     ({"server_name": "0.0.0.0"}, False),
     ({"server_name": "my-host.lan"}, False),
+    ({"server_name": "127.0.0.2"}, False),  # another loopback address: as any name but the loopback host
+    ({"server_name": "[::1]"}, True),
+    ({"server_name": "127.1"}, False),
 ])
 def test_access_follows_where_the_server_listens(ext_dirs, monkeypatch, flags, local):
     for key, value in flags.items():

@@ -221,11 +221,11 @@ def test_frozen_settings(opts, flags, tmp_path):
 
 def test_hidden_dir_options_are_refused(opts, flags):
     flags.hide_ui_dir_config = True
-    assert opts.set("outdir_samples", "/somewhere") is False
+    assert opts.set("outdir_samples", "somewhere") is False
     assert opts.set("samples_format", "jpg") is True
     assert options_templates["outdir_samples"].component_args() == {"visible": False}
     flags.hide_ui_dir_config = False
-    assert opts.set("outdir_samples", "/somewhere") is True
+    assert opts.set("outdir_samples", "somewhere") is True
 
 
 def test_onchange(opts):
@@ -339,3 +339,65 @@ def test_choices_come_from_the_modules_that_know_them(monkeypatch):
     assert refreshed == [("checkpoints", cmd_opts), ("vae", cmd_opts)]
     assert "samples_format" in shared_options.setting_choices()["choices"]
     assert {"Clip skip", "Model hash", "VAE"} <= set(shared_options.infotext_choices()["choices"])
+
+
+# (setting, refused value, what the refusal says): one rule for every way a setting changes
+REFUSED_VALUES = [
+    ("outdir_samples", "/tmp/x", "must name a folder inside the data directory"),
+    ("outdir_txt2img_samples", "outputs/../../x", "must name a folder inside the data directory"),
+    ("outdir_save", "../log", "must name a folder inside the data directory"),
+    ("outdir_init_images", "/", "must name a folder inside the data directory"),
+    ("samples_filename_pattern", "../../[seed]", "must name a folder inside the data directory"),
+    ("directories_filename_pattern", "/etc/[date]", "must name a folder inside the data directory"),
+    ("sd_vae", "../../etc/passwd", "is not one of its choices: Automatic, None"),
+    ("samples_format", "../x", "is not one of its choices: png, jpg"),
+    ("grid_format", "exe", "is not one of its choices: png, jpg"),
+    ("samples_format", 5, "5 is a int, expected a str"),
+    ("jpeg_quality", "best", "'best' is a str, expected a int"),
+    ("emphasis", "Loud", "is not one of its choices: None, Ignore, Original, No norm"),
+    ("quicksettings_list", ["sd_vae", "no_such_setting"], "is not one of its choices"),
+    ("samples_save", "yes", "is a str, expected a bool"),
+]
+
+
+@pytest.mark.parametrize("key, value, message", REFUSED_VALUES, ids=[f"{k}={v!r}" for k, v, _ in REFUSED_VALUES])
+def test_refused_values_through_every_way_of_setting(opts, data_dir, key, value, message):
+    before = getattr(opts, key)
+    with pytest.raises(ValueError, match=f"Setting {key}.*"):
+        opts.check_value(key, value)
+    with pytest.raises(ValueError) as raised:
+        setattr(opts, key, value)  # scripts' `shared.opts.x = ...`, override_settings, X/Y/Z
+    assert message in str(raised.value)
+    assert opts.set(key, value) is False and opts.set(key, value, is_api=True) is False
+    assert getattr(opts, key) == before
+
+
+def test_accepted_values(opts, data_dir):
+    for key, value in [("outdir_samples", str(data_dir / "elsewhere")), ("outdir_samples", "mine/outputs"),
+                       ("samples_filename_pattern", "[seed]-[prompt_words]"), ("samples_format", "webp"),
+                       ("grid_format", "jpg"), ("sd_vae", "None"), ("jpeg_quality", 90.0), ("emphasis", "No norm"),
+                       ("quicksettings_list", ["sd_vae"]), ("outdir_samples", "")]:
+        assert opts.set(key, value) is True, (key, value)
+
+
+def test_a_choice_new_since_the_list_was_made_refreshes_it(opts, data_dir, monkeypatch):
+    from modules import sd_vae
+
+    monkeypatch.setattr(sd_vae, "vae_dict", {})
+    refreshed = []
+    opts.data_labels["sd_vae"].refresh = lambda: (refreshed.append(True), sd_vae.vae_dict.update({"new.safetensors": "x"}))
+    assert opts.set("sd_vae", "new.safetensors") is True and refreshed == [True]
+
+
+def test_override_settings_are_checked_like_every_other_change(data_dir, monkeypatch):
+    from modules import processing, shared_options
+
+    store = fresh_store()
+    monkeypatch.setattr(processing, "opts", store)
+    p = types.SimpleNamespace(override_settings={"CLIP_stop_at_last_layers": 2, "outdir_samples": "/tmp/x"},
+                              override_settings_restore_afterwards=False)
+    with pytest.raises(ValueError, match="Setting outdir_samples must name a folder inside the data directory"):
+        with processing.overridden_settings(p):
+            pass
+    assert store.outdir_samples == "" and store.CLIP_stop_at_last_layers == 1  # none applied, not even the good one
+    assert shared_options.opts is not store
