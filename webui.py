@@ -38,6 +38,9 @@ def create_app(with_ui: bool):
     if with_ui:
         from modules import shared, ui
 
+        from modules import ui_files
+
+        ui_files.add_route(app, subpath)  # before the page's mount, which would answer every path
         blocks = shared.demo = ui.create_ui()
         blocks.queue(default_concurrency_limit=1, max_size=64)
     else:

@@ -42,6 +42,7 @@ group.add_argument("--port", type=int, default=None, help="port to listen on (de
 group.add_argument("--share", action="store_true", help="ask Gradio for a public *.gradio.live link to the UI")
 group.add_argument("--gradio-auth", type=str, default=None, help='UI login as "username:password", several separated by commas')
 group.add_argument("--gradio-auth-path", type=normalized_filepath, default=None, help="file holding --gradio-auth style logins, one or more per line")
+group.add_argument("--gradio-allowed-path", action="append", default=[], help="a folder whose files the page may fetch through file= URLs, beside the extension and output folders; repeatable")
 group.add_argument("--subpath", type=str, default=None, help="serve under this URL path, for a reverse proxy (e.g. /atelier)")
 group.add_argument("--timeout-keep-alive", type=int, default=30, help="seconds uvicorn keeps idle HTTP connections open")
 group.add_argument("--autolaunch", action="store_true", help="open the UI in the system's default browser at start")

@@ -1,5 +1,6 @@
 """Gradio glue for extensions: the before/after component hooks, and the Gradio 3 idioms older extensions still use
-(`_js=` on event listeners, `.style(...)`, `gr.Box`).
+(`_js=` on event listeners, `.style(...)`, `gr.Box`, `gr.Dropdown.update(...)`, arguments such as `gr.Image(source=...,
+tool=...)`).
 
 Gradio has no hook around component creation, so Component.__init__ is wrapped here: the one place Atelier patches
 Gradio (the no-monkey-patching rule is about torch, diffusers and transformers). install() is idempotent.
@@ -7,14 +8,23 @@ Gradio (the no-monkey-patching rule is about torch, diffusers and transformers).
 from __future__ import annotations
 
 import functools
+import inspect
+import logging
 
 import gradio as gr
+from gradio import component_meta
 from gradio.blocks_events import BlocksEvents
 from gradio.context import LocalContext, get_blocks_context
 
 from modules import script_callbacks, scripts
 
+log = logging.getLogger("atelier")
 _installed = False
+
+# Gradio 3 arguments that Gradio 4+ dropped; a component given one ignores it (`source` becomes `sources`)
+GRADIO3_ARGUMENTS = {"source", "tool", "brush_radius", "brush_color", "mask_opacity", "shape", "invert_colors",
+                     "mirror_webcam", "show_share_button"}
+_warned: set[tuple[str, str]] = set()
 
 
 def install() -> None:
@@ -25,7 +35,12 @@ def install() -> None:
     wrap_component_init()
     for cls in {gr.blocks.Block, BlocksEvents, *all_subclasses(gr.blocks.Block)}:
         accept_js_alias(cls)
+    for cls in all_subclasses(gr.components.Component):
+        if cls.__module__.startswith("gradio.") and "__init__" in vars(cls):
+            cls.__init__ = accepting_gradio3_arguments(cls, cls.__init__)
+    component_meta.create_or_modify_pyi = gradio_classes_only(component_meta.create_or_modify_pyi)
     gr.blocks.Block.style = style
+    gr.blocks.Block.update = staticmethod(update)
     gr.Box = gr.Group
 
 
@@ -36,9 +51,54 @@ def all_subclasses(cls) -> set[type]:
     return found
 
 
+def gradio_classes_only(write_stubs):
+    """Gradio writes typing stubs (.pyi) beside the source of every component class as it is defined; a class of an
+    extension script (`class ResButton(ToolButton)`) has no source file Gradio can find (it raises), and nothing should
+    be written into extension folders."""
+    @functools.wraps(write_stubs)
+    def write_gradio_stubs(component_class, *args, **kwargs):
+        if component_class.__module__.startswith("gradio."):
+            write_stubs(component_class, *args, **kwargs)
+
+    return write_gradio_stubs
+
+
 def style(self, *args, **kwargs):
     """Gradio 3's .style(...): its options are gone in Gradio 4+; the component is returned so chains still work."""
     return self
+
+
+_NO_VALUE = object()
+
+
+def update(value=_NO_VALUE, **props) -> dict:
+    """Gradio 3's `gr.Dropdown.update(choices=...)` / `gr.Textbox.update("text")`: Gradio 4+'s gr.update."""
+    if value is not _NO_VALUE:
+        props["value"] = value
+    return gr.update(**props)
+
+
+def accepting_gradio3_arguments(cls, init):
+    """cls's __init__, which ignores the Gradio 3 arguments it does not have (one warning each) and takes Gradio 3's
+    `source="upload"` as `sources=["upload"]`."""
+    parameters = inspect.signature(init).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return init
+
+    @functools.wraps(init)
+    def component_init(self, *args, **kwargs):
+        for name in GRADIO3_ARGUMENTS & kwargs.keys() - parameters.keys():
+            value = kwargs.pop(name)
+            if name == "source" and "sources" in parameters and "sources" not in kwargs and value != "canvas":
+                kwargs["sources"] = [value]
+                continue
+            if (cls.__name__, name) not in _warned:
+                _warned.add((cls.__name__, name))
+                log.warning("gr.%s(%s=...) is a Gradio 3 argument that Gradio %s does not have: ignored",
+                            cls.__name__, name, gr.__version__.split(".")[0])
+        return init(self, *args, **kwargs)
+
+    return component_init
 
 
 def accept_js_alias(cls) -> None:

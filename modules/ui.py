@@ -119,7 +119,7 @@ def create_ui() -> gr.Blocks:
             with gr.Tab("Extensions", id="extensions", elem_id="tab_extensions"):
                 ui_extensions.create_ui()
         footer = gr.HTML(versions_html(), elem_id="footer")
-        settings.add_functionality()
+        settings.add_functionality(demo)
         loadsave.setup_ui()
         pages = Pages(tabs, txt2img, img2img, extras, settings.quicksettings.get(ui_settings.CHECKPOINT_KEY))
         _wire_send_buttons(pages, pnginfo)

@@ -11,7 +11,8 @@ class _RenderedAsStock:
     """A subclass of a stock Gradio block that the page renders as that block.
 
     Gradio picks the browser component from the class name and reads the config keys from the class's __init__
-    signature, so both must come from the stock class a subclass is built on.
+    signature, so both must come from the stock class a subclass is built on (extensions subclass ours:
+    `class ResButton(ToolButton)`, `class MyAccordion(InputAccordion)`).
     """
 
     def __init_subclass__(cls, **kwargs):
@@ -22,6 +23,11 @@ class _RenderedAsStock:
     @classmethod
     def _stock_class(cls) -> type:
         return next(c for c in cls.__mro__ if c.__module__.startswith("gradio."))
+
+    @classmethod
+    def get_component_class_id(cls) -> str:
+        # Gradio's own id reads the class's source file, which an extension script's module (not in sys.modules) lacks
+        return cls._stock_class().get_component_class_id()
 
     def get_block_name(self) -> str:
         return self._stock_class().__name__.lower()

@@ -191,6 +191,7 @@ class UiSettings:
         self.submit: gr.Button | None = None
         self.reload_ui: gr.Button | None = None
         self.search: gr.Textbox | None = None
+        self.settings_json: gr.Textbox | None = None
 
     def quicksettings_keys(self) -> list[str]:
         return [key for key in opts.quicksettings_list if key in opts.data_labels]
@@ -209,6 +210,8 @@ class UiSettings:
             self.submit = gr.Button(value="Apply settings", variant="primary", elem_id="settings_submit")
             self.reload_ui = gr.Button(value="Reload UI", variant="secondary", elem_id="settings_restart_gradio")
         self.result = gr.HTML(elem_id="settings_result")
+        # A1111's hidden settings_json: the options as JSON for the page's `opts` (javascript/ui.js)
+        self.settings_json = gr.Textbox(value="{}", visible=False, elem_id="settings_json")
         self.search = gr.Textbox(label="Search", show_label=False, placeholder="Search...", elem_id="settings_search",
                                  max_lines=1)
         page = sections()
@@ -285,17 +288,21 @@ class UiSettings:
             return checkpoint_dropdown_update(), call_queue.error_html(call_queue.error_message(e))
         return checkpoint_dropdown_update(new_title), ""
 
-    def add_functionality(self) -> None:
-        self.submit.click(fn=call_queue.wrap_gradio_call(self.run_settings, extra_outputs=[gr.skip()] * len(self.components)),
-                          inputs=list(self.components.values()), outputs=[*self.components.values(), self.result],
-                          show_progress="hidden")
+    def add_functionality(self, demo: gr.Blocks) -> None:
+        changes = [self.submit.click(fn=call_queue.wrap_gradio_call(self.run_settings, extra_outputs=[gr.skip()] * len(self.components)),
+                                     inputs=list(self.components.values()), outputs=[*self.components.values(), self.result],
+                                     show_progress="hidden")]
         for key, component in self.quicksettings.items():
             if isinstance(component, gr.HTML):
                 continue
             event = quicksetting_event(component)
-            event(fn=lambda value, k=key: self.run_settings_single(value, k), inputs=[component],
-                  outputs=[component, self.quicksettings_result], show_progress="minimal")
+            changes.append(event(fn=lambda value, k=key: self.run_settings_single(value, k), inputs=[component],
+                                 outputs=[component, self.quicksettings_result], show_progress="minimal"))
         self.reload_ui.click(fn=request_reload_ui, js="atelierReloadUI", show_progress="hidden")
+        # at page load and after every change the page's `opts` gets the options (never waiting behind a generation)
+        send = {"fn": opts.dumpjson, "outputs": [self.settings_json], "show_progress": "hidden", "concurrency_limit": None}
+        for sent in (demo.load(**send), *(event.then(**send) for event in changes)):
+            sent.then(fn=None, inputs=[self.settings_json], js="atelierOptionsReceived", show_progress="hidden")
 
 
 def quicksetting_event(component):

@@ -44,10 +44,10 @@ def settings_page(tmp_path, monkeypatch):
     for key in ("samples_format", "jpeg_quality", "tiling", "quicksettings_list"):
         monkeypatch.setitem(opts.data, key, opts.data_labels[key].default)
     settings = ui_settings.UiSettings()
-    with gr.Blocks():
+    with gr.Blocks() as demo:
         settings.add_quicksettings()
         settings.create_ui(UiLoadsave(str(tmp_path / "ui-config.json")))
-        settings.add_functionality()
+        settings.add_functionality(demo)
     return settings, config
 
 
