@@ -89,3 +89,45 @@ def inference_context():
 
 def without_autocast():
     return contextlib.nullcontext()
+
+
+# A1111's module-level names, for extensions: `cpu`, and the device/dtypes of the current model manager, read live.
+cpu = torch.device("cpu")
+_PLAN_FIELDS = {"device": "device", "dtype": "dtype", "dtype_unet": "dtype", "dtype_vae": "dtype_vae"}
+
+
+def __getattr__(name):
+    if name in _PLAN_FIELDS:
+        from modules import sd_models  # here, not at the top: sd_models imports this module
+
+        manager = sd_models.model_manager
+        return getattr(manager.plan, _PLAN_FIELDS[name]) if manager else \
+            (get_optimal_device() if name == "device" else torch.float32)
+    raise AttributeError(f"module 'modules.devices' has no attribute {name!r}")
+
+
+class NansException(Exception):
+    """A1111's: a tensor of the job came out as NaN (raised by test_for_nans)."""
+
+
+def test_for_nans(x: torch.Tensor, where: str) -> None:
+    if torch.isnan(x).all().item():
+        raise NansException(f"A tensor with all NaNs was produced in {where}.")
+
+
+def get_optimal_device_name() -> str:
+    return str(get_optimal_device())
+
+
+def get_device_for(task: str) -> torch.device:
+    """A1111 can move some tasks to the CPU with --use-cpu; here every task runs on the engine's device."""
+    return __getattr__("device")
+
+
+def cond_cast_unet(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.to(__getattr__("dtype_unet"))
+
+
+def autocast(disable: bool = False):
+    """A1111 runs fp16 models under torch.autocast; Atelier's models run in their own dtype, so nothing to switch."""
+    return contextlib.nullcontext()

@@ -14,7 +14,7 @@ from collections import namedtuple
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from modules import extensions, paths_internal, script_callbacks, scripts_postprocessing
+from modules import extensions, networks, paths_internal, script_callbacks, scripts_postprocessing
 from modules.shared_options import opts
 
 log = logging.getLogger(__name__)
@@ -271,6 +271,7 @@ def load_scripts() -> None:
     script_callbacks.clear_callbacks()
     scripts_txt2img, scripts_img2img = ScriptRunner(), ScriptRunner()
     scripts_postproc = scripts_postprocessing.ScriptPostprocessingRunner()
+    networks.register_top_level_names()
     syspath = sys.path
     for scriptfile in extensions.script_load_order(list_scripts("scripts", ".py")):
         try:
