@@ -17,3 +17,10 @@ def hypernetworks() -> dict[str, str]:
     from modules import hypernetworks as engine
 
     return engine.hypernetworks or engine.list_hypernetworks()
+
+
+def sd_vae_items() -> list[str]:
+    """The SD VAE setting's choices, as A1111 lists them: Automatic, None, then the VAE files by name."""
+    from modules import sd_vae
+
+    return ["Automatic", "None", *sd_vae.vae_dict]

@@ -55,8 +55,8 @@ def image_format_choices():
 
 
 def vae_choices():
-    from modules import sd_vae
-    return {"choices": ["Automatic", "None", *sd_vae.vae_dict]}
+    from modules import shared_items
+    return {"choices": shared_items.sd_vae_items()}
 
 
 def refresh_vae_list():
