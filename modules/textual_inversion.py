@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from dataclasses import dataclass
 
 import safetensors.torch
@@ -329,3 +330,7 @@ def create_embedding(name: str, num_vectors_per_token: int, overwrite_old: bool,
     Embedding(name, vec, step=0).save(filename)
     embedding_db().load_textual_inversion_embeddings(force_reload=True)
     return filename
+
+
+# A1111 keeps this module at modules/textual_inversion/textual_inversion.py and extensions import it by that name
+textual_inversion = sys.modules[f"{__name__}.textual_inversion"] = sys.modules[__name__]
