@@ -24,6 +24,8 @@ _installed = False
 # Gradio 3 arguments that Gradio 4+ dropped; a component given one ignores it (`source` becomes `sources`)
 GRADIO3_ARGUMENTS = {"source", "tool", "brush_radius", "brush_color", "mask_opacity", "shape", "invert_colors",
                      "mirror_webcam", "show_share_button"}
+# Gradio 4's show_*_button flags, which Gradio 6 folded into one `buttons=[...]` list
+BUTTON_FLAGS = {"show_copy_button": "copy", "show_download_button": "download", "show_fullscreen_button": "fullscreen"}
 _warned: set[tuple[str, str]] = set()
 
 
@@ -79,14 +81,18 @@ def update(value=_NO_VALUE, **props) -> dict:
 
 
 def accepting_gradio3_arguments(cls, init):
-    """cls's __init__, which ignores the Gradio 3 arguments it does not have (one warning each) and takes Gradio 3's
-    `source="upload"` as `sources=["upload"]`."""
+    """cls's __init__, which ignores the Gradio 3 arguments it does not have (one warning each), takes Gradio 3's
+    `source="upload"` as `sources=["upload"]` and Gradio 4's `show_copy_button=True` as `buttons=["copy"]`."""
     parameters = inspect.signature(init).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
         return init
 
     @functools.wraps(init)
     def component_init(self, *args, **kwargs):
+        if "buttons" in parameters:
+            flags = {name: kwargs.pop(name) for name in BUTTON_FLAGS.keys() & kwargs.keys() - parameters.keys()}
+            if any(flags.values()) and kwargs.get("buttons") is None:
+                kwargs["buttons"] = [BUTTON_FLAGS[name] for name, on in flags.items() if on]
         for name in GRADIO3_ARGUMENTS & kwargs.keys() - parameters.keys():
             value = kwargs.pop(name)
             if name == "source" and "sources" in parameters and "sources" not in kwargs and value != "canvas":

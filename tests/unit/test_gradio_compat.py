@@ -62,3 +62,12 @@ def test_gradio3_update_class_methods():
     assert gr.Textbox.update("text", visible=False) == {"__type__": "update", "value": "text", "visible": False}
     assert gr.Checkbox.update(value=None) == {"__type__": "update", "value": None}
     assert gr.Accordion.update(open=True) == {"__type__": "update", "open": True}
+
+
+def test_gradio4_show_button_flags_become_gradio6_buttons():
+    gradio_compat.install()
+    with gr.Blocks():
+        copyable = gr.Textbox(show_copy_button=True)  # supermerger's merge log
+        plain = gr.Textbox(show_copy_button=False)
+        gallery = gr.Gallery(show_download_button=True, show_fullscreen_button=False)
+    assert copyable.buttons == ["copy"] and "copy" not in (plain.buttons or []) and gallery.buttons == ["download"]
