@@ -180,13 +180,62 @@ function setupPromptTextareas() {
     });
 }
 
+// Gradio 3 (A1111's) put a textbox's textarea straight in its label; extensions select `#txt2img_prompt > label >
+// textarea` (tagcomplete). Gradio 6 wraps it in a div: the textarea moves up beside that div, which keeps the rest.
+function a1111TextboxShape(root) {
+    root.querySelectorAll("label > .input-container > textarea").forEach(function(textarea) {
+        const container = textarea.parentElement;
+        container.parentElement.insertBefore(textarea, container);
+    });
+}
+
 let atelierLoaded = false;
 let atelierOptionsReady = false;
 
-// onUiLoaded's moment: the page's tabs exist and `opts` is filled, whichever comes last
-function atelierCheckLoaded() {
-    if (atelierLoaded || !atelierOptionsReady || !gradioApp().querySelector("#tabs")) return;
+function nextFrame() {
+    return new Promise(function(resolve) { requestAnimationFrame(function() { setTimeout(resolve, 0); }); });
+}
+
+// A1111's page (Gradio 3) has every control in the DOM from the start, and extensions' scripts look for controls in
+// other tabs and closed accordions. Gradio 6 mounts a tab's or an accordion's content the first time it is shown and
+// keeps it afterwards: so each tab is shown once (depth first, its accordions opened and closed once while it is
+// shown), then the tabs that were selected are selected again.
+async function mountShownContent(done) {
+    for (const accordion of gradioApp().querySelectorAll("button.label-wrap:not(.open)")) {
+        if (done.has(accordion)) continue;
+        done.add(accordion);
+        accordion.click();
+        await nextFrame();
+        accordion.click();
+        await nextFrame();
+    }
+    for (;;) {
+        const tablist = Array.from(gradioApp().querySelectorAll("[role=tablist]")).find(function(list) { return !done.has(list); });
+        if (!tablist) return;
+        done.add(tablist);
+        const buttons = Array.from(tablist.querySelectorAll("button[role=tab]"));
+        const selected = buttons.find(function(button) { return button.getAttribute("aria-selected") === "true"; });
+        for (const button of buttons) {
+            if (button !== selected) {
+                button.click();
+                await nextFrame();
+            }
+            await mountShownContent(done);
+        }
+        if (selected) selected.click();
+        await nextFrame();
+    }
+}
+
+let atelierMounting = false;
+
+// onUiLoaded's moment: the page's tabs exist and `opts` is filled, whichever comes last; then every control is mounted
+async function atelierCheckLoaded() {
+    if (atelierLoaded || atelierMounting || !atelierOptionsReady || !gradioApp().querySelector("#tabs")) return;
+    atelierMounting = true;
+    await mountShownContent(new Set());
     atelierLoaded = true;
+    a1111TextboxShape(gradioApp());
     setupPromptTextareas();
     applyTitles(gradioApp());
     executeCallbacks(uiLoadedCallbacks);
@@ -220,7 +269,9 @@ function atelierOptionsReceived(json) {
         if (!atelierLoaded) return;
         mutations.forEach(function(mutation) {
             mutation.addedNodes.forEach(function(node) {
-                if (node.nodeType === Node.ELEMENT_NODE) applyTitles(node);
+                if (node.nodeType !== Node.ELEMENT_NODE) return;
+                a1111TextboxShape(node.parentElement || node);
+                applyTitles(node);
             });
         });
         executeCallbacks(uiUpdateCallbacks, mutations);

@@ -199,7 +199,7 @@ def create_mode_tabs(mode: gr.State):
                                                  ("Inpaint batch mask directory (required for inpaint batch processing only)",
                                                   "img2img_batch_inpaint_mask_dir"))]
     for index, tab in enumerate(tabs.values()):
-        tab.select(fn=lambda index=index: index, outputs=[mode], show_progress="hidden", queue=False)
+        tab.select(fn=None, js=f"() => {index}", outputs=[mode], show_progress="hidden")
     return mode_tabs, [init_img, sketch, inpaint, inpaint_color_sketch, inpaint_base, inpaint_mask], batch_dirs
 
 
@@ -214,7 +214,8 @@ def build_ui(loadsave, extra_option_component, runner: scripts.ScriptRunner) -> 
     tabname = "img2img"
     toprow = ui_toprow.create_toprow(tabname)
     mode = gr.Number(IMG2IMG, visible=False, precision=0, elem_id="img2img_selected_tab")  # A1111 keeps it in a hidden number
-    resize_by = gr.State(False)
+    # set in the page, so the page's tab visits at load (ui.js) leave it as the selected tab says, in order
+    resize_by = gr.Number(0, visible=False, precision=0, elem_id="img2img_resize_by")
     with ResizeHandleRow(equal_height=False, elem_id="img2img_main_row"):
         with gr.Column(variant="compact", elem_id="img2img_settings_outer"):
             with gr.Tabs(elem_id="img2img_generation_tabs"):
@@ -291,8 +292,8 @@ def build_ui(loadsave, extra_option_component, runner: scripts.ScriptRunner) -> 
 
     mode.change(fn=lambda m: gr.update(visible=int(m) in (INPAINT, INPAINT_SKETCH, INPAINT_UPLOAD, BATCH)), inputs=[mode],
                 outputs=[inpaint_controls], show_progress="hidden", queue=False)
-    tab_to.select(fn=lambda: False, outputs=[resize_by], show_progress="hidden", queue=False)
-    tab_by.select(fn=lambda: True, outputs=[resize_by], show_progress="hidden", queue=False)
+    tab_to.select(fn=None, js="() => 0", outputs=[resize_by], show_progress="hidden")
+    tab_by.select(fn=None, js="() => 1", outputs=[resize_by], show_progress="hidden")
     scale_by.change(fn=scale_preview, inputs=[images[0], scale_by], outputs=[scale_label], show_progress="hidden")
     images[0].change(fn=scale_preview, inputs=[images[0], scale_by], outputs=[scale_label], show_progress="hidden")
     res_switch_btn.click(fn=None, inputs=[width, height], outputs=[width, height], js="(w, h) => [h, w]",

@@ -59,7 +59,7 @@ def run(extras_mode, image, image_batch, input_dir, output_dir, show_results, re
     return result, infotext_html(infotext)
 
 
-def _source_tabs(extras_mode: gr.State):
+def _source_tabs(extras_mode: gr.Number):
     with gr.Tabs(elem_id="mode_extras"):
         with gr.Tab("Single Image", id="single_image", elem_id="extras_single_tab") as tab_single:
             image = gr.Image(label="Source", type="filepath", elem_id="extras_image", sources=["upload", "clipboard"])
@@ -72,11 +72,11 @@ def _source_tabs(extras_mode: gr.State):
                                     visible=not cmd_opts.hide_ui_dir_config)
             show_results = gr.Checkbox(label="Show result images", value=True, elem_id="extras_show_extras_results")
     for mode, tab in enumerate((tab_single, tab_batch, tab_dir)):
-        tab.select(fn=lambda mode=mode: mode, outputs=[extras_mode])
+        tab.select(fn=None, js=f"() => {mode}", outputs=[extras_mode], show_progress="hidden")
     return image, image_batch, input_dir, output_dir, show_results
 
 
-def _upscale_controls(resize_mode: gr.State):
+def _upscale_controls(resize_mode: gr.Number):
     names = upscaler_names()
     with gr.Accordion("Upscale", open=True, elem_id="extras_upscale"):
         with gr.Tabs(elem_id="extras_resize_mode"):
@@ -94,8 +94,8 @@ def _upscale_controls(resize_mode: gr.State):
             upscaler_2 = gr.Dropdown(names, value=names[0], label="Upscaler 2", elem_id="extras_upscaler_2")
             visibility = gr.Slider(0.0, 1.0, value=0.0, step=0.001, label="Upscaler 2 visibility",
                                    elem_id="extras_upscaler_2_visibility")
-    tab_by.select(fn=lambda: postprocessing.RESIZE_BY, outputs=[resize_mode])
-    tab_to.select(fn=lambda: postprocessing.RESIZE_TO, outputs=[resize_mode])
+    tab_by.select(fn=None, js=f"() => {postprocessing.RESIZE_BY}", outputs=[resize_mode], show_progress="hidden")
+    tab_to.select(fn=None, js=f"() => {postprocessing.RESIZE_TO}", outputs=[resize_mode], show_progress="hidden")
     upscaler_1.change(fn=scale_for_upscaler, inputs=[upscaler_1, resize], outputs=[resize], show_progress="hidden")
     return [resize, max_side_length, width, height, crop, upscaler_1, upscaler_2, visibility]
 
@@ -112,8 +112,9 @@ def _face_controls():
 
 def create_ui() -> ExtrasUI:
     """The tab's content, built inside the caller's gr.Tab."""
-    extras_mode = gr.State(postprocessing.EXTRAS_SINGLE)
-    resize_mode = gr.State(postprocessing.RESIZE_BY)
+    # hidden numbers set in the page, so the page's tab visits at load (ui.js) leave them as the selected tabs say
+    extras_mode = gr.Number(postprocessing.EXTRAS_SINGLE, visible=False, precision=0, elem_id="extras_selected_tab")
+    resize_mode = gr.Number(postprocessing.RESIZE_BY, visible=False, precision=0, elem_id="extras_resize_mode_value")
     with gr.Row(equal_height=False, elem_id="extras_2img_settings"):
         with gr.Column(variant="compact"):
             sources = _source_tabs(extras_mode)
