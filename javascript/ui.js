@@ -201,12 +201,13 @@ function nextFrame() {
 // keeps it afterwards: so each tab is shown once (depth first, its accordions opened and closed once while it is
 // shown), then the tabs that were selected are selected again.
 async function mountShownContent(done) {
-    for (const accordion of gradioApp().querySelectorAll("button.label-wrap:not(.open)")) {
-        if (done.has(accordion)) continue;
-        done.add(accordion);
-        accordion.click();
+    // opened all at once, then closed all at once: an accordion opened inside one is handled on the next pass
+    for (;;) {
+        const closed = Array.from(gradioApp().querySelectorAll("button.label-wrap:not(.open)")).filter(function(accordion) { return !done.has(accordion); });
+        if (!closed.length) break;
+        closed.forEach(function(accordion) { done.add(accordion); accordion.click(); });
         await nextFrame();
-        accordion.click();
+        closed.forEach(function(accordion) { accordion.click(); });
         await nextFrame();
     }
     for (;;) {
