@@ -35,6 +35,7 @@ def install() -> None:
         return
     _installed = True
     wrap_component_init()
+    render_invisible_blocks()
     for cls in {gr.blocks.Block, BlocksEvents, *all_subclasses(gr.blocks.Block)}:
         accept_js_alias(cls)
     for cls in all_subclasses(gr.components.Component):
@@ -139,6 +140,19 @@ def wrap_component_init() -> None:
         return result
 
     gr.components.Component.__init__ = component_init
+
+
+def render_invisible_blocks() -> None:
+    """Gradio 3 (A1111's) put a block made with visible=False into the page, hidden; extensions' scripts find such
+    hidden textboxes and buttons and talk to the server through them (sd-dynamic-prompts' wildcards tab). Gradio 6
+    leaves visible=False out of the page, and renders visible="hidden" as Gradio 3 did visible=False."""
+    original = gr.blocks.Block.__init__
+
+    @functools.wraps(original)
+    def block_init(self, *args, visible=True, **kwargs):
+        return original(self, *args, visible="hidden" if visible is False else visible, **kwargs)
+
+    gr.blocks.Block.__init__ = block_init
 
 
 def before_component(component, **kwargs) -> None:

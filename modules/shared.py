@@ -19,6 +19,7 @@ walk_files = files.walk_files
 list_checkpoint_tiles = sd_models.checkpoint_tiles
 total_tqdm = shared_total_tqdm.total_tqdm
 mem_mon = memmon.mem_mon
+latent_upscale_default_mode = "Latent"  # A1111's: hires fix's default upscaler
 demo = None  # the page's gr.Blocks once webui has built it (extensions reach the page through it)
 
 

@@ -38,6 +38,13 @@ class ExtraNetworksItem:
     def preview(self) -> str | None:
         return find_preview(self.filename)
 
+    def as_a1111_item(self) -> dict:
+        """The card as A1111's list_items() yields it (prompt-all-in-one reads these keys)."""
+        return {"name": self.name, "filename": self.filename, "prompt": json.dumps(self.prompt),
+                "search_terms": list(self.search_terms), "preview": self.preview, "description": None,
+                "local_preview": os.path.splitext(self.filename)[0] + ".png", "metadata": None,
+                "sort_keys": {"default": self.name.lower(), "name": self.name.lower()}}
+
     def sort_key(self, order: str):
         if order == "Date Created":
             return os.path.getctime(self.filename)
@@ -47,7 +54,7 @@ class ExtraNetworksItem:
 
 
 class ExtraNetworksPage:
-    """One tab of cards; `list_items` reads the registry, `refresh` rescans the folder first."""
+    """One tab of cards; `cards` reads the registry, `refresh` rescans the folder first."""
 
     title = ""
     inserts = True  # False: a click selects (checkpoints) rather than inserts
@@ -56,11 +63,19 @@ class ExtraNetworksPage:
     def id_page(self) -> str:
         return self.title.lower().replace(" ", "_")
 
+    @property
+    def name(self) -> str:
+        return self.title.lower()  # A1111's page name ("lora", "textual inversion")
+
     def refresh(self) -> None:
         raise NotImplementedError
 
-    def list_items(self) -> list[ExtraNetworksItem]:
+    def cards(self) -> list[ExtraNetworksItem]:
         raise NotImplementedError
+
+    def list_items(self) -> list[dict]:
+        """A1111's: the cards as dicts of A1111's keys."""
+        return [card.as_a1111_item() for card in self.cards()]
 
 
 def multiplier_text() -> str:
@@ -74,7 +89,7 @@ class ExtraNetworksPageCheckpoints(ExtraNetworksPage):
     def refresh(self) -> None:
         sd_models.list_models(cmd_opts)
 
-    def list_items(self) -> list[ExtraNetworksItem]:
+    def cards(self) -> list[ExtraNetworksItem]:
         return [ExtraNetworksItem(info.name_for_extra, info.filename, info.title, [info.name, info.shorthash or ""])
                 for info in sd_models.checkpoint_registry.checkpoints_list.values()]
 
@@ -85,7 +100,7 @@ class ExtraNetworksPageTextualInversion(ExtraNetworksPage):
     def refresh(self) -> None:
         textual_inversion.embedding_db().load_textual_inversion_embeddings(force_reload=True)
 
-    def list_items(self) -> list[ExtraNetworksItem]:
+    def cards(self) -> list[ExtraNetworksItem]:
         db = textual_inversion.embedding_db()
         db.load_textual_inversion_embeddings()
         return [ExtraNetworksItem(e.name, e.filename, e.name, [e.name, e.shorthash or ""])
@@ -98,7 +113,7 @@ class ExtraNetworksPageHypernetworks(ExtraNetworksPage):
     def refresh(self) -> None:
         hypernetworks.list_hypernetworks()
 
-    def list_items(self) -> list[ExtraNetworksItem]:
+    def cards(self) -> list[ExtraNetworksItem]:
         if not hypernetworks.hypernetworks:
             hypernetworks.list_hypernetworks()
         return [ExtraNetworksItem(name, path, f"<hypernet:{name}:{multiplier_text()}>", [name])
@@ -111,7 +126,7 @@ class ExtraNetworksPageLora(ExtraNetworksPage):
     def refresh(self) -> None:
         networks.list_available_networks()
 
-    def list_items(self) -> list[ExtraNetworksItem]:
+    def cards(self) -> list[ExtraNetworksItem]:
         if not networks.available_networks:
             networks.list_available_networks()
         items = []
@@ -173,7 +188,7 @@ def thumbnail_uri(path: str) -> str:
 
 
 def sorted_items(page: ExtraNetworksPage, order: str, descending: bool) -> list[ExtraNetworksItem]:
-    items = page.list_items()
+    items = page.cards()
     if order in SORT_ORDERS[1:]:
         items.sort(key=lambda item: item.sort_key(order))
     return items[::-1] if descending else items

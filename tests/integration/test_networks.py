@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 
 import numpy as np
 import pytest
@@ -366,9 +367,12 @@ def test_cards_list_networks_with_their_syntax_and_previews(engine, dirs, sd1_ck
                            metadata={"ss_output_name": "Card <A>"})
     Image.new("RGB", (300, 200), "red").save(dirs["Lora"] / "card_lora.png")
     networks.list_available_networks()
-    items = {item.name: item for item in ui.ExtraNetworksPageLora().list_items()}
+    items = {item.name: item for item in ui.ExtraNetworksPageLora().cards()}
     item = items["card_lora"]
     assert item.prompt == "<lora:Card <A>:1>"
+    a1111 = {entry["name"]: entry for entry in ui.ExtraNetworksPageLora().list_items()}  # A1111's dicts
+    assert ui.ExtraNetworksPageLora().name == "lora" and a1111["card_lora"]["filename"] == item.filename
+    assert json.loads(a1111["card_lora"]["prompt"]) == "<lora:Card <A>:1>"
     assert item.preview == str(dirs["Lora"] / "card_lora.png")
     html_text = ui.cards_html(ui.ExtraNetworksPageLora())
     assert 'data-prompt="&lt;lora:Card &lt;A&gt;:1&gt;"' in html_text and "data:image/jpeg;base64," in html_text
