@@ -4,7 +4,8 @@ import sys
 
 # A1111 loads its built-in Lora extension with that folder on sys.path, so extensions `import networks` (supermerger);
 # these top-level names reach our modules of the same names.
-A1111_TOP_LEVEL_NAMES = ("networks", "network", "network_lora", "network_hada", "network_lokr", "extra_networks_lora")
+A1111_TOP_LEVEL_NAMES = ("networks", "network", "network_lora", "network_hada", "network_lokr", "extra_networks_lora",
+                         "lora")
 
 
 def register_top_level_names() -> None:
