@@ -45,10 +45,14 @@ def _read(path: str) -> str:
         return file.read()
 
 
-def _script_tag(code: str, module: bool = False) -> str:
-    kind = " type='module'" if module else ""
+def _script_tag(code: str) -> str:
     code = code.replace("</script", "<\\/script")  # the code must not end its own <script> element
-    return f"<script{kind}>\n{code}\n</script>"
+    return f"<script>\n{code}\n</script>"
+
+
+def _module_tag(path: str) -> str:
+    """A JavaScript module loads from its file= URL (as in A1111), so its relative imports find its neighbours."""
+    return f"<script type='module' src='file={html.escape(os.path.abspath(path))}?{int(os.path.getmtime(path))}'></script>"
 
 
 def extension_page_assets() -> dict:
@@ -65,7 +69,7 @@ def extension_page_assets() -> dict:
             css.append(f"/* {ext.name} */\n{_read(style)}")
         scripts = ext.list_files("javascript", ".js") + ext.list_files("javascript", ".mjs")
         for file in sorted(scripts, key=lambda f: f.filename):
-            head.append(_script_tag(_read(file.path), module=file.filename.endswith(".mjs")))
+            head.append(_module_tag(file.path) if file.filename.endswith(".mjs") else _script_tag(_read(file.path)))
     return {"css": "\n".join(css), "head": "".join(head)}
 
 

@@ -3,6 +3,7 @@ extensions add, and /sdapi/v1/extensions — without a browser."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -239,6 +240,21 @@ def test_page_assets_of_active_extensions_in_order(ext_dirs, monkeypatch):
     assert "'<\\/script>'" in scripts[0]
     assert "#one { color: rgb(1, 2, 3); }" in assets["css"] and "#two" in assets["css"] and "#off" not in assets["css"]
     assert assets["css"].index("#one") < assets["css"].index("#two")
+
+
+def test_module_scripts_load_from_their_file_url(ext_dirs):
+    """controlnet's index.mjs imports './controlnet_unit.mjs': a module loads from its file= URL (as in A1111), so the
+    browser resolves such imports beside it; an inlined module would look for them at the page's root."""
+    from modules import ui_files
+
+    (ext_dirs / "mod" / "javascript").mkdir(parents=True)
+    (ext_dirs / "mod" / "javascript" / "index.mjs").write_text("import { unit } from './unit.mjs';\nwindow.u = unit;")
+    (ext_dirs / "mod" / "javascript" / "unit.mjs").write_text("export const unit = 1;")
+    extensions.list_extensions()
+    sources = re.findall(r"<script type='module' src='file=([^?']+)\?\d+'></script>", ui_extensions.extension_page_assets()["head"])
+    assert [os.path.basename(s) for s in sources] == ["index.mjs", "unit.mjs"]
+    assert all(ui_files.resolve(source) == str((ext_dirs / "mod" / "javascript" / os.path.basename(source)).resolve())
+               for source in sources)  # the file= route serves them
 
 
 def test_page_assets_follow_the_ui_module(ext_dirs):
