@@ -369,23 +369,23 @@ def refresh_period() -> float:
     return max(int(opts.live_preview_refresh_period), 100) / 1000
 
 
-def stream_job(func, args, n_outputs: int, busy: tuple = (), idle: tuple = ()):
+def stream_job(func, args, n_outputs: int):
     """Run `func(*args)` (a wrap_gradio_gpu_call function with `n_outputs` outputs) in a worker thread.
 
-    Yields, for the outputs [func's outputs..., progress HTML, *extra]: progress while the job runs (func's outputs
-    untouched, `busy` for the extra outputs), then func's outputs, an empty progress and `idle`.
+    Yields, for the outputs [func's outputs..., progress HTML]: progress while the job runs (func's outputs untouched),
+    then func's outputs and an empty progress.
     """
     watcher = JobWatcher(time.time())
     skip = [gr.skip()] * n_outputs
     future = call_queue.run_in_background(func, *args)
     try:
-        yield (*skip, watcher.poll(), *busy)
+        yield (*skip, watcher.poll())
         while not future.done():
             try:
                 future.exception(timeout=refresh_period())
             except TimeoutError:
-                yield (*skip, watcher.poll(), *busy)
+                yield (*skip, watcher.poll())
         result = future.result()
     finally:
         watcher.close()
-    yield (*result, "", *idle)
+    yield (*result, "")

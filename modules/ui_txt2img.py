@@ -387,26 +387,34 @@ def paste_fields(toprow: ui_toprow.Toprow, common: CommonControls, width, height
                 refiner_switch_at=common.refiner_switch_at)
 
 
-def run_with_buttons(job, toprow: ui_toprow.Toprow):
-    """The Generate handler: progress while the job runs; Interrupt and Skip take Generate's place meanwhile (A1111)."""
+def run_job(job):
+    """The Generate handler: the job's outputs, and its progress while it runs."""
 
     def run(*args):
-        yield from ui_common.stream_job(
-            job, args, n_outputs=4,
-            busy=(gr.update(visible=True), gr.update(visible=True), gr.update(visible=False), gr.skip()),
-            idle=(gr.update(visible=False), gr.update(visible=False), gr.update(visible=True), None))
+        yield from ui_common.stream_job(job, args, n_outputs=4)
 
     return run
 
 
-def job_outputs(output: ui_common.OutputPanel, toprow: ui_toprow.Toprow) -> list:
-    return [output.gallery, output.generation_info, output.infotext, output.html_log, output.progress, toprow.interrupt,
-            toprow.skip, toprow.generate, output.selected_index]
+def busy_buttons() -> tuple:
+    """Interrupt and Skip take Generate's place while a job runs (A1111)."""
+    return gr.update(visible=True), gr.update(visible=True), gr.update(visible=False)
+
+
+def idle_buttons() -> tuple:
+    return gr.update(visible=False), gr.update(visible=False), gr.update(visible=True), None
 
 
 def wire_generate(toprow: ui_toprow.Toprow, output: ui_common.OutputPanel, job, inputs: list) -> None:
-    toprow.generate.click(fn=run_with_buttons(job, toprow), inputs=inputs, outputs=job_outputs(output, toprow),
-                          show_progress="hidden", concurrency_limit=None, api_visibility="private")
+    # The job's click has A1111's outputs (the output panel's four, then the progress): extensions find a tab's inputs
+    # by it (supermerger's GenParamGetter takes the click with 4 or 5 outputs); the buttons change in events of their own.
+    toprow.generate.click(fn=busy_buttons, outputs=[toprow.interrupt, toprow.skip, toprow.generate], queue=False,
+                          show_progress="hidden", api_visibility="private")
+    toprow.generate.click(fn=run_job(job), inputs=inputs, outputs=[output.gallery, output.generation_info, output.infotext,
+                                                                   output.html_log, output.progress],
+                          show_progress="hidden", concurrency_limit=None, api_visibility="private").then(
+        fn=idle_buttons, outputs=[toprow.interrupt, toprow.skip, toprow.generate, output.selected_index], queue=False,
+        show_progress="hidden", api_visibility="private")
     toprow.interrupt.click(fn=interrupt, queue=False, show_progress="hidden")
     toprow.skip.click(fn=skip, queue=False, show_progress="hidden")
 

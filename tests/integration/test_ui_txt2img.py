@@ -156,15 +156,15 @@ def test_stream_job_shows_progress_and_preview_then_the_result(monkeypatch):
         state.end()
         return ["image"], "{}", "<p>info</p>", "<p>log</p>"
 
-    stream = ui_common.stream_job(job, (), n_outputs=4, busy=("busy",), idle=("idle",))
+    stream = ui_common.stream_job(job, (), n_outputs=4)
     seen = []
     for update in stream:
         seen.append(update)
         if "Image 2/2, step 5/10" in update[4]:
             halfway.set()
-    assert seen[-1] == (["image"], "{}", "<p>info</p>", "<p>log</p>", "", "idle")
+    assert seen[-1] == (["image"], "{}", "<p>info</p>", "<p>log</p>", "")
     progress = next(u[4] for u in seen if "step 5/10" in u[4])
-    assert all(isinstance(u[0], type(gr.skip())) and u[5] == "busy" for u in seen[:-1])
+    assert all(isinstance(u[0], type(gr.skip())) and len(u) == 5 for u in seen[:-1])
     assert "style='width:75%'" in progress and "75% ETA: " in progress
     assert "<div class='livePreview'><img src='data:image/png;base64," in progress
 
@@ -202,3 +202,19 @@ def test_whole_number_cfg_is_written_as_a1111_writes_it():
 
     assert slider_number(7.0) == 7 and isinstance(slider_number(7.0), int)
     assert slider_number(6.5) == 6.5
+
+
+def test_generate_click_has_a1111s_outputs():
+    """supermerger's GenParamGetter finds txt2img's inputs by Generate's click with A1111's 4 (or 5) outputs: the
+    output panel's gallery, generation info, infotext and log (here then the progress)."""
+    from modules import ui
+
+    demo = ui.create_ui()
+    config = demo.get_config_file()
+    labels = {c["id"]: c["props"].get("elem_id") for c in config["components"]}
+    generate = next(i for i, elem_id in labels.items() if elem_id == "txt2img_generate")
+    clicks = [d for d in config["dependencies"] if [generate, "click"] in [list(t) for t in d["targets"]]]
+    job = [d for d in clicks if len(d["outputs"]) in (4, 5)]
+    assert len(job) == 1 and len(job[0]["inputs"]) > 10
+    assert [labels[i] for i in job[0]["outputs"][:4]] == ["txt2img_gallery", "generation_info_txt2img",
+                                                         "html_info_txt2img", "html_log_txt2img"]
