@@ -262,6 +262,23 @@ def register_scripts_from_module(module, scriptfile: ScriptFile) -> None:
         registered.add(obj)
 
 
+# A1111's model code that extensions patch: Atelier runs diffusers models, so a script that imports it cannot load
+LDM_PACKAGES = {"ldm": "the LDM model classes", "sgm": "the SGM (SDXL) model classes",
+                "k_diffusion": "k-diffusion's wrappers of LDM models"}
+
+
+def log_load_failure(scriptfile: ScriptFile, error: Exception) -> None:
+    """One clear line for a script that needs A1111's LDM model code (its extension, the file, the missing piece);
+    any other failure with its traceback."""
+    package = (getattr(error, "name", None) or "").split(".")[0]
+    if isinstance(error, ModuleNotFoundError) and package in LDM_PACKAGES:
+        log.error("Extension %s: %s needs %s (%s), which Atelier's diffusers engine does not have; the script is not "
+                  "loaded and the rest of the app is unaffected", os.path.basename(scriptfile.basedir),
+                  scriptfile.filename, error.name, LDM_PACKAGES[package])
+    else:
+        log.error("Error loading script: %s", scriptfile.path, exc_info=error)
+
+
 def load_scripts() -> None:
     """Import every script file and register the script classes it holds. Callbacks and runners start afresh: the
     modules register theirs again as they are imported."""
@@ -279,8 +296,8 @@ def load_scripts() -> None:
                 sys.path = [scriptfile.basedir] + sys.path  # its modules and packages import by bare name (A1111)
             current_basedir = scriptfile.basedir
             register_scripts_from_module(load_module(scriptfile.path), scriptfile)
-        except Exception:
-            log.exception("Error loading script: %s", scriptfile.path)
+        except Exception as e:
+            log_load_failure(scriptfile, e)
         finally:
             sys.path = syspath
             current_basedir = paths_internal.script_path

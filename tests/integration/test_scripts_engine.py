@@ -244,6 +244,20 @@ def test_script_with_a_syntax_error_is_logged_by_name_and_the_others_load(engine
     assert scripts.basedir() == str(Path(scripts.paths_internal.script_path))
 
 
+
+def test_script_needing_ldm_model_code_gets_one_line_naming_extension_and_piece(engine, caplog):
+    """multidiffusion imports k_diffusion.external and ldm.modules...; controlnet's hook.py imports ldm: one line says
+    which extension, which file and what is missing, and the extension's other scripts load."""
+    ldm_script = "from ldm.modules.diffusionmodules.model import AttnBlock\n"
+    with caplog.at_level(logging.ERROR, logger="modules.scripts"):
+        runner = load_extension_scripts(engine, {"scripts/tiled.py": ldm_script, "scripts/recorder.py": RECORDER})
+    lines = [r for r in caplog.records if "tiled.py" in r.getMessage()]
+    assert [r.getMessage() for r in lines] == [
+        "Extension testext: tiled.py needs ldm (the LDM model classes), which Atelier's diffusers engine does not "
+        "have; the script is not loaded and the rest of the app is unaffected"]
+    assert lines[0].exc_info is None and runner.find("recorder") is not None
+
+
 RELOADING = '''
 import os
 from modules import script_callbacks
