@@ -140,9 +140,10 @@ def test_codeformer_without_its_optional_package_says_so(use_gfpgan_dir, tmp_pat
 
 def test_unknown_model_name_lists_the_choices(use_gfpgan_dir, tmp_path):
     use_gfpgan_dir(tmp_path / "empty")
-    opts.set("face_restoration_model", "RestoreFormer")
+    assert opts.set("face_restoration_model", "RestoreFormer") is False  # the setting refuses it (its choices)
+    chosen = SimpleNamespace(face_restoration_model="RestoreFormer", code_former_weight=0.5)  # e.g. an old config
     with pytest.raises(ValueError, match="Face restoration model not found: RestoreFormer. Available: CodeFormer, GFPGAN"):
-        face_restoration.restore_faces(IMAGE, opts)
+        face_restoration.restore_faces(IMAGE, chosen)
 
 
 def test_apply_if_enabled_reports_the_model():
