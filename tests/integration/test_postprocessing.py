@@ -230,9 +230,9 @@ def test_run_extras_is_the_same_function(extras):
 def test_engine_infotext_round_trip_and_extras_keep_it(tiny_models_dir, tmp_path, extras):
     """create -> parse: what the engine writes for a txt2img job comes back as its own values, and an extras pass
     over the saved file keeps that infotext."""
-    start_engine(tiny_models_dir, tmp_path / "engine")
+    start_engine(tiny_models_dir, tmp_path)  # the extras folder is inside the data folder, as output folders must be
     opts.set("CLIP_stop_at_last_layers", 2)
-    opts.set("outdir_extras_samples", str(extras))
+    assert opts.set("outdir_extras_samples", str(extras))
     job = txt2img("tiny_sd1", prompt="a red cube,\nsecond line", negative_prompt="blurry, dark", seed=4242, steps=3,
                   cfg_scale=6.5, subseed=99, subseed_strength=0.25, sampler_name="DPM++ 2M", scheduler="Karras",
                   do_not_save_samples=False)
