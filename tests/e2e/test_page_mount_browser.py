@@ -4,7 +4,7 @@ onUiLoaded, the prompts of both tabs by Gradio 3's shape (tagcomplete's `#img2im
 checkbox in its closed accordion of the tab not shown (sd-dynamic-thresholding, also in onUiUpdate); its ui_tabs tab
 talks to the server through a textbox and a button made with visible=False (sd-dynamic-prompts' wildcards tab). After
 the load-time tab visits the page shows txt2img, and the img2img/extras mode numbers name the selected tabs, so an
-img2img Generate runs img2img."""
+img2img Generate runs img2img with "Resize to"."""
 from __future__ import annotations
 
 import json
@@ -152,7 +152,7 @@ def test_hidden_textbox_and_button_round_trip_a_message(page):
 
 def test_img2img_generate_after_load_runs_img2img(page, tmp_path):
     path = tmp_path / "source.png"
-    Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(path)
+    Image.fromarray(np.full((96, 96, 3), 128, np.uint8)).save(path)  # "Resize to" makes it 64x64
     choose_checkpoint(page, "tiny_sd1.safetensors")
     page.click("#tab_img2img-button")
     page.locator("#img2img_image input[type=file]").set_input_files(str(path))
@@ -164,5 +164,6 @@ def test_img2img_generate_after_load_runs_img2img(page, tmp_path):
                            timeout=JOB_TIMEOUT)
     info = page.inner_text("#html_info_img2img")
     assert "Denoising strength" in info and "Mask blur" not in info  # img2img, not an inpaint mode
+    assert "Size: 64x64" in info  # "Resize to", the selected resize tab (not "Resize by" 1.0: 96x96)
     assert number_value(page, "img2img_selected_tab") == "0"
     assert page.errors == []
