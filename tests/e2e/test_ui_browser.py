@@ -118,7 +118,13 @@ def page(app, browser):
 
 def open_page(page, app) -> None:
     page.goto(app.url)
+    wait_for_page_loaded(page)
+
+
+def wait_for_page_loaded(page) -> None:
+    """onUiLoaded's moment: the page has shown every tab once (ui.js) and is back on txt2img; a click before races it."""
     page.wait_for_selector("#txt2img_generate")
+    page.wait_for_function("typeof atelierLoaded !== 'undefined' && atelierLoaded")
 
 
 def set_number(page, elem_id: str, value) -> None:
