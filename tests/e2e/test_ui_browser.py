@@ -150,7 +150,7 @@ def generation_info(page) -> dict:
 
 def wait_for_job(page) -> None:
     """After Generate: the job's end shows Generate again."""
-    page.wait_for_selector("#txt2img_interrupt", state="detached", timeout=JOB_TIMEOUT)
+    page.wait_for_selector("#txt2img_interrupt", state="hidden", timeout=JOB_TIMEOUT)  # in the page, hidden
     page.wait_for_selector("#txt2img_generate", state="visible", timeout=JOB_TIMEOUT)
 
 
