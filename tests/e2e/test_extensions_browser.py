@@ -17,6 +17,7 @@ from tests.e2e.test_ui_browser import (
     choose_checkpoint,
     open_page,
     set_number,
+    wait_for_page_loaded,
 )
 from tests.fixtures.extensions import make_extension_repo
 
@@ -120,7 +121,7 @@ def apply_and_restart(page) -> None:
     page.click("#extensions_apply")
     page.wait_for_selector("#atelier_reloading")
     page.wait_for_selector("#atelier_reloading", state="detached", timeout=JOB_TIMEOUT)  # the new page loaded
-    page.wait_for_selector("#txt2img_generate")
+    wait_for_page_loaded(page)
 
 
 def test_installed_extension_works_after_apply_and_restart(page, setup):

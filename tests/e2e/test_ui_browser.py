@@ -118,7 +118,13 @@ def page(app, browser):
 
 def open_page(page, app) -> None:
     page.goto(app.url)
+    wait_for_page_loaded(page)
+
+
+def wait_for_page_loaded(page) -> None:
+    """onUiLoaded's moment: the page has shown every tab once (ui.js) and is back on txt2img; a click before races it."""
     page.wait_for_selector("#txt2img_generate")
+    page.wait_for_function("typeof atelierLoaded !== 'undefined' && atelierLoaded")
 
 
 def set_number(page, elem_id: str, value) -> None:
@@ -144,7 +150,7 @@ def generation_info(page) -> dict:
 
 def wait_for_job(page) -> None:
     """After Generate: the job's end shows Generate again."""
-    page.wait_for_selector("#txt2img_interrupt", state="detached", timeout=JOB_TIMEOUT)
+    page.wait_for_selector("#txt2img_interrupt", state="hidden", timeout=JOB_TIMEOUT)  # in the page, hidden
     page.wait_for_selector("#txt2img_generate", state="visible", timeout=JOB_TIMEOUT)
 
 
@@ -200,7 +206,7 @@ def test_interrupt_ends_a_long_job_with_the_images_done(page):
     thumbnails = page.locator("#txt2img_gallery button[aria-label^=Thumbnail]").count()
     assert thumbnails == (done + 1 if done > 1 else done)  # a grid comes first when there are several
     assert page.inner_text("#txt2img_progress").strip() == ""
-    assert page.locator("#txt2img_skip").count() == 0
+    assert page.locator("#txt2img_skip").is_hidden()  # in the page, hidden, as Interrupt
     small_job(page, "after the interrupt")  # ready for the next job
     page.click("#txt2img_generate")
     page.wait_for_function("document.querySelector('#html_info_txt2img').innerText.startsWith('after the interrupt')",

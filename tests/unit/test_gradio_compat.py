@@ -71,3 +71,19 @@ def test_gradio4_show_button_flags_become_gradio6_buttons():
         plain = gr.Textbox(show_copy_button=False)
         gallery = gr.Gallery(show_download_button=True, show_fullscreen_button=False)
     assert copyable.buttons == ["copy"] and "copy" not in (plain.buttons or []) and gallery.buttons == ["download"]
+
+
+def test_blocks_made_with_visible_false_are_in_the_page_hidden():
+    """Gradio 3 rendered visible=False blocks hidden in the page; sd-dynamic-prompts' wildcards tab finds its hidden
+    textbox and button there. Gradio 6 leaves visible=False out of the page and renders visible="hidden" so."""
+    gradio_compat.install()
+    with gr.Blocks() as demo:
+        message = gr.Textbox(visible=False, elem_id="hidden_message")
+        button = gr.Button(visible=False, elem_id="hidden_button")
+        with gr.Column(visible=False, elem_id="hidden_column"):
+            gr.Textbox(elem_id="inside_hidden_column")
+        shown = gr.Textbox(elem_id="shown")
+    assert message.visible == button.visible == "hidden" and shown.visible is True
+    props = {c["props"].get("elem_id"): c["props"] for c in demo.get_config_file()["components"]}
+    assert props["hidden_message"]["visible"] == props["hidden_column"]["visible"] == "hidden"
+    assert props["shown"]["visible"] is True
