@@ -248,7 +248,8 @@ def test_settings_search_apply_and_restart(page, app):
     page.fill("#settings_search input, #settings_search textarea", "file format for images")
     page.wait_for_selector("#setting_samples_format", state="visible")
     assert page.locator("#setting_jpeg_quality").is_hidden()
-    page.fill("#setting_samples_format input, #setting_samples_format textarea", "jpg")
+    page.fill("#setting_samples_format input, #setting_samples_format textarea", "jpg")  # a dropdown of image types
+    page.get_by_role("option", name="jpg", exact=True).click()
     page.click("#settings_submit")
     page.wait_for_function("document.querySelector('#settings_result').innerText.includes('changed')")
     assert page.inner_text("#settings_result").strip() == "1 setting changed: samples_format."
