@@ -155,6 +155,23 @@ class ProgressResponse(BaseModel):
     textinfo: str | None = None
 
 
+class ProgressRequest(BaseModel):
+    id_task: str | None = Field(default=None, description="the force_task_id given to txt2img/img2img")
+    id_live_preview: int = Field(default=-1, description="id of the last preview received; a newer one is sent")
+    live_preview: bool = Field(default=True, description="whether to send a live preview image")
+
+
+class InternalProgressResponse(BaseModel):
+    active: bool
+    queued: bool
+    completed: bool
+    progress: float | None = Field(default=None, description="0..1, while active")
+    eta: float | None = Field(default=None, description="seconds left, while active")
+    live_preview: str | None = Field(default=None, description="a data: URI")
+    id_live_preview: int | None = None
+    textinfo: str | None = None
+
+
 class SamplerItem(BaseModel):
     name: str
     aliases: list[str]
