@@ -692,13 +692,15 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
                     infotexts.append(infotext)
                 state.nextjob()
             index_of_first_image = 0
-            if len(output_images) > 1 and (opts.return_grid or opts.grid_save):
+            # A1111: no grid at all for a job that must not save one (the API without save_images, a script's
+            # sub-jobs), so such callers get exactly the images generated
+            if len(output_images) > 1 and (opts.return_grid or opts.grid_save) and not p.do_not_save_grid:
                 grid = images.image_grid(output_images, p.batch_size)
                 if opts.return_grid:
                     infotexts.insert(0, infotexts[0])
                     output_images.insert(0, grid)
                     index_of_first_image = 1
-                if opts.grid_save and not p.do_not_save_grid:
+                if opts.grid_save:
                     images.save_image(grid, p.outpath_grids, "grid", p.all_seeds[0], p.all_prompts[0], opts.grid_format,
                                       info=infotexts[0], short_filename=not opts.grid_extended_filename, p=p, grid=True)
             if infotexts and not cmd_opts.no_prompt_history:

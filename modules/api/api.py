@@ -371,6 +371,10 @@ class Api:
         return {key: opts.data.get(key, info.default) for key, info in opts.data_labels.items() if not info.do_not_save}
 
     def set_config(self, req: dict[str, object]):
+        # clients such as Open WebUI post back the whole dict GET gave them: a value left as it is changes nothing
+        current = self.get_config()
+        req = {key: value for key, value in req.items()
+               if key not in current or key == "sd_model_checkpoint" or value != current[key]}
         for key, value in req.items():
             if key not in opts.data_labels:
                 raise HTTPException(status_code=422, detail=f"Unknown setting: {key}")
