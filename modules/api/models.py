@@ -46,7 +46,8 @@ API_TYPES = {"prompt": str, "negative_prompt": str, "styles": list[str] | None,
 
 def _field(name: str, annotation, default):
     low, high = LIMITS.get(name, (None, None))
-    return annotation, Field(default=default, ge=low, le=high)
+    longest = processing.MAX_PROMPT_LENGTH if name in processing.PROMPT_FIELDS else None
+    return annotation, Field(default=default, ge=low, le=high, max_length=longest)
 
 
 def _processing_fields(cls) -> dict[str, tuple]:
