@@ -32,6 +32,11 @@ opt_C = 4  # latent channels of SD1/SD2/SDXL (A1111's name)
 opt_f = 8  # the VAE's downscale factor: a latent cell is 8x8 pixels (A1111's name)
 create_binary_mask = masking.create_binary_mask  # A1111's home for it
 MAX_SEED = 4294967294
+# Longest prompt (in characters, after styles) a job accepts: far beyond any normal prompt (A1111's UI counts tokens
+# in chunks of 75; 20,000 characters is a few thousand tokens), while a megabyte-sized one, which would tie up the
+# encoder and every sampling step for minutes, is refused before any work starts.
+MAX_PROMPT_LENGTH = 20_000
+PROMPT_FIELDS = ("prompt", "negative_prompt", "hr_prompt", "hr_negative_prompt")
 
 
 def get_fixed_seed(seed) -> int:
@@ -372,6 +377,12 @@ def prepare(p: StableDiffusionProcessing) -> None:
     database = styles.prompt_styles()
     p.all_prompts = [database.apply_styles_to_prompt(x, p.styles) for x in prompts]
     p.all_negative_prompts = [database.apply_negative_styles_to_prompt(x, p.styles) for x in negatives]
+    for name, texts in (("prompt", p.all_prompts), ("negative_prompt", p.all_negative_prompts),
+                        ("hr_prompt", [getattr(p, "hr_prompt", "")]),
+                        ("hr_negative_prompt", [getattr(p, "hr_negative_prompt", "")])):
+        longest = max((len(t or "") for t in texts), default=0)
+        if longest > MAX_PROMPT_LENGTH:
+            raise ValueError(f"{name} is {longest} characters long; at most {MAX_PROMPT_LENGTH} are accepted")
     if opts.enable_prompt_comments:
         p.all_prompts = [prompt_parser.strip_comments(x) for x in p.all_prompts]
         p.all_negative_prompts = [prompt_parser.strip_comments(x) for x in p.all_negative_prompts]
@@ -497,7 +508,8 @@ def make_stage(model, p: StableDiffusionProcessing, prompts: list[str], negative
                image_conditioning: torch.Tensor | None = None, hires_steps: int | None = None) -> UNetStage:
     """One model's conditioning schedules for a batch; inpainting UNets without image conditioning get txt2img's."""
     encoder = PromptEncoder(model, clip_skip=p.clip_skip, emphasis=opts.emphasis, comma_backtrack=opts.comma_padding_backtrack,
-                            embeddings=textual_inversion.embedding_db().usable_for(model))
+                            embeddings=textual_inversion.embedding_db().usable_for(model),
+                            should_stop=lambda: state.interrupted or state.skipped)
     # prompt editing counts UNet evaluations, two per step for second-order samplers (A1111's total_steps)
     steps = p.steps * (2 if sd_samplers.find_sampler(p.sampler_name).second_order else 1)
     schedule = dict(steps=steps, hires_steps=hires_steps, use_old_scheduling=opts.use_old_scheduling)
@@ -692,13 +704,15 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
                     infotexts.append(infotext)
                 state.nextjob()
             index_of_first_image = 0
-            if len(output_images) > 1 and (opts.return_grid or opts.grid_save):
+            # A1111: no grid at all for a job that must not save one (the API without save_images, a script's
+            # sub-jobs), so such callers get exactly the images generated
+            if len(output_images) > 1 and (opts.return_grid or opts.grid_save) and not p.do_not_save_grid:
                 grid = images.image_grid(output_images, p.batch_size)
                 if opts.return_grid:
                     infotexts.insert(0, infotexts[0])
                     output_images.insert(0, grid)
                     index_of_first_image = 1
-                if opts.grid_save and not p.do_not_save_grid:
+                if opts.grid_save:
                     images.save_image(grid, p.outpath_grids, "grid", p.all_seeds[0], p.all_prompts[0], opts.grid_format,
                                       info=infotexts[0], short_filename=not opts.grid_extended_filename, p=p, grid=True)
             if infotexts and not cmd_opts.no_prompt_history:
@@ -781,7 +795,10 @@ def run_sampler(p, model, refiner, sampler, sigmas, options, start, noise, rng, 
                 image_conditioning=None, keep_latent=None, regen_mask=None, hires_steps=None) -> torch.Tensor:
     """One sampling run over `sigmas` from `start` noised by `noise` (start None: txt2img, from the noise alone); the
     refiner (if any) takes over inside it. Returns the latent."""
-    stage = make_stage(model, p, prompts, negatives, width, height, image_conditioning, hires_steps)
+    try:
+        stage = make_stage(model, p, prompts, negatives, width, height, image_conditioning, hires_steps)
+    except InterruptedException:  # stopped while encoding: the latent sampling would start from, as A1111's sampler
+        return noise * sigmas[0] if start is None else start  # gives back when stopped before its first step
     if p.scripts is not None:  # as A1111: txt2img's x is the noise, img2img's and hires' the latent they start from
         p.scripts.process_before_every_sampling(p, x=noise if start is None else start, noise=noise, c=stage.cond,
                                                 uc=stage.uncond)

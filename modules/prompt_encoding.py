@@ -2,15 +2,18 @@
 from __future__ import annotations
 
 from collections import namedtuple
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 
 from modules.prompt_parser import parse_prompt_attention
+from modules.sd_samplers_common import InterruptedException
 from modules.textual_inversion import TokenLookup
 
 CHUNK = 75  # tokens per chunk, between the start and end tokens
 COMMA_BACKTRACK = 20
+ENCODE_GROUP = 32  # chunks per text-encoder call: normal prompts are one call; an interrupt waits for one group at most
 EMBEDDING_PLACEHOLDER = 0  # token id under an embedding's vectors; never the end token, so pooling is unaffected
 
 PromptChunkFix = namedtuple("PromptChunkFix", ["offset", "embedding"])  # embedding vectors start at chunk offset
@@ -115,8 +118,9 @@ class PromptEncoder:
     """
 
     def __init__(self, model, clip_skip: int = 1, emphasis: str = "Original", comma_backtrack: int = COMMA_BACKTRACK,
-                 embeddings: dict | None = None):
+                 embeddings: dict | None = None, should_stop: Callable[[], bool] | None = None):
         self.model = model
+        self.should_stop = should_stop  # asked between groups of chunks: True raises InterruptedException
         self.clip_skip = max(int(clip_skip), 1)
         self.emphasis = emphasis
         self.comma_backtrack = comma_backtrack
@@ -185,8 +189,14 @@ class PromptEncoder:
         fixes = [[(fix.offset + 1, lookup.vectors(fix.embedding)) for fix in c.fixes] for c in rows]
         for row in rows:
             self.used_embeddings.update({fix.embedding.name: fix.embedding for fix in row.fixes})
-        out = _run_with_vectors(encoder, ids, fixes)
-        hidden = out.hidden_states[layer] if layer != -1 or not final_norm else out.last_hidden_state
+        hidden_parts, pooled_parts = [], []
+        for start in range(0, len(rows), ENCODE_GROUP):  # a very long prompt is many chunks: stop between groups
+            if self.should_stop is not None and self.should_stop():
+                raise InterruptedException
+            out = _run_with_vectors(encoder, ids[start:start + ENCODE_GROUP], fixes[start:start + ENCODE_GROUP])
+            hidden_parts.append(out.hidden_states[layer] if layer != -1 or not final_norm else out.last_hidden_state)
+            pooled_parts.append(getattr(out, "text_embeds", None))
+        hidden = torch.cat(hidden_parts)
         if final_norm and layer != -1:
             norm = getattr(encoder, "text_model", encoder).final_layer_norm
             hidden = norm(hidden)
@@ -194,8 +204,8 @@ class PromptEncoder:
         hidden = hidden.float().reshape(count, n, *hidden.shape[1:])
         z = torch.stack([self._apply_emphasis(hidden[i], weights[i * n:(i + 1) * n]) for i in range(count)], dim=1)
         context = z.reshape(n, -1, z.shape[-1])
-        has_pooled = getattr(out, "text_embeds", None) is not None
-        pooled = out.text_embeds[:n].float() if has_pooled else None  # rows of chunk 0: A1111 pools the first chunk
+        has_pooled = pooled_parts[0] is not None
+        pooled = torch.cat(pooled_parts)[:n].float() if has_pooled else None  # rows of chunk 0: A1111 pools the first chunk
         return [Conditioning(context[i:i + 1], None if pooled is None else pooled[i:i + 1]) for i in range(n)]
 
     def _apply_emphasis(self, z: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

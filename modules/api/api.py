@@ -20,7 +20,7 @@ from PIL import Image, UnidentifiedImageError
 
 from modules import face_restoration, hypernetworks, images, infotext_utils, postprocessing, processing
 from modules import scripts, sd_models, sd_samplers, sd_schedulers, sd_vae, styles, textual_inversion, upscaler
-from modules import extensions
+from modules import extensions, progress as task_progress
 from modules.api import errors, models
 from modules.api import train as train_api
 from modules.networks import networks
@@ -167,23 +167,34 @@ class Api:
         routes += train_api.routes(self)
         for path, endpoint, method, response_model in routes:
             router.add_api_route(f"/sdapi/v1/{path}", endpoint, methods=[method], response_model=response_model)
+        router.add_api_route("/internal/progress", self.internal_progressapi, methods=[post],
+                             response_model=models.InternalProgressResponse)
         router.add_api_route("/openapi.json", lambda: app.openapi(), methods=[get], include_in_schema=False)
         router.add_api_route("/docs", lambda: get_swagger_ui_html(openapi_url="/openapi.json", title="Atelier API"),
                              methods=[get], include_in_schema=False)
         app.include_router(router)
 
-    def run_job(self, name: str, func, *args):
-        """`func(*args)` in its turn in the shared queue; a user's mistake found by the engine becomes a 422."""
-        with self.queue_lock:
-            self.jobs_started += 1
-            number = self.jobs_started
-            log.info("API job %d begins: %s", number, name)
-            try:
-                return func(*args)
-            except (ValueError, KeyError, sd_models.CheckpointLoadError) as e:  # the old model stays loaded
-                raise unprocessable(e) from e
-            finally:
-                log.info("API job %d ends: %s", number, name)
+    def run_job(self, name: str, func, *args, task_id: str | None = None):
+        """`func(*args)` in its turn in the shared queue; a user's mistake found by the engine becomes a 422.
+        A `task_id` is followed by /internal/progress: queued, then active, then completed."""
+        if task_id:
+            task_progress.add_task_to_queue(task_id)
+        try:
+            with self.queue_lock:
+                self.jobs_started += 1
+                number = self.jobs_started
+                log.info("API job %d begins: %s", number, name)
+                if task_id:
+                    task_progress.start_task(task_id)
+                try:
+                    return func(*args)
+                except (ValueError, KeyError, sd_models.CheckpointLoadError) as e:  # the old model stays loaded
+                    raise unprocessable(e) from e
+                finally:
+                    log.info("API job %d ends: %s", number, name)
+        finally:
+            if task_id:
+                task_progress.finish_task(task_id)
 
     # generation
 
@@ -272,7 +283,8 @@ class Api:
     def generate(self, req, p: processing.StableDiffusionProcessing, name: str, echo: dict) -> dict:
         p.scripts = self.script_runner(req)
         p.script_args = self.script_args(req, p.scripts)
-        processed = self.run_job(name, processing.run_with_scripts, p)
+        task_id = req.force_task_id or task_progress.create_task_id(name)
+        processed = self.run_job(name, processing.run_with_scripts, p, task_id=task_id)
         encoded = [encode_pil_to_base64(image) for image in processed.images] if req.send_images else []
         return {"images": encoded, "parameters": echo, "info": processed.js()}
 
@@ -321,14 +333,7 @@ class Api:
         snapshot = state.dict()
         if snapshot["job_count"] == 0:
             return {"progress": 0, "eta_relative": 0, "state": snapshot, "textinfo": state.textinfo}
-        progress = 0.01
-        job_count, job_no = snapshot["job_count"], snapshot["job_no"]
-        steps, step = snapshot["sampling_steps"], snapshot["sampling_step"]
-        if job_count > 0:
-            progress += job_no / job_count
-            if steps > 0:
-                progress += step / steps / job_count
-        progress = min(progress, 1.0)
+        progress = min(0.01 + task_progress.fraction_done(), 1.0)  # A1111: never 0 while a job runs
         elapsed = time.time() - (state.time_start or time.time())
         eta_relative = elapsed / progress - elapsed
         current_image = None
@@ -338,6 +343,17 @@ class Api:
                 current_image = encode_pil_to_base64(state.current_image)
         return {"progress": progress, "eta_relative": eta_relative, "state": snapshot, "current_image": current_image,
                 "textinfo": state.textinfo}
+
+    def internal_progressapi(self, req: models.ProgressRequest):
+        """A1111's /internal/progress: one task's place in the queue and, while it runs, its progress."""
+        answer = task_progress.task_progress(req.id_task, req.id_live_preview, req.live_preview)
+        image = answer["live_preview"]
+        if image is not None:
+            kind = opts.live_previews_image_format
+            buffer = io.BytesIO()
+            image.save(buffer, format=kind)
+            answer["live_preview"] = f"data:image/{kind};base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}"
+        return answer
 
     def interruptapi(self):
         if state.job:  # only the running job: a stale flag must not stop the next one
@@ -355,6 +371,10 @@ class Api:
         return {key: opts.data.get(key, info.default) for key, info in opts.data_labels.items() if not info.do_not_save}
 
     def set_config(self, req: dict[str, object]):
+        # clients such as Open WebUI post back the whole dict GET gave them: a value left as it is changes nothing
+        current = self.get_config()
+        req = {key: value for key, value in req.items()
+               if key not in current or key == "sd_model_checkpoint" or value != current[key]}
         for key, value in req.items():
             if key not in opts.data_labels:
                 raise HTTPException(status_code=422, detail=f"Unknown setting: {key}")

@@ -113,7 +113,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, e: RequestValidationError):
-        return JSONResponse(status_code=422, content={"detail": encodable(e.errors())})
+        errors = [{**error, "input": error["input"][:200] + "..."}  # a huge refused value is not echoed back
+                  if isinstance(error.get("input"), str) and len(error["input"]) > 200 else error for error in e.errors()]
+        return JSONResponse(status_code=422, content={"detail": encodable(errors)})
 
     @app.middleware("http")
     async def unexpected_error(request: Request, call_next):

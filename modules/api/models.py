@@ -46,7 +46,8 @@ API_TYPES = {"prompt": str, "negative_prompt": str, "styles": list[str] | None,
 
 def _field(name: str, annotation, default):
     low, high = LIMITS.get(name, (None, None))
-    return annotation, Field(default=default, ge=low, le=high)
+    longest = processing.MAX_PROMPT_LENGTH if name in processing.PROMPT_FIELDS else None
+    return annotation, Field(default=default, ge=low, le=high, max_length=longest)
 
 
 def _processing_fields(cls) -> dict[str, tuple]:
@@ -152,6 +153,23 @@ class ProgressResponse(BaseModel):
     eta_relative: float
     state: dict
     current_image: str | None = None
+    textinfo: str | None = None
+
+
+class ProgressRequest(BaseModel):
+    id_task: str | None = Field(default=None, description="the force_task_id given to txt2img/img2img")
+    id_live_preview: int = Field(default=-1, description="id of the last preview received; a newer one is sent")
+    live_preview: bool = Field(default=True, description="whether to send a live preview image")
+
+
+class InternalProgressResponse(BaseModel):
+    active: bool
+    queued: bool
+    completed: bool
+    progress: float | None = Field(default=None, description="0..1, while active")
+    eta: float | None = Field(default=None, description="seconds left, while active")
+    live_preview: str | None = Field(default=None, description="a data: URI")
+    id_live_preview: int | None = None
     textinfo: str | None = None
 
 

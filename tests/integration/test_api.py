@@ -143,10 +143,14 @@ def test_txt2img_shapes_defaults_and_same_seed_same_image(server):
     assert not (server.data_dir / "outputs" / "txt2img-images").exists()  # save_images defaults to false
 
 
-def test_txt2img_batch_has_grid_first_and_images_match_single_seeds(server):
-    result = server.ok("POST", "/sdapi/v1/txt2img", {**SMALL, "batch_size": 2, "sampler_name": "Euler"})
+def test_txt2img_batch_has_grid_first_only_when_saving_and_images_match_single_seeds(server):
+    unsaved = server.ok("POST", "/sdapi/v1/txt2img", {**SMALL, "batch_size": 2, "sampler_name": "Euler"})
+    assert len(unsaved["images"]) == 2 and json.loads(unsaved["info"])["index_of_first_image"] == 0  # A1111: no grid
+    result = server.ok("POST", "/sdapi/v1/txt2img", {**SMALL, "batch_size": 2, "sampler_name": "Euler",
+                                                    "save_images": True})
     info = json.loads(result["info"])
     assert len(result["images"]) == 3 and info["index_of_first_image"] == 1
+    assert result["images"][1:] == unsaved["images"]
     assert decode(result["images"][0]).size == (128, 64)  # the grid: two 64x64 images side by side
     assert info["all_seeds"] == [1234, 1235] and len(info["infotexts"]) == 3
     single = server.ok("POST", "/sdapi/v1/txt2img", {**SMALL, "seed": 1235})
@@ -155,11 +159,12 @@ def test_txt2img_batch_has_grid_first_and_images_match_single_seeds(server):
 
 
 def test_txt2img_options_send_images_sampler_index_and_size_rounding(server):
+    before = set((server.data_dir / "outputs").rglob("*.png"))
     result = server.ok("POST", "/sdapi/v1/txt2img", {**SMALL, "send_images": False, "sampler_index": "DDIM",
                                                     "width": 70, "height": 64, "save_images": True})
     info = json.loads(result["info"])
     assert result["images"] == [] and info["sampler_name"] == "DDIM" and info["width"] == 64
-    saved = list((server.data_dir / "outputs" / "txt2img-images").rglob("*.png"))
+    saved = list(set((server.data_dir / "outputs" / "txt2img-images").rglob("*.png")) - before)
     assert len(saved) == 1 and Image.open(saved[0]).size == (64, 64)  # save_images: true writes the sample
 
 
@@ -357,7 +362,8 @@ API_ROUTES = [("GET", "/sdapi/v1/progress"), ("POST", "/sdapi/v1/txt2img"), ("PO
               ("POST", "/sdapi/v1/extensions/install"), ("POST", "/sdapi/v1/extensions/update"),
               ("POST", "/sdapi/v1/extensions/delete"), ("POST", "/sdapi/v1/create/embedding"),
               ("POST", "/sdapi/v1/create/hypernetwork"), ("POST", "/sdapi/v1/train/embedding"),
-              ("POST", "/sdapi/v1/train/hypernetwork"), ("GET", "/docs"), ("GET", "/openapi.json")]
+              ("POST", "/sdapi/v1/train/hypernetwork"), ("POST", "/internal/progress"), ("GET", "/docs"),
+              ("GET", "/openapi.json")]
 
 
 def test_the_route_list_covers_every_api_route(server):

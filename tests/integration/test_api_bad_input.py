@@ -34,6 +34,9 @@ EMBEDDING = {"name": "e", "num_vectors_per_token": 1, "overwrite_old": False}
 BAD = [
     ("POST", "/sdapi/v1/txt2img", "{not json", 422, "JSON decode error"),
     ("POST", "/sdapi/v1/txt2img", {"steps": "many"}, 422, "valid integer"),
+    ("POST", "/sdapi/v1/txt2img", {"prompt": "cube " * 400_000}, 422, "'prompt'], 'msg': 'String should have at most 20000"),
+    ("POST", "/sdapi/v1/txt2img", {"enable_hr": True, "hr_negative_prompt": "x" * 20_001}, 422, "'hr_negative_prompt']"),
+    ("POST", "/sdapi/v1/img2img", {"init_images": [B64], "negative_prompt": "x" * 20_001}, 422, "'negative_prompt']"),
     ("POST", "/sdapi/v1/txt2img", {"width": [64]}, 422, "valid integer"),
     ("POST", "/sdapi/v1/txt2img", {"cfg_scale": "high"}, 422, "valid number"),
     ("POST", "/sdapi/v1/txt2img", {"send_images": "perhaps"}, 422, "valid boolean"),
@@ -187,6 +190,13 @@ def test_bad_request(server, method, path, body, status, message):
     assert (server.data_dir / "config.json").read_bytes() == config
     assert outside_data_folders(server) == outside
     assert server.connection.request("GET", "/sdapi/v1/progress?skip_current_image=true")[0] == 200
+
+
+def test_a_two_megabyte_prompt_is_refused_at_once_without_echoing_it(server):
+    answered, answer = server.connection.request("POST", "/sdapi/v1/txt2img", json.dumps({"prompt": "x" * 2_000_000}))
+    assert answered == 422 and answer["detail"][0]["loc"] == ["body", "prompt"]
+    assert len(json.dumps(answer)) < 2000  # the refused value comes back cut to its start
+    assert server.ok("POST", "/sdapi/v1/txt2img", {**SMALL, "prompt": "cube, " * 3000})["images"]  # 18,000: accepted
 
 
 def test_the_server_keeps_serving_and_nothing_changed(server):

@@ -83,7 +83,7 @@ def test_interrupt_during_a_multi_image_job_returns_the_images_done_so_far(serve
     produced = len(result.json()["images"]) - info["index_of_first_image"]
     assert 1 <= produced < 6 and len(info["infotexts"]) == len(result.json()["images"])
     after = server.ok("POST", "/sdapi/v1/txt2img", {**SMALL, "n_iter": 2})  # the next job is not interrupted
-    assert len(after["images"]) == 3
+    assert len(after["images"]) == 2  # both images (no grid without save_images, as A1111)
 
 
 def test_a_failed_job_never_poisons_the_next(server):
@@ -124,3 +124,46 @@ def test_the_ui_wrapper_queues_on_the_same_lock():
     inside = []
     assert wrap_gradio_gpu_call(lambda: (inside.append(queue_lock.locked()), "<p></p>"))()[1].startswith("<p></p>")
     assert inside == [True] and isinstance(queue_lock, FIFOLock) and not queue_lock.locked()
+
+
+def test_force_task_id_is_followed_by_internal_progress_queued_then_active_then_completed(server):
+    """A1111's UI and polling clients: a job sent with force_task_id is found by that id in /internal/progress."""
+    task = "task(client-test-1)"
+    assert server.ok("POST", "/internal/progress", {"id_task": task}) == {
+        "active": False, "queued": False, "completed": False, "progress": None, "eta": None, "live_preview": None,
+        "id_live_preview": -1, "textinfo": "Waiting..."}
+    results, seen, done = {}, [], threading.Event()
+    blocker = threading.Thread(target=lambda: results.setdefault(
+        "blocker", server.post("/sdapi/v1/txt2img", {**SMALL, "steps": 10})))
+    blocker.start()
+    deadline = time.time() + 120
+    while not server.ok("GET", "/sdapi/v1/progress?skip_current_image=true")["state"]["job"] and time.time() < deadline:
+        time.sleep(0.02)
+    tracked = threading.Thread(target=lambda: results.setdefault(
+        "tracked", server.post("/sdapi/v1/txt2img", {**SMALL, "steps": 10, "force_task_id": task})))
+
+    def poll():
+        while not done.is_set():
+            seen.append(server.ok("POST", "/internal/progress", {"id_task": task, "id_live_preview": -1,
+                                                                 "live_preview": False}))
+            time.sleep(0.02)
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    tracked.start()
+    blocker.join(300)
+    tracked.join(300)
+    done.set()
+    poller.join(30)
+    seen.append(server.ok("POST", "/internal/progress", {"id_task": task}))  # after the answer came back
+    assert results["blocker"].status_code == 200 and results["tracked"].status_code == 200
+    phases = [("queued" if p["queued"] else "active" if p["active"] else "completed" if p["completed"] else "unknown")
+              for p in seen]
+    order = [phase for i, phase in enumerate(phases) if i == 0 or phases[i - 1] != phase]
+    assert order[-3:] == ["queued", "active", "completed"] and "unknown" not in order[1:], order
+    queued = [p for p in seen if p["queued"]]
+    assert queued[0]["textinfo"] == "In queue: 1/1" and queued[0]["progress"] is None
+    active = [p for p in seen if p["active"]]
+    assert all(p["progress"] is not None and 0 <= p["progress"] <= 1 and p["live_preview"] is None for p in active)
+    assert any(0 < p["progress"] < 1 and p["eta"] is not None and p["eta"] >= 0 for p in active)
+    assert seen[-1]["completed"] and not seen[-1]["active"] and not seen[-1]["queued"]

@@ -172,3 +172,37 @@ def test_emphasis_infotext_only_when_not_original_and_used(engine):
     no_norm = txt2img(SD1, prompt="a (cube:1.2)", steps=1, override_settings={"emphasis": "No norm"})
     assert "Emphasis: No norm" in no_norm.info
     assert "Emphasis" not in txt2img(SD1, prompt="a cube", steps=1, override_settings={"emphasis": "No norm"}).info
+
+
+def test_a_very_long_prompt_is_encoded_in_groups_with_the_same_result(engine, monkeypatch):
+    model = load(SD1)
+    text = ", ".join(f"cube {i}" for i in range(900))  # about 40 chunks: two groups
+    grouped = encode(model, text)
+    monkeypatch.setattr("modules.prompt_encoding.ENCODE_GROUP", 10_000)
+    assert grouped.shape[1] > 32 * 77 and torch.allclose(grouped, encode(model, text), atol=1e-5)
+
+
+def test_interrupt_while_encoding_a_long_prompt_stops_before_the_next_group_and_any_sampling_step(engine):
+    """Interrupt during prompt encoding (issue 17 item 5): the encoder stops before its next group of chunks and the
+    sampler never runs; the job still answers with its one (unfinished) image, as after an interrupt in sampling."""
+    model = load(SD1)
+    groups, results = [], []
+
+    def interrupt_on_first_group(module, args, output):
+        groups.append(args[0].shape[0])
+        state.interrupt()
+
+    handle = next(iter(model.text_encoders.values())).register_forward_hook(interrupt_on_first_group)
+    try:
+        contexts = unet_contexts(model, lambda: results.append(
+            txt2img(SD1, prompt=", ".join(f"cube {i}" for i in range(900)), steps=4)))
+    finally:
+        handle.remove()
+        state.interrupted = False
+    assert groups == [32]  # one group of 32 chunks encoded, then the interrupt took effect
+    assert contexts == [] and len(results[0].images) == 1
+
+
+def test_a_prompt_longer_than_the_limit_after_styles_is_refused_before_any_work(engine):
+    with pytest.raises(ValueError, match="negative_prompt is 20001 characters long; at most 20000 are accepted"):
+        txt2img(SD1, negative_prompt="x" * 20_001)

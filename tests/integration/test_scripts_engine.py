@@ -177,12 +177,13 @@ def test_always_on_script_changes_the_prompt_and_the_infotext_shows_it(engine):
     assert off.infotexts[0].startswith("a red cube\n") and "Recorder" not in off.infotexts[0]
 
 
-def test_hooks_run_in_a1111_order_with_the_scripts_own_arguments(engine):
+def test_hooks_run_in_a1111_order_with_the_scripts_own_arguments(engine, tmp_path):
     runner = load_extension_scripts(engine, {"scripts/recorder.py": RECORDER})
     calls = module_of("Recorder").CALLS
     opts.set("return_grid", True)
     processed = processing.run_with_scripts(job(runner, args_for(runner, "Recorder", True, "!"), batch_size=2,
-                                                prompt="a red cube <lora:nothing:1>"))
+                                                prompt="a red cube <lora:nothing:1>", do_not_save_grid=False,
+                                                outpath_grids=str(tmp_path)))
     assert processed.all_seeds == [1234, 1235]
     assert calls == [
         ("setup", True, "!"),

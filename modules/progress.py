@@ -1,0 +1,86 @@
+"""Per-task progress (A1111's modules.progress): which task id is queued, running or finished, and how far the
+running one is. A face registers a task when it queues a job; /internal/progress reads these by id."""
+from __future__ import annotations
+
+import collections
+import random
+import string
+import threading
+import time
+
+from modules.shared_state import state
+
+FINISHED_KEPT = 16  # as A1111: a client polling long after its task ended sees "completed" for the last 16 tasks
+
+_lock = threading.Lock()
+current_task: str | None = None
+pending_tasks: dict[str, float] = {}  # id -> time queued; insertion order is the queue's order
+finished_tasks: collections.deque[str] = collections.deque(maxlen=FINISHED_KEPT)
+
+
+def create_task_id(task_type: str) -> str:
+    """A1111's `task(<random>)` shape; the type names the tab, as A1111's UI does."""
+    suffix = "".join(random.choices(string.ascii_letters + string.digits, k=15))
+    return f"task({task_type}-{suffix})"
+
+
+def add_task_to_queue(id_task: str) -> None:
+    with _lock:
+        pending_tasks[id_task] = time.time()
+
+
+def start_task(id_task: str) -> None:
+    global current_task
+    with _lock:
+        current_task = id_task
+        pending_tasks.pop(id_task, None)
+
+
+def finish_task(id_task: str) -> None:
+    global current_task
+    with _lock:
+        if current_task == id_task:
+            current_task = None
+        pending_tasks.pop(id_task, None)  # a job refused before it ran is finished too
+        finished_tasks.append(id_task)
+
+
+def fraction_done() -> float:
+    """How much of the running job is done, 0..1: finished images plus the running image's steps."""
+    snapshot = state.dict()
+    job_count, job_no = snapshot["job_count"], snapshot["job_no"]
+    steps, step = snapshot["sampling_steps"], snapshot["sampling_step"]
+    if job_count <= 0:
+        return 0.0
+    done = job_no / job_count
+    if steps > 0:
+        done += step / steps / job_count
+    return min(done, 1.0)
+
+
+def task_progress(id_task: str | None, id_live_preview: int = -1, live_preview: bool = True) -> dict:
+    """The /internal/progress answer for one task: its place (queued with its position, active, completed) and,
+    while it runs, progress, eta and a live preview newer than `id_live_preview`."""
+    with _lock:
+        active = id_task is not None and id_task == current_task
+        queued = id_task in pending_tasks
+        completed = id_task in finished_tasks
+        position = list(pending_tasks).index(id_task) + 1 if queued else 0
+        waiting = len(pending_tasks)
+    answer = {"active": active, "queued": queued, "completed": completed, "progress": None, "eta": None,
+              "live_preview": None, "id_live_preview": -1, "textinfo": None}
+    if not active:
+        answer["textinfo"] = f"In queue: {position}/{waiting}" if queued else "Waiting..."
+        return answer
+    progress = fraction_done()
+    elapsed = time.time() - (state.time_start or time.time())
+    answer["progress"] = progress
+    answer["eta"] = elapsed / progress - elapsed if progress > 0 else None
+    answer["textinfo"] = state.textinfo
+    answer["id_live_preview"] = id_live_preview
+    if live_preview:
+        state.set_current_image()
+        if state.current_image is not None and state.id_live_preview != id_live_preview:
+            answer["live_preview"] = state.current_image
+            answer["id_live_preview"] = state.id_live_preview
+    return answer
