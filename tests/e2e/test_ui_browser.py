@@ -215,6 +215,7 @@ def test_interrupt_ends_a_long_job_with_the_images_done(page):
 
 
 def test_impossible_requests_show_the_error_and_the_app_keeps_serving(page, app):
+    choose_checkpoint(page, "tiny_sd1.safetensors")  # whatever the tests before chose
     (app.models_dir / "Stable-diffusion" / "broken.safetensors").write_bytes(b"\x00not a checkpoint" * 64)
     page.click("#refresh_sd_model_checkpoint")
     choose(page, "setting_sd_model_checkpoint", "broken.safetensors")
