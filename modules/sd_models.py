@@ -168,16 +168,22 @@ def read_metadata_from_safetensors(filename: str) -> dict:
         return decode_metadata(f.metadata() or {})
 
 
+def _manager_and_checkpoint(manager: ModelManager | None, info: CheckpointInfo | None) -> tuple:
+    """The manager to use (default: the running one) and the checkpoint (default: select_checkpoint())."""
+    manager = manager or model_manager
+    if manager is None:
+        raise RuntimeError("The model manager is not started")
+    info = info or select_checkpoint()
+    if info is None:
+        raise FileNotFoundError(no_checkpoint_message())
+    return manager, info
+
+
 def load_model(checkpoint_info: CheckpointInfo | None = None, already_loaded_state_dict: dict | None = None,
                manager: ModelManager | None = None) -> StableDiffusionModel:
     """A1111's: load `checkpoint_info` (default: select_checkpoint()) and make it the current model; with
     already_loaded_state_dict (e.g. a merge made in memory) the model is built from those tensors, not the file."""
-    manager = manager or model_manager
-    if manager is None:
-        raise RuntimeError("The model manager is not started")
-    info = checkpoint_info or select_checkpoint()
-    if info is None:
-        raise FileNotFoundError(no_checkpoint_message())
+    manager, info = _manager_and_checkpoint(manager, checkpoint_info)
     if already_loaded_state_dict is not None:
         manager.unload(info.filename)
     return manager.get(info, state_dict=already_loaded_state_dict)
@@ -252,12 +258,7 @@ def reload_model_weights(sd_model=None, info: CheckpointInfo | None = None, forc
     """Make `info` (default: select_checkpoint()) the current model of the manager and the sd_model_checkpoint
     setting, loading it if needed; forced_reload reads it from disk again. sd_model (A1111's model being replaced) is
     accepted for A1111 callers: the manager knows what is loaded."""
-    manager = manager or model_manager
-    if manager is None:
-        raise RuntimeError("The model manager is not started")
-    info = info or select_checkpoint()
-    if info is None:
-        raise FileNotFoundError(no_checkpoint_message())
+    manager, info = _manager_and_checkpoint(manager, info)
     if forced_reload:
         manager.unload(info.filename)
     model = manager.get(info)

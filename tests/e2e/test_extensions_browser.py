@@ -9,13 +9,13 @@ import textwrap
 
 import pytest
 
-from tests.e2e.test_ui_browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
+from tests.e2e.test_ui_browser import (  # noqa: F401  (browser: the module's browser fixture)
     JOB_TIMEOUT,
     App,
+    browser,
     choose_checkpoint,
     open_page,
+    opened_page,
     set_number,
     wait_for_page_loaded,
 )
@@ -90,25 +90,10 @@ def setup(tmp_path_factory, tiny_models_dir):
     app.stop()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
 @pytest.fixture
 def page(setup, browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    page.errors = []
-    page.on("pageerror", lambda error: page.errors.append(str(error)))
-    open_page(page, setup[0])
-    yield page
-    context.close()
+    with opened_page(browser, setup[0]) as page:
+        yield page
 
 
 def open_extensions(page, subtab: str) -> None:

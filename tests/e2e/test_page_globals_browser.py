@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from tests.e2e.test_ui_browser import CHROMIUM, CHROMIUM_ARGS, App, open_page
+from tests.e2e.test_ui_browser import App, browser, opened_page  # noqa: F401  (the module's browser fixture)
 
 pytestmark = pytest.mark.e2e
 NAME = "pagejs-ext"
@@ -84,26 +84,11 @@ def app(tmp_path_factory, tiny_models_dir):
     running.stop()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
 @pytest.fixture
 def page(app, browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    page.errors = []
-    page.on("pageerror", lambda error: page.errors.append(str(error)))
-    open_page(page, app)
-    page.wait_for_function("window.pagejs.atLoad !== null")
-    yield page
-    context.close()
+    with opened_page(browser, app) as page:
+        page.wait_for_function("window.pagejs.atLoad !== null")
+        yield page
 
 
 def test_opts_are_there_at_load_and_follow_apply_settings(page):

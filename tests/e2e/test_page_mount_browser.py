@@ -14,7 +14,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.e2e.test_ui_browser import CHROMIUM, CHROMIUM_ARGS, JOB_TIMEOUT, App, choose_checkpoint, open_page, set_number
+from tests.e2e.test_ui_browser import (  # noqa: F401  (browser: the module's browser fixture)
+    JOB_TIMEOUT,
+    App,
+    browser,
+    choose_checkpoint,
+    opened_page,
+    set_number,
+)
 
 pytestmark = pytest.mark.e2e
 NAME = "mount-ext"
@@ -96,26 +103,11 @@ def app(tmp_path_factory, tiny_models_dir):
     running.stop()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
 @pytest.fixture
 def page(app, browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    page.errors = []
-    page.on("pageerror", lambda error: page.errors.append(str(error)))
-    open_page(page, app)
-    page.wait_for_function("window.mountext.loaded !== null")
-    yield page
-    context.close()
+    with opened_page(browser, app) as page:
+        page.wait_for_function("window.mountext.loaded !== null")
+        yield page
 
 
 def number_value(page, elem_id: str) -> str:

@@ -2,6 +2,7 @@
 settings that survive a restart, UI defaults and Reload UI. One app process for the module (restarted once)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -104,16 +105,25 @@ def browser():
         browser.close()
 
 
-@pytest.fixture
-def page(app, browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+@contextlib.contextmanager
+def opened_page(browser, app, **context_options):
+    """A fresh browser context's page on the app, loaded, collecting the page's errors in `page.errors`."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, **context_options)
     page = context.new_page()
     page.set_default_timeout(60_000)
     page.errors = []
     page.on("pageerror", lambda error: page.errors.append(str(error)))
     open_page(page, app)
-    yield page
-    context.close()
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def page(app, browser):
+    with opened_page(browser, app, accept_downloads=True) as page:
+        yield page
 
 
 def open_page(page, app) -> None:
