@@ -26,6 +26,12 @@ def gradio_app_of(app: FastAPI):
     return next(route.app for route in app.router.routes if isinstance(route, Mount) and isinstance(route.app, App))
 
 
+def logged_in_user(page, cookies) -> str | None:
+    """Who is logged in to the Gradio app `page`, as its /user route answers it: the session cookie its login set."""
+    token = cookies.get(f"access-token-{page.cookie_id}") or cookies.get(f"access-token-unsecure-{page.cookie_id}")
+    return page.tokens.get(token)
+
+
 class Doors:
     """Who may use the extensions' routes: page users (when a page is served) and API clients."""
 
@@ -44,10 +50,7 @@ class Doors:
             await self._api_client(connection)
 
     def _page_user(self, connection: HTTPConnection) -> str | None:
-        """Who is logged in to the page, as Gradio's /user route answers it: the session cookie its login set."""
-        token = connection.cookies.get(f"access-token-{self.page.cookie_id}") or \
-            connection.cookies.get(f"access-token-unsecure-{self.page.cookie_id}")
-        return self.page.tokens.get(token)
+        return logged_in_user(self.page, connection.cookies)
 
     async def _api_client(self, connection: HTTPConnection) -> bool:
         if self.api_check is None:

@@ -8,7 +8,7 @@ from fastapi import HTTPException, Request
 from fastapi.responses import FileResponse
 from starlette.routing import Mount
 
-from modules import extensions, paths_internal
+from modules import extension_routes, extensions, paths_internal
 from modules.shared_cmd_options import cmd_opts
 from modules.shared_options import opts
 
@@ -56,9 +56,7 @@ def page_user(request: Request) -> str | None:
                  if isinstance(route, Mount) and hasattr(route.app, "tokens")), None)
     if page is None or page.auth is None:
         return ""
-    token = (request.cookies.get(f"access-token-{page.cookie_id}")
-             or request.cookies.get(f"access-token-unsecure-{page.cookie_id}"))
-    return page.tokens.get(token)
+    return extension_routes.logged_in_user(page, request.cookies)
 
 
 def add_route(app, subpath: str = "") -> None:

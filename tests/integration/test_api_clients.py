@@ -7,20 +7,11 @@ import base64
 import io
 import json
 
-import pytest
 from PIL import Image
 
-from tests.integration.test_api import SD1, decode, encode, gradient, start_server
+from tests.integration.test_api import SD1, decode, encode, gradient, server  # noqa: F401  (the module's server)
 
 PROMPT, NEGATIVE = "a red cube on a table", "blurry, lowres"
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, tiny_models_dir):
-    app = start_server(tmp_path_factory, tiny_models_dir)
-    app.ok("POST", "/sdapi/v1/options", {"sd_model_checkpoint": SD1})
-    yield app
-    app.stop()
 
 
 def data_url(b64: str) -> str:
