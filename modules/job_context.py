@@ -87,17 +87,18 @@ def layered(base: Options, overrides: dict) -> LayeredOptions:
     return view
 
 
-def _state_for_new_job():
-    """The process-wide state if no other job runs, else a state of the job's own that hears the process-wide
-    interrupt, skip and stop requests."""
+def _start_outermost(context: JobContext) -> None:
+    """Give a new outermost job the process-wide state if no other job runs, else a state of its own that hears the
+    process-wide interrupt, skip and stop requests; and count it as running."""
     from modules import shared_state
 
     with _running_lock:
-        if not _running:
-            return shared_state.process_state
-    own = shared_state.State()
-    shared_state.process_state.add_follower(own)
-    return own
+        if _running:
+            context.state = shared_state.State()
+            shared_state.process_state.add_follower(context.state)
+        else:
+            context.state = shared_state.process_state
+        _running.append(context)
 
 
 @contextmanager
@@ -112,11 +113,9 @@ def job(p, manager=None):
     overrides = dict(p.override_settings or {})
     view = layered(parent.settings if parent else saved_settings(), overrides)
     manager = getattr(p, "model_manager", None) or (parent.manager if parent else manager)
-    state = parent.state if parent else _state_for_new_job()
-    context = JobContext(manager, view, state, parent)
+    context = JobContext(manager, view, parent.state if parent else None, parent)
     if parent is None:
-        with _running_lock:
-            _running.append(context)
+        _start_outermost(context)
     previous, p.job = getattr(p, "job", None), context
     token = _current.set(context)
     try:
@@ -127,7 +126,7 @@ def job(p, manager=None):
         if parent is None:
             with _running_lock:
                 _running.remove(context)
-            shared_state.process_state.remove_follower(state)
+            shared_state.process_state.remove_follower(context.state)
     if not p.override_settings_restore_afterwards:
         for key in overrides:
             setattr(view.saved, key, view.layer.get(key, overrides[key]))
