@@ -41,8 +41,15 @@ def _int(value) -> int:
     return int(float(value))
 
 
-def _bool(value) -> bool:
-    return value is True or str(value).lower() == "true"
+def parse_bool(text: str) -> bool:
+    """`true` or `false` (prompts from file); anything else is an error."""
+    if text.lower() not in ("true", "false"):
+        raise ValueError(f"{text!r} is not true or false")
+    return text.lower() == "true"
+
+
+def split_styles(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
 
 
 @dataclass(frozen=True)
@@ -146,15 +153,16 @@ PARAMETERS: list[Param] = [
           infotext=(Infotext("Negative prompt", written=False),), file_option=str),
     Param("styles", list[str], [], "base", api_type=list[str] | None, api_default=None,
           infotext=(Infotext("Styles array", read=list, written=False),),
-          file_option=lambda text: [name.strip() for name in text.split(",") if name.strip()]),
+          file_option=split_styles),
     # --- base: sampler row, size, batch, CFG (infotext keys of the base block in A1111's order)
     Param("sampler_name", str | None, None, "base",
           ui=Control("dropdown", "Sampling method", "DPM++ 2M", elem_id="{tab}_sampling", choices="samplers"),
           infotext=(Infotext("Sampler", read=None, base=True),),  # pasted with Schedule type (sampler_and_scheduler)
+          axis=Axis("Sampler", str), file_option=None,
           note="API: null means sampler_index (default \"Euler\"); UI default DPM++ 2M (A1111)"),
     Param("scheduler", str | None, None, "base",
           ui=Control("dropdown", "Schedule type", "Automatic", choices="schedulers"),
-          infotext=(Infotext("Schedule type", read=None, base=True),)),
+          infotext=(Infotext("Schedule type", read=None, base=True),), axis=Axis("Schedule type", str)),
     Param("steps", int, 50, "base", api_range=(1, 150), ui=_slider("Sampling steps", 20, 1, 150, 1),
           infotext=(Infotext("Steps", read=_int, base=True),), axis=Axis("Steps", int), file_option=int,
           note="API default 50, UI default 20 (A1111)"),
@@ -175,8 +183,8 @@ PARAMETERS: list[Param] = [
           infotext=(Infotext("Denoising strength", read=float, base=True),), axis=Axis("Denoising", float),
           img2img=dict(default=0.75, ui=_slider("Denoising strength", 0.75, 0.0, 1.0, 0.01)),
           note="txt2img's hires pass: UI 0.7, API 0.75 (A1111); img2img: 0.75 everywhere"),
-    Param("restore_faces", bool | None, None, "base", file_option=_bool),  # None: the setting (A1111 1.6+)
-    Param("tiling", bool | None, None, "base", file_option=_bool),
+    Param("restore_faces", bool | None, None, "base", file_option=parse_bool),  # None: the setting (A1111 1.6+)
+    Param("tiling", bool | None, None, "base", file_option=parse_bool),
     Param("eta", float | None, None, "base", axis=Axis("Eta", float)),  # None: the settings' sampler knobs
     Param("s_churn", float | None, None, "base", axis=Axis("Sigma Churn", float)),
     Param("s_tmin", float | None, None, "base", axis=Axis("Sigma min", float)),
