@@ -10,6 +10,7 @@ import gradio as gr
 
 from modules import call_queue, demo_model, first_start, processing, scripts, sd_models, sd_samplers, sd_schedulers, \
     ui_common, ui_extra_networks, ui_settings, ui_toprow
+from modules import ui_scripts
 from modules.infotext_utils import create_override_settings_dict
 from modules.shared_cmd_options import cmd_opts
 from modules.shared_options import opts
@@ -429,7 +430,7 @@ def create_ui(loadsave, extra_option_component) -> Txt2ImgUI:
 def create_script_ui(tabname: str, runner: scripts.ScriptRunner) -> list:
     """The always-on scripts' controls and the Script dropdown, under the other settings (A1111's place)."""
     with FormGroup(elem_id=f"{tabname}_script_container"):
-        return runner.setup_ui()
+        return ui_scripts.setup_ui(runner)
 
 
 def build_ui(loadsave, extra_option_component, runner: scripts.ScriptRunner) -> Txt2ImgUI:

@@ -21,6 +21,7 @@ from PIL import Image, UnidentifiedImageError
 from modules import face_restoration, hypernetworks, images, infotext_utils, postprocessing, processing
 from modules import scripts, sd_models, sd_samplers, sd_schedulers, sd_vae, styles, textual_inversion, upscaler
 from modules import extensions, progress as task_progress
+from modules import ui_scripts  # noqa: F401  (it builds, in a hidden page, the controls of scripts that declare no args)
 from modules.api import errors, models
 from modules.api import train as train_api
 from modules.networks import networks
@@ -241,7 +242,7 @@ class Api:
     @staticmethod
     def script_runner(req) -> scripts.ScriptRunner:
         runner = scripts.scripts_img2img if isinstance(req, models.StableDiffusionImg2ImgProcessingAPI) else scripts.scripts_txt2img
-        return runner.ensure_ui(runner is scripts.scripts_img2img)
+        return runner.ensure_args(runner is scripts.scripts_img2img)
 
     @staticmethod
     def script_args(req, runner: scripts.ScriptRunner) -> list:
@@ -541,11 +542,11 @@ class Api:
 
     def get_scripts_list(self):
         """The lower-cased titles of each tab's scripts that have controls (A1111)."""
-        runners = {"txt2img": scripts.scripts_txt2img.ensure_ui(False), "img2img": scripts.scripts_img2img.ensure_ui(True)}
+        runners = {"txt2img": scripts.scripts_txt2img.ensure_args(False), "img2img": scripts.scripts_img2img.ensure_args(True)}
         return {tab: [s.name for s in runner.scripts if s.api_info is not None] for tab, runner in runners.items()}
 
     def get_script_info(self):
-        runners = (scripts.scripts_txt2img.ensure_ui(False), scripts.scripts_img2img.ensure_ui(True))
+        runners = (scripts.scripts_txt2img.ensure_args(False), scripts.scripts_img2img.ensure_args(True))
         return [dataclasses.asdict(s.api_info) for runner in runners for s in runner.scripts if s.api_info is not None]
 
     def get_extensions_list(self):
