@@ -37,7 +37,7 @@ SECRET_MASK = "********"
 
 def decode_base64_to_image(encoding: str) -> Image.Image:
     """A bare base64 image or a data: URI; 422 naming the problem otherwise."""
-    if encoding.startswith("http://") or encoding.startswith("https://"):
+    if encoding.startswith(("http://", "https://")):
         raise HTTPException(status_code=422, detail="Image URLs are not accepted; send the image as base64")
     if encoding.startswith("data:image/"):
         encoding = encoding.split(";", 1)[1].split(",", 1)[1] if ";" in encoding and "," in encoding else ""
