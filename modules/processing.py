@@ -14,10 +14,26 @@ import numpy as np
 import torch
 from PIL import Image
 
-from modules import devices, face_restoration, images, infotext_utils, masking, paths_internal, sd_models, sd_samplers, sd_vae
-from modules import sd_vae_taesd
-from modules import extra_networks, prompt_parser, script_callbacks, scripts, sd_hijack, styles, textual_inversion
-from modules import processing_img2img as i2i
+from modules import (
+    devices,
+    extra_networks,
+    face_restoration,
+    images,
+    infotext_utils,
+    masking,
+    paths_internal,
+    processing_img2img as i2i,
+    prompt_parser,
+    script_callbacks,
+    scripts,
+    sd_hijack,
+    sd_models,
+    sd_samplers,
+    sd_vae,
+    sd_vae_taesd,
+    styles,
+    textual_inversion,
+)
 from modules.prompt_encoding import PromptEncoder
 from modules.rng import ImageRNG
 from modules.sd_samplers_cfg_denoiser import UNetStage

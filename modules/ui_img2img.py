@@ -9,8 +9,16 @@ import gradio as gr
 import numpy as np
 from PIL import Image, ImageChops
 
-from modules import call_queue, img2img as img2img_batch, processing, scripts, ui_common, ui_extra_networks, \
-    ui_toprow, ui_txt2img
+from modules import (
+    call_queue,
+    img2img as img2img_batch,
+    processing,
+    scripts,
+    ui_common,
+    ui_extra_networks,
+    ui_toprow,
+    ui_txt2img,
+)
 from modules.processing_img2img import MASKED_CONTENT, ORIGINAL, RESIZE_MODES
 from modules.shared_cmd_options import cmd_opts
 from modules.shared_options import opts

@@ -8,9 +8,21 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from modules import call_queue, demo_model, first_start, processing, scripts, sd_models, sd_samplers, sd_schedulers, \
-    ui_common, ui_extra_networks, ui_settings, ui_toprow
-from modules import ui_scripts
+from modules import (
+    call_queue,
+    demo_model,
+    first_start,
+    processing,
+    scripts,
+    sd_models,
+    sd_samplers,
+    sd_schedulers,
+    ui_common,
+    ui_extra_networks,
+    ui_scripts,
+    ui_settings,
+    ui_toprow,
+)
 from modules.infotext_utils import create_override_settings_dict
 from modules.shared_cmd_options import cmd_opts
 from modules.shared_options import opts
@@ -34,8 +46,8 @@ class Txt2ImgUI:
     download_progress: gr.HTML
     download_event: object  # the download's Dependency, for `.then(...)` on the checkpoint views
     toprow: ui_toprow.Toprow
-    common: "CommonControls"
-    hires: "Hires"
+    common: CommonControls
+    hires: Hires
     extra_networks: ui_extra_networks.ExtraNetworksUi
     output: ui_common.OutputPanel
     paste: ui_common.PasteTarget  # what "Send to txt2img" fills

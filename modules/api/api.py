@@ -15,15 +15,29 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import Response
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
-from pydantic import BaseModel, Field
 from PIL import Image, UnidentifiedImageError
+from pydantic import BaseModel, Field
 
-from modules import face_restoration, hypernetworks, images, infotext_utils, postprocessing, processing
-from modules import scripts, sd_models, sd_samplers, sd_schedulers, sd_vae, styles, textual_inversion, upscaler
-from modules import extensions, progress as task_progress
-from modules import ui_scripts  # noqa: F401  (it builds, in a hidden page, the controls of scripts that declare no args)
-from modules.api import errors, models
-from modules.api import train as train_api
+from modules import (
+    extensions,
+    face_restoration,
+    hypernetworks,
+    images,
+    infotext_utils,
+    postprocessing,
+    processing,
+    progress as task_progress,
+    scripts,
+    sd_models,
+    sd_samplers,
+    sd_schedulers,
+    sd_vae,
+    styles,
+    textual_inversion,
+    ui_scripts,  # noqa: F401  (it builds, in a hidden page, the controls of scripts that declare no args)
+    upscaler,
+)
+from modules.api import errors, models, train as train_api
 from modules.networks import networks
 from modules.shared_cmd_options import cmd_opts
 from modules.shared_options import opts

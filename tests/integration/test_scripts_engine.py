@@ -10,8 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modules import extensions, processing, script_callbacks, scripts
-from modules import ui_scripts  # noqa: F401  (builds the undeclared test scripts' controls in a hidden page)
+from modules import (
+    extensions,
+    processing,
+    script_callbacks,
+    scripts,
+    ui_scripts,  # noqa: F401  (builds the undeclared test scripts' controls in a hidden page)
+)
 from modules.shared_options import opts
 from tests.integration.engine_helpers import pixels, start_engine
 

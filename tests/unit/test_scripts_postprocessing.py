@@ -8,8 +8,7 @@ from types import SimpleNamespace
 import gradio as gr
 from PIL import Image
 
-from modules import scripts_postprocessing as spp
-from modules import ui_scripts
+from modules import scripts_postprocessing as spp, ui_scripts
 
 
 class Tint(spp.ScriptPostprocessing):
