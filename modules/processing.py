@@ -14,10 +14,28 @@ import numpy as np
 import torch
 from PIL import Image
 
-from modules import devices, face_restoration, generation_parameters, images, infotext_utils, job_context, masking
-from modules import paths_internal, sd_models, sd_samplers, sd_vae, sd_vae_taesd
-from modules import extra_networks, prompt_parser, script_callbacks, scripts, sd_hijack, styles, textual_inversion
-from modules import processing_img2img as i2i
+from modules import (
+    devices,
+    extra_networks,
+    face_restoration,
+    generation_parameters,
+    images,
+    infotext_utils,
+    job_context,
+    masking,
+    paths_internal,
+    processing_img2img as i2i,
+    prompt_parser,
+    script_callbacks,
+    scripts,
+    sd_hijack,
+    sd_models,
+    sd_samplers,
+    sd_vae,
+    sd_vae_taesd,
+    styles,
+    textual_inversion,
+)
 from modules.prompt_encoding import PromptEncoder
 from modules.rng import ImageRNG
 from modules.sd_samplers_cfg_denoiser import UNetStage

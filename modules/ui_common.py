@@ -219,7 +219,7 @@ def paste_updates(params: dict, target: PasteTarget) -> tuple[list, str | None, 
     if values.get("refiner_checkpoint"):
         values["enable_refiner"] = True
     updates = []
-    for name, component in target.fields.items():
+    for name in target.fields:
         value = values.get(name)
         if value is None:
             updates.append(gr.skip())

@@ -9,8 +9,17 @@ import gradio as gr
 import numpy as np
 from PIL import Image, ImageChops
 
-from modules import call_queue, generation_parameters, img2img as img2img_batch, processing, scripts, ui_common, \
-    ui_extra_networks, ui_toprow, ui_txt2img
+from modules import (
+    call_queue,
+    generation_parameters,
+    img2img as img2img_batch,
+    processing,
+    scripts,
+    ui_common,
+    ui_extra_networks,
+    ui_toprow,
+    ui_txt2img,
+)
 from modules.shared_cmd_options import cmd_opts
 from modules.shared_options import opts
 from modules.ui_components import FormRow, ResizeHandleRow, ToolButton

@@ -11,8 +11,22 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from modules import call_queue, demo_model, first_start, generation_parameters, processing, scripts, sd_models, \
-    sd_samplers, sd_schedulers, ui_common, ui_extra_networks, ui_settings, ui_toprow
+from modules import (
+    call_queue,
+    demo_model,
+    first_start,
+    generation_parameters,
+    processing,
+    scripts,
+    sd_models,
+    sd_samplers,
+    sd_schedulers,
+    ui_common,
+    ui_extra_networks,
+    ui_scripts,
+    ui_settings,
+    ui_toprow,
+)
 from modules.infotext_utils import create_override_settings_dict
 from modules.shared_cmd_options import cmd_opts
 from modules.shared_options import opts
@@ -39,12 +53,12 @@ class Txt2ImgUI:
     download_progress: gr.HTML
     download_event: object  # the download's Dependency, for `.then(...)` on the checkpoint views
     toprow: ui_toprow.Toprow
-    common: "CommonControls"
-    hires: "Hires"
+    common: CommonControls
+    hires: Hires
     extra_networks: ui_extra_networks.ExtraNetworksUi
     output: ui_common.OutputPanel
     paste: ui_common.PasteTarget  # what "Send to txt2img" fills
-    controls: "Controls"  # every generation control by parameter name
+    controls: Controls  # every generation control by parameter name
 
 
 def checkpoint_notice_html() -> str:
@@ -476,7 +490,7 @@ def create_ui(loadsave, extra_option_component) -> Txt2ImgUI:
 def create_script_ui(tabname: str, runner: scripts.ScriptRunner) -> list:
     """The always-on scripts' controls and the Script dropdown, under the other settings (A1111's place)."""
     with FormGroup(elem_id=f"{tabname}_script_container"):
-        return runner.setup_ui()
+        return ui_scripts.setup_ui(runner)
 
 
 def build_ui(loadsave, extra_option_component, runner: scripts.ScriptRunner) -> Txt2ImgUI:

@@ -122,6 +122,14 @@ class Script(scripts.Script):
     def title(self):
         return "Prompts from file or textbox"
 
+    def args_spec(self, is_img2img):
+        return [
+            scripts.ScriptArgSpec("checkbox_iterate", "Iterate seed every line", False),
+            scripts.ScriptArgSpec("checkbox_iterate_batch", "Use same random seed for all lines", False),
+            scripts.ScriptArgSpec("prompt_position", "Insert prompts at the", "start", choices=PROMPT_POSITIONS),
+            scripts.ScriptArgSpec("prompt_txt", "List of prompt inputs"),
+        ]
+
     def ui(self, is_img2img):
         checkbox_iterate = gr.Checkbox(label="Iterate seed every line", value=False, elem_id=self.elem_id("checkbox_iterate"))
         checkbox_iterate_batch = gr.Checkbox(label="Use same random seed for all lines", value=False,

@@ -513,6 +513,26 @@ class Script(scripts.Script):
     def title(self):
         return TITLE
 
+    def args_spec(self, is_img2img):
+        labels = [option.label for option in options_for(is_img2img)]
+
+        def axis(letter, default):
+            name = letter.lower()
+            return [scripts.ScriptArgSpec(f"{name}_type", f"{letter} type", default, choices=labels, index=True),
+                    scripts.ScriptArgSpec(f"{name}_values", f"{letter} values"),
+                    scripts.ScriptArgSpec(f"{name}_values_dropdown", f"{letter} values", [], choices=[])]
+
+        def checkbox(name, label, value=False):
+            return scripts.ScriptArgSpec(name, label, value)
+
+        return [*axis("X", "Seed"), *axis("Y", "Nothing"), *axis("Z", "Nothing"),
+                checkbox("draw_legend", "Draw legend", True), checkbox("include_lone_images", "Include Sub Images"),
+                checkbox("include_sub_grids", "Include Sub Grids"), checkbox("no_fixed_seeds", "Keep -1 for seeds"),
+                checkbox("vary_seeds_x", "Vary seeds for X"), checkbox("vary_seeds_y", "Vary seeds for Y"),
+                checkbox("vary_seeds_z", "Vary seeds for Z"),
+                scripts.ScriptArgSpec("margin_size", "Grid margins (px)", 0, minimum=0, maximum=500, step=2),
+                checkbox("csv_mode", "Use text inputs instead of dropdowns")]
+
     def ui(self, is_img2img):
         options = options_for(is_img2img)
         labels = [option.label for option in options]

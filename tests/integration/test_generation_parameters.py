@@ -8,8 +8,7 @@ import dataclasses
 import gradio as gr
 import pytest
 
-from modules import generation_parameters as gp
-from modules import infotext_utils, scripts, ui_common, ui_loadsave, ui_txt2img
+from modules import generation_parameters as gp, infotext_utils, scripts, ui_common, ui_loadsave, ui_txt2img
 from modules.api import models
 
 # A value unlike the default for every parameter the infotext carries; a new row without one gets a value by type.
