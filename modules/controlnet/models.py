@@ -171,3 +171,10 @@ def load(path: str | Path, model) -> ControlNetModel:
     state = {key: sd[original].to(device=model.device, dtype=dtype) for key, original in names.items()}
     _materialize(controlnet, state, f"ControlNet {path.name}")
     return controlnet.eval()
+
+
+def default_dirs() -> list[Path]:
+    from modules import paths_internal
+    from modules.shared_cmd_options import cmd_opts
+
+    return model_dirs(cmd_opts, paths_internal.models_path, paths_internal.data_path)
