@@ -3,12 +3,15 @@ units, as unit objects or dicts of the extension's fields, so `alwayson_scripts:
 works unchanged. The engine part lives in modules/controlnet."""
 import logging
 
-from modules import scripts, ui_controlnet
+from modules import script_callbacks, scripts, ui_controlnet
+from modules.api import controlnet as controlnet_api
 from modules.controlnet import apply, infotext, models, preprocessors
 from modules.controlnet.units import ControlNetUnit
 from modules.shared_options import opts
 
 log = logging.getLogger(__name__)
+
+script_callbacks.on_app_started(controlnet_api.mount, name="controlnet")
 
 
 class Script(scripts.Script):

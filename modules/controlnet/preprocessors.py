@@ -175,6 +175,9 @@ ALIASES = {
     "binary": "threshold",
 }
 
+LABELS = {"invert": "invert (from white bg & black line)",
+          "lineart_standard": "lineart_standard (from white bg & black line)"}  # the extension's UI names
+
 
 def resolve(name: str) -> Preprocessor:
     key = ALIASES.get(name, name)
