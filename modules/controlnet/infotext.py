@@ -13,8 +13,7 @@ _FIELDS = [("Module", "module"), ("Model", "model"), ("Weight", "weight"), ("Res
            ("Guidance Start", "guidance_start"), ("Guidance End", "guidance_end"), ("Pixel Perfect", "pixel_perfect"),
            ("Control Mode", "control_mode")]
 _KEY = re.compile(r"^ControlNet(?: (\d+))?$")
-_OLD_NAMES = {"preprocessor": "module", "model": "model", "weight": "weight", "resize mode": "resize_mode",
-              "pixel perfect": "pixel_perfect", "control mode": "control_mode"}
+_OLD_NAMES = {"preprocessor": "module"}
 
 
 def unit_to_infotext(prepared) -> str:
@@ -41,18 +40,15 @@ def _value(text: str):
 
 def parse_unit(text: str) -> ControlNetUnit:
     """A unit from one infotext value (quotes already removed), enabled, as pasting restores it."""
-    labels = {label.lower(): name for label, name in _FIELDS}
     values: dict = {"enabled": True}
     old = {}
     for item in re.split(r", (?=[A-Za-z/ ]+: )", text.strip().strip('"')):
         key, _, value = item.partition(": ")
         key = key.strip().lower()
-        if key in labels:
-            values[labels[key]] = _value(value.strip())
-        elif key in _OLD_NAMES:
-            values[_OLD_NAMES[key]] = _value(value.strip())
-        else:
+        if key in ("starting/ending", "preprocessor params"):
             old[key] = value.strip()
+        else:  # "Resize Mode" -> resize_mode; later fields (Hr Option, ...) are kept in the unit's extra
+            values[_OLD_NAMES.get(key, key.replace(" ", "_"))] = _value(value.strip())
     if "starting/ending" in old:
         start, end = (float(v) for v in old["starting/ending"].strip("()").split(","))
         values.update(guidance_start=start, guidance_end=end)
