@@ -1,15 +1,11 @@
 """ControlNet as the always-on script sd-webui-controlnet is ("ControlNet", api name "controlnet"): its args are the
 units, as unit objects or dicts of the extension's fields, so `alwayson_scripts: {"controlnet": {"args": [...]}}`
 works unchanged. The engine part lives in modules/controlnet."""
-import logging
-
 from modules import script_callbacks, scripts, ui_controlnet
 from modules.api import controlnet as controlnet_api
 from modules.controlnet import apply, infotext, models, preprocessors
 from modules.controlnet.units import ControlNetUnit
 from modules.shared_options import opts
-
-log = logging.getLogger(__name__)
 
 script_callbacks.on_app_started(controlnet_api.mount, name="controlnet")
 
@@ -22,7 +18,8 @@ class Script(scripts.Script):
         return scripts.AlwaysVisible
 
     def ui(self, is_img2img):
-        return ui_controlnet.accordion(is_img2img, int(opts.data.get("control_net_unit_count", 3)))
+        states, self.infotext_fields = ui_controlnet.accordion(is_img2img, int(opts.data.get("control_net_unit_count", 3)))
+        return states
 
     def process(self, p, *args):
         units = [ControlNetUnit.from_value(a) for a in args if a is not None]

@@ -223,3 +223,23 @@ def default_annotator_dirs() -> list[Path]:
     from modules import paths_internal
 
     return annotator_dirs(paths_internal.models_path, paths_internal.data_path)
+
+
+# The extension's "Control Type" radio: each type's words, matched in preprocessor and model names.
+CONTROL_TYPES = {"All": (), "Canny": ("canny",), "Depth": ("depth",), "OpenPose": ("openpose", "pose"),
+                 "Lineart": ("lineart",), "SoftEdge": ("softedge", "hed", "pidi"), "Scribble": ("scribble",),
+                 "Tile": ("tile", "blur"), "Inpaint": ("inpaint",), "Shuffle": ("shuffle",), "Color": ("color",),
+                 "IP-Adapter": ("ip-adapter", "ip_adapter"), "Reference": ("reference",), "T2I-Adapter": ("t2i",)}
+
+
+def filter_by_type(control_type: str, modules: list[str], model_names: list[str]) -> tuple[list[str], list[str]]:
+    """(preprocessors, models) of a control type; "none" and the "None" model always stay."""
+    words = CONTROL_TYPES.get(control_type, ())
+    if not words:
+        return modules, model_names
+
+    def match(name: str) -> bool:
+        return any(word in name.lower() for word in words)
+
+    return (["none"] + [m for m in modules if m != "none" and match(m)],
+            ["None"] + [m for m in model_names if m != "None" and match(m)])
