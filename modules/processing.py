@@ -36,6 +36,7 @@ from modules import (
     styles,
     textual_inversion,
 )
+from modules.controlnet import apply as controlnet_apply
 from modules.prompt_encoding import PromptEncoder
 from modules.rng import ImageRNG
 from modules.sd_samplers_cfg_denoiser import UNetStage
@@ -111,6 +112,7 @@ class StableDiffusionProcessing:
     is_api: bool = False
     denoiser: Any = None  # the last batch's CFGDenoiser: which UNet ran at which step
     sampler: Any = None  # the last run's sampler object (A1111's p.sampler, from sd_samplers.create_sampler)
+    controlnet_units: list = field(default_factory=list)  # controlnet.apply.PreparedUnit list set by the ControlNet script
     comments: dict = field(default_factory=dict)  # messages for the result's info, each once, in order
 
     def __post_init__(self):
@@ -449,7 +451,8 @@ def txt2img_image_conditioning(model, batch: int, height: int, width: int) -> to
 
 
 def make_stage(model, p: StableDiffusionProcessing, prompts: list[str], negatives: list[str], width: int, height: int,
-               image_conditioning: torch.Tensor | None = None, hires_steps: int | None = None) -> UNetStage:
+               image_conditioning: torch.Tensor | None = None, hires_steps: int | None = None,
+               refiner: bool = False) -> UNetStage:
     """One model's conditioning schedules for a batch; inpainting UNets without image conditioning get txt2img's."""
     settings = job_context.settings(p)
     state = job_context.state(p)
@@ -467,8 +470,10 @@ def make_stage(model, p: StableDiffusionProcessing, prompts: list[str], negative
         if image_conditioning is None:
             image_conditioning = txt2img_image_conditioning(model, len(prompts), height, width)
     p.extra_generation_params.update(encoder.infotext_params(prompts + negatives, settings.textual_inversion_add_hashes_to_infotext))
+    control = controlnet_apply.stack_for(p.controlnet_units, model, width, height, refiner=refiner,
+                                         hires=hires_steps is not None) if p.controlnet_units else None
     return UNetStage(model, cond, uncond, sdxl_time_ids(model, len(prompts), width, height),
-                     image_conditioning if model.family.is_inpainting else None)
+                     image_conditioning if model.family.is_inpainting else None, control)
 
 
 def refiner_model(p: StableDiffusionProcessing, base):
@@ -765,7 +770,8 @@ def run_sampler(p, model, refiner, sampler, sigmas, options, start, noise, rng, 
                                                 uc=stage.uncond)
         options = p.sampling_options  # the hook may have changed the sampler's knobs on p
     x = noise * sigmas[0] if start is None else noised_start(p, start, noise, sigmas[0])
-    refiner_stage = (lambda: make_stage(refiner, p, prompts, negatives, width, height, image_conditioning, hires_steps)) \
+    refiner_stage = (lambda: make_stage(refiner, p, prompts, negatives, width, height, image_conditioning, hires_steps,
+                                        refiner=True)) \
         if refiner else None
     steps = len(sigmas) - 1
     # CFG++ guides in the unconditional direction, on a scale A1111 divides by 12.5.
