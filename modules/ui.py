@@ -18,7 +18,7 @@ from modules import call_queue, paths_internal, processing, sd_models, ui_checkp
 from modules import gradio_compat, script_callbacks, scripts, ui_extensions
 from modules import ui_train
 from modules import images, infotext_utils
-from modules.shared_options import opts
+from modules.shared_options import GRADIO_THEMES, opts, tab_names
 from modules.shared_cmd_options import cmd_opts
 from modules.ui_common import create_refresh_button, plaintext_to_html  # noqa: F401  (A1111's names here)
 from modules.ui_components import ToolButton  # noqa: F401  (A1111's extensions import it from modules.ui)
@@ -26,6 +26,7 @@ from modules.ui_components import ToolButton  # noqa: F401  (A1111's extensions 
 log = logging.getLogger(__name__)
 CORE_SCRIPT = "ui.js"
 SEND_TARGETS = ("txt2img", "img2img", "inpaint", "extras")
+CORE_TABS = ("txt2img", "img2img", "Extras", "PNG Info", "Checkpoint Merger", "Train")  # before the extensions' tabs
 
 
 def gr_show(visible: bool = True):
@@ -56,7 +57,8 @@ def gradio_auth() -> list[tuple[str, str]] | None:
 
 
 def page_assets() -> dict:
-    """style.css (and the user's user.css) and javascript/*.js, for gr.mount_gradio_app(css=..., head=...)."""
+    """style.css (and the user's user.css), javascript/*.js and the gradio_theme setting's theme, for
+    gr.mount_gradio_app(css=..., head=..., theme=...)."""
     css_files = [os.path.join(paths_internal.script_path, "style.css"), os.path.join(paths_internal.data_path, "user.css")]
     css = "\n".join(_read(path) for path in css_files if os.path.isfile(path))
     js_dir = os.path.join(paths_internal.script_path, "javascript")
@@ -67,7 +69,9 @@ def page_assets() -> dict:
         scripts.insert(0, f"window.atelierForcedTheme = {json.dumps(cmd_opts.theme)};")
     head = "".join(f"<script>\n{script}\n</script>" for script in scripts)
     extra = ui_extensions.extension_page_assets()  # the extensions' after ours, so theirs win
-    return {"css": "\n".join(filter(None, (css, extra["css"]))), "head": head + extra["head"]}
+    theme = getattr(gr.themes, opts.gradio_theme, None) if opts.gradio_theme in GRADIO_THEMES else None
+    return {"css": "\n".join(filter(None, (css, extra["css"]))), "head": head + extra["head"],
+            "theme": theme() if theme is not None else gr.themes.Default()}
 
 
 def _read(path: str) -> str:
@@ -90,6 +94,7 @@ def create_ui() -> gr.Blocks:
     infotext_utils.registered_param_bindings.clear()  # extensions register theirs again while the page is built
     scripts.begin_ui_build()  # the scripts exist and the extensions' settings are added before any tab is built
     extension_tabs = script_callbacks.ui_tabs_callback()
+    tab_names[:] = [*CORE_TABS, *(title for _, title, _ in extension_tabs), "Settings", "Extensions"]
     loadsave = ui_loadsave.UiLoadsave(cmd_opts.ui_config_file)
     settings = ui_settings.UiSettings()
 
