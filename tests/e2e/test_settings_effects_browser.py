@@ -71,7 +71,8 @@ def edit(page, text: str, caret: int | tuple[int, int], key: str) -> str:
 def test_ctrl_up_down_weigh_the_prompt_as_the_keyedit_settings_say(browser, app):
     with opened_page(browser, app) as page:
         assert edit(page, "a red cube", 3, "Control+ArrowUp") == "a (red:1.1) cube"
-        assert page.locator("#txt2img_prompt textarea").evaluate("box => box.value.slice(box.selectionStart, box.selectionEnd)") == "red"
+        selected = "box => box.value.slice(box.selectionStart, box.selectionEnd)"
+        assert page.locator("#txt2img_prompt textarea").evaluate(selected) == "red"
         page.locator("#txt2img_prompt textarea").press("Control+ArrowUp")
         assert page.locator("#txt2img_prompt textarea").input_value() == "a (red:1.2) cube"
         assert edit(page, "a (red:1.1) cube", 5, "Control+ArrowDown") == "a red cube"  # weight 1: no parentheses
