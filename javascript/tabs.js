@@ -18,9 +18,21 @@ function arrangeMainTabs() {
         button.style.order = place >= 0 ? place : order.length + index;
         button.classList.toggle("hidden-tab", hidden.includes(name));
     });
+    const selected = get_uiCurrentTab();
+    if (selected && selected.classList.contains("hidden-tab") && firstMainTab()) firstMainTab().click();
 }
 
-onUiLoaded(arrangeMainTabs);
+// the first shown tab in the settings' order, as A1111 opens the page on its first tab
+function firstMainTab() {
+    return mainTabButtons().filter(function(button) { return !button.classList.contains("hidden-tab"); })
+        .sort(function(a, b) { return a.style.order - b.style.order; })[0];
+}
+
+onUiLoaded(function() {
+    arrangeMainTabs();
+    const first = firstMainTab();
+    if ((opts.ui_tab_order || []).length && first) first.click();
+});
 onOptionsChanged(arrangeMainTabs);
 onUiUpdate(function(mutations) {
     if (mutations.some(function(mutation) { return mutation.target.closest && mutation.target.closest("#tabs > .tab-wrapper"); })) {

@@ -121,6 +121,10 @@ def test_hidden_tabs_and_tab_order(browser, app):
         set_opts(page, hidden_tabs=[], ui_tab_order=[])
         assert page.locator("#tab_train-button").is_visible()
         assert tab_x(page, "txt2img") < tab_x(page, "PNG Info")
+        page.click("#tab_txt2img-button")
+        set_opts(page, hidden_tabs=["txt2img"])  # the shown tab is hidden: the first other one is shown
+        page.wait_for_selector("#tab_img2img-button[aria-selected=true]")
+        assert page.locator("#img2img_prompt textarea").is_visible()
         assert page.errors == []
 
 
