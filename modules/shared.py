@@ -11,7 +11,7 @@ from modules import (
 )
 from modules.options import OptionInfo, options_section  # noqa: F401  (extensions declare settings with these)
 from modules.shared_cmd_options import cmd_opts
-from modules.shared_options import options_templates, opts  # noqa: F401
+from modules.shared_options import options_templates, opts, tab_names  # noqa: F401
 from modules.shared_state import state  # noqa: F401
 
 script_path = paths_internal.script_path

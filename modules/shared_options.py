@@ -76,6 +76,16 @@ def localization_choices():
     return {"choices": ["None", *sorted(localization.localizations)]}
 
 
+GRADIO_THEMES = ["Default", "Base", "Citrus", "Glass", "Monochrome", "Ocean", "Origin", "Soft"]  # Gradio's own, offline
+
+# the page's main tab labels, filled while the page is built (A1111's shared.tab_names)
+tab_names: list[str] = []
+
+
+def tab_choices():
+    return {"choices": list(tab_names), "multiselect": True}
+
+
 def setting_choices():
     return {"choices": list(opts.data_labels), "multiselect": True}
 
@@ -260,6 +270,7 @@ options_templates.update(options_section(("ui_prompt_editing", "Prompt editing",
     "keyedit_precision_attention": OptionInfo(0.1, "Precision for (attention:1.1) when editing the prompt with Ctrl+up/down", "Slider", {"minimum": 0.01, "maximum": 0.2, "step": 0.001}),
     "keyedit_precision_extra": OptionInfo(0.05, "Precision for <extra networks:0.9> when editing the prompt with Ctrl+up/down", "Slider", {"minimum": 0.01, "maximum": 0.2, "step": 0.001}),
     "keyedit_delimiters": OptionInfo(r".,\/!?%^*;:{}=`~() ", "Word delimiters when editing the prompt with Ctrl+up/down"),
+    "keyedit_delimiters_whitespace": OptionInfo(["Tab", "Carriage Return", "Line Feed"], "Ctrl+up/down whitespace delimiters", "CheckboxGroup", {"choices": ["Tab", "Carriage Return", "Line Feed"]}),
     "keyedit_move": OptionInfo(True, "Alt+left/right moves prompt elements"),
     "disable_token_counters": OptionInfo(False, "Disable prompt token counters"),
     "include_styles_into_token_counters": OptionInfo(True, "Count tokens of enabled styles").info("When calculating how many tokens the prompt has, also consider tokens added by enabled styles."),
@@ -275,9 +286,6 @@ options_templates.update(options_section(("ui_gallery", "Gallery", "ui"), {
 }))
 
 options_templates.update(options_section(("ui_alternatives", "UI alternatives", "ui"), {
-    "compact_prompt_box": OptionInfo(False, "Compact prompt layout").info("puts prompt and negative prompt inside the Generate tab, leaving more vertical space for the image on the right").needs_reload_ui(),
-    "samplers_in_dropdown": OptionInfo(True, "Use dropdown for sampler selection instead of radio group").needs_reload_ui(),
-    "dimensions_and_batch_together": OptionInfo(True, "Show Width/Height and Batch sliders in same row").needs_reload_ui(),
     "hires_fix_show_sampler": OptionInfo(False, "Hires fix: show hires checkpoint and sampler selection").needs_reload_ui(),
     "hires_fix_show_prompts": OptionInfo(False, "Hires fix: show hires prompt and negative prompt").needs_reload_ui(),
     "interrupt_after_current": OptionInfo(True, "Don't Interrupt in the middle").info("when using Interrupt button, if generating more than one image, stop after the generation of an image has finished, instead of immediately"),
@@ -285,6 +293,9 @@ options_templates.update(options_section(("ui_alternatives", "UI alternatives", 
 
 options_templates.update(options_section(("ui", "User interface", "ui"), {
     "localization": OptionInfo("None", "Localization", "Dropdown", localization_choices).needs_reload_ui(),
+    "gradio_theme": OptionInfo("Default", "Gradio theme", "Dropdown", {"choices": GRADIO_THEMES}).needs_reload_ui(),
+    "hidden_tabs": OptionInfo([], "Hidden UI tabs", "Dropdown", tab_choices),
+    "ui_tab_order": OptionInfo([], "UI tab order", "Dropdown", tab_choices).info("these tabs first, in this order; the others after them"),
     "show_progress_in_title": OptionInfo(True, "Show generation progress in window title."),
     "send_seed": OptionInfo(True, "Send seed when sending prompt or image to other interface"),
     "send_size": OptionInfo(True, "Send size when sending prompt or image to another interface"),
@@ -315,7 +326,6 @@ options_templates.update(options_section(("ui", "Live previews", "ui"), {
     "live_preview_content": OptionInfo("Prompt", "Live preview subject", "Radio", {"choices": ["Combined", "Prompt", "Negative prompt"]}),
     "live_preview_refresh_period": OptionInfo(1000, "Progressbar and preview update period").info("in milliseconds"),
     "live_preview_fast_interrupt": OptionInfo(False, "Return image with chosen live preview method on interrupt").info("makes interrupts faster"),
-    "js_live_preview_in_modal_lightbox": OptionInfo(False, "Show Live preview in full page image viewer"),
     "prevent_screen_sleep_during_generation": OptionInfo(True, "Prevent screen sleep during generation"),
 }))
 

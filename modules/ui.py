@@ -1,5 +1,6 @@
 """The web page: quicksettings row, the tabs in A1111's order (txt2img, img2img, Extras, PNG Info, Checkpoint Merger,
-Settings, Extensions) and the "Send to" buttons between them, footer; login and the page's CSS and JavaScript."""
+Train, then our History, the extensions' tabs, Settings, Extensions) and the "Send to" buttons between them, footer;
+login and the page's CSS and JavaScript."""
 from __future__ import annotations
 
 import html
@@ -16,6 +17,7 @@ from PIL import Image
 from modules import (
     call_queue,
     gradio_compat,
+    image_history,
     images,
     infotext_utils,
     paths_internal,
@@ -26,6 +28,7 @@ from modules import (
     ui_checkpoint_merger,
     ui_common,
     ui_extensions,
+    ui_history,
     ui_img2img,
     ui_loadsave,
     ui_pnginfo,
@@ -35,13 +38,15 @@ from modules import (
     ui_txt2img,
 )
 from modules.shared_cmd_options import cmd_opts
-from modules.shared_options import opts
+from modules.shared_options import GRADIO_THEMES, opts, tab_names
 from modules.ui_common import create_refresh_button, plaintext_to_html  # noqa: F401  (A1111's names here)
 from modules.ui_components import ToolButton  # noqa: F401  (A1111's extensions import it from modules.ui)
 
 log = logging.getLogger(__name__)
 CORE_SCRIPT = "ui.js"
 SEND_TARGETS = ("txt2img", "img2img", "inpaint", "extras")
+# before the extensions' tabs
+CORE_TABS = ("txt2img", "img2img", "Extras", "PNG Info", "Checkpoint Merger", "Train", "History")
 
 
 def gr_show(visible: bool = True):
@@ -72,7 +77,8 @@ def gradio_auth() -> list[tuple[str, str]] | None:
 
 
 def page_assets() -> dict:
-    """style.css (and the user's user.css) and javascript/*.js, for gr.mount_gradio_app(css=..., head=...)."""
+    """style.css (and the user's user.css), javascript/*.js, the gradio_theme setting's theme and the History tab's
+    thumbnail folder (which the page may show): gr.mount_gradio_app's css, head, theme and allowed_paths."""
     css_files = [os.path.join(paths_internal.script_path, "style.css"), os.path.join(paths_internal.data_path, "user.css")]
     css = "\n".join(_read(path) for path in css_files if os.path.isfile(path))
     js_dir = os.path.join(paths_internal.script_path, "javascript")
@@ -83,7 +89,10 @@ def page_assets() -> dict:
         scripts.insert(0, f"window.atelierForcedTheme = {json.dumps(cmd_opts.theme)};")
     head = "".join(f"<script>\n{script}\n</script>" for script in scripts)
     extra = ui_extensions.extension_page_assets()  # the extensions' after ours, so theirs win
-    return {"css": "\n".join(filter(None, (css, extra["css"]))), "head": head + extra["head"]}
+    theme = getattr(gr.themes, opts.gradio_theme, None) if opts.gradio_theme in GRADIO_THEMES else None
+    return {"css": "\n".join(filter(None, (css, extra["css"]))), "head": head + extra["head"],
+            "theme": theme() if theme is not None else gr.themes.Default(),
+            "allowed_paths": [image_history.cache_dir()]}
 
 
 def _read(path: str) -> str:
@@ -106,6 +115,7 @@ def create_ui() -> gr.Blocks:
     infotext_utils.registered_param_bindings.clear()  # extensions register theirs again while the page is built
     scripts.begin_ui_build()  # the scripts exist and the extensions' settings are added before any tab is built
     extension_tabs = script_callbacks.ui_tabs_callback()
+    tab_names[:] = [*CORE_TABS, *(title for _, title, _ in extension_tabs), "Settings", "Extensions"]
     loadsave = ui_loadsave.UiLoadsave(cmd_opts.ui_config_file)
     settings = ui_settings.UiSettings()
 
@@ -127,6 +137,8 @@ def create_ui() -> gr.Blocks:
                 merger = ui_checkpoint_merger.create_ui()
             with gr.Tab("Train", id="train", elem_id="tab_train"):
                 ui_train.create_ui(ui_train.txt2img_preview_params(txt2img))
+            with gr.Tab("History", id="history", elem_id="tab_history") as history_tab:
+                history = ui_history.create_ui(history_tab)
             for blocks, title, elem_id in extension_tabs:
                 with gr.Tab(title, id=elem_id, elem_id=f"tab_{elem_id}"):
                     blocks.render()
@@ -138,7 +150,7 @@ def create_ui() -> gr.Blocks:
         settings.add_functionality(demo)
         loadsave.setup_ui()
         pages = Pages(tabs, txt2img, img2img, extras, settings.quicksettings.get(ui_settings.CHECKPOINT_KEY))
-        _wire_send_buttons(pages, pnginfo)
+        _wire_send_buttons(pages, pnginfo, history)
         _wire_param_bindings(pages)
         _wire_checkpoint_views(demo, settings, txt2img, img2img, merger, footer)
     loadsave.dump_defaults()
@@ -204,7 +216,7 @@ def _switch_checkpoint(title: str) -> str:
     return ui_settings.load_checkpoint(title)
 
 
-def _wire_send_buttons(pages: Pages, pnginfo) -> None:
+def _wire_send_buttons(pages: Pages, pnginfo, history) -> None:
     has_checkpoint = pages.checkpoint is not None
     for source in (pages.txt2img, pages.img2img):
         output = source.output
@@ -219,13 +231,14 @@ def _wire_send_buttons(pages: Pages, pnginfo) -> None:
             button.click(fn=call_queue.wrap_gradio_call(send), inputs=[output.gallery, output.selected_index,
                                                                         output.generation_info],
                          outputs=pages.outputs(name), show_progress="hidden")
-    for name, button in pnginfo.send_buttons.items():
-        def send_pnginfo(path, params, name=name):
-            image = ui_common.gallery_image(path) if path and name in ("img2img", "inpaint", "extras") else None
-            return send_values(pages, name, image, params or {}, has_checkpoint)
+    for source in (pnginfo, history):  # an image file and its parsed infotext
+        for name, button in source.send_buttons.items():
+            def send_file(path, params, name=name):
+                image = ui_common.gallery_image(path) if path and name in ("img2img", "inpaint", "extras") else None
+                return send_values(pages, name, image, params or {}, has_checkpoint)
 
-        button.click(fn=send_pnginfo, inputs=[pnginfo.image, pnginfo.parameters], outputs=pages.outputs(name),
-                     show_progress="hidden")
+            button.click(fn=send_file, inputs=[source.image, source.parameters], outputs=pages.outputs(name),
+                         show_progress="hidden")
 
 
 def _as_image(value) -> Image.Image | None:

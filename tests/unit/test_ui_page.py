@@ -42,3 +42,12 @@ def test_assets_hold_the_css_and_every_script_helpers_first(no_auth, monkeypatch
     assert any("function searchSettings(text)" in script for script in scripts[1:])
     monkeypatch.setattr(cmd_opts, "theme", "dark")
     assert ui.page_assets()["head"].startswith('<script>\nwindow.atelierForcedTheme = "dark";\n</script>')
+
+
+@pytest.mark.parametrize("setting, theme", [("Soft", "Soft"), ("Monochrome", "Monochrome"), ("Default", "Default"),
+                                            ("gradio/nonexistent", "Default")])
+def test_the_gradio_theme_setting_picks_the_pages_theme(no_auth, monkeypatch, setting, theme):
+    from modules.shared_options import opts
+
+    monkeypatch.setitem(opts.data, "gradio_theme", setting)
+    assert type(ui.page_assets()["theme"]).__name__ == theme
