@@ -85,6 +85,16 @@ class ScriptArgSpec:
     step: object = None
     choices: Sequence | None = None
     index: bool = False  # the script receives the position of `value` in `choices` (a Gradio control with type="index")
+    kind: str = ""  # the page's control: checkbox, slider, radio, dropdown, textbox; "" chooses from value and range
+
+    def control_kind(self) -> str:
+        if self.kind:
+            return self.kind
+        if isinstance(self.value, bool):
+            return "checkbox"
+        if self.minimum is not None and self.maximum is not None:
+            return "slider"
+        return "dropdown" if self.choices is not None else "textbox"
 
     def default(self):
         """What the script receives before anyone touches the control."""

@@ -14,6 +14,29 @@ from modules.scripts_postprocessing import ScriptPostprocessing, ScriptPostproce
 log = logging.getLogger(__name__)
 
 
+CONTROL_CLASSES = {"checkbox": gr.Checkbox, "slider": gr.Slider, "radio": gr.Radio, "dropdown": gr.Dropdown,
+                   "textbox": gr.Textbox}
+
+
+def declared_controls(script: scripts.Script, is_img2img: bool, **presentation) -> dict[str, gr.components.Component]:
+    """The controls of the script's args_spec, by argument name and in its order, made but not yet placed (the
+    script's ui() renders each where its layout wants it). `presentation`: extra Gradio arguments per name
+    (lines, visible, min_width...); what the API sees (label, value, range, choices) comes from the declaration only."""
+    controls = {}
+    for spec in script.args_spec(is_img2img):
+        kind = spec.control_kind()
+        args = dict(label=spec.label, value=spec.value, elem_id=script.elem_id(spec.name), render=False)
+        if kind == "slider":
+            args.update(minimum=spec.minimum, maximum=spec.maximum, step=spec.step)
+        if kind in ("radio", "dropdown"):
+            args.update(choices=list(spec.choices), type="index" if spec.index else "value")
+        if kind == "dropdown" and isinstance(spec.value, list):
+            args.update(multiselect=True)
+        args.update(presentation.get(spec.name, {}))
+        controls[spec.name] = CONTROL_CLASSES[kind](**args)
+    return controls
+
+
 def setup_ui_for_section(runner: scripts.ScriptRunner, section: str) -> None:
     """Build, where the tab is being built, the controls of the always-on scripts whose `section` is this one (A1111
     calls the tab's places sections: "sampler", "dimensions", "accordions", ...), by sorting_priority."""

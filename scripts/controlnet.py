@@ -17,8 +17,12 @@ class Script(scripts.Script):
     def show(self, is_img2img):
         return scripts.AlwaysVisible
 
+    def args_spec(self, is_img2img):
+        # one argument per unit: a ControlNetUnit (or the extension's dict); None until the page's unit is touched
+        return [scripts.ScriptArgSpec(f"unit_{index}") for index in range(int(opts.control_net_unit_count))]
+
     def ui(self, is_img2img):
-        states, self.infotext_fields = ui_controlnet.accordion(is_img2img, int(opts.data.get("control_net_unit_count", 3)))
+        states, self.infotext_fields = ui_controlnet.accordion(is_img2img, len(self.args_spec(is_img2img)))
         return states
 
     def process(self, p, *args):

@@ -4,7 +4,7 @@ import logging
 
 import gradio as gr
 
-from modules import images, processing, scripts
+from modules import images, processing, scripts, ui_scripts
 from modules.shared_options import opts
 from modules.shared_state import state
 
@@ -40,28 +40,21 @@ class Script(scripts.Script):
         return [
             scripts.ScriptArgSpec("put_at_start", "Put variable parts at start of prompt", False),
             scripts.ScriptArgSpec("different_seeds", "Use different seed for each picture", False),
-            scripts.ScriptArgSpec("prompt_type", "Select prompt", "positive", choices=["positive", "negative"]),
-            scripts.ScriptArgSpec("variations_delimiter", "Select joining char", "comma", choices=list(DELIMITERS)),
+            scripts.ScriptArgSpec("prompt_type", "Select prompt", "positive", choices=["positive", "negative"], kind="radio"),
+            scripts.ScriptArgSpec("variations_delimiter", "Select joining char", "comma", choices=list(DELIMITERS),
+                                  kind="radio"),
             scripts.ScriptArgSpec("margin_size", "Grid margins (px)", 0, minimum=0, maximum=500, step=2),
         ]
 
     def ui(self, is_img2img):
+        controls = ui_scripts.declared_controls(self, is_img2img)
         gr.HTML("<br />")
         with gr.Row():
-            with gr.Column():
-                put_at_start = gr.Checkbox(label="Put variable parts at start of prompt", value=False,
-                                           elem_id=self.elem_id("put_at_start"))
-                different_seeds = gr.Checkbox(label="Use different seed for each picture", value=False,
-                                              elem_id=self.elem_id("different_seeds"))
-            with gr.Column():
-                prompt_type = gr.Radio(["positive", "negative"], label="Select prompt", value="positive",
-                                       elem_id=self.elem_id("prompt_type"))
-                variations_delimiter = gr.Radio(list(DELIMITERS), label="Select joining char", value="comma",
-                                                elem_id=self.elem_id("variations_delimiter"))
-            with gr.Column():
-                margin_size = gr.Slider(label="Grid margins (px)", minimum=0, maximum=500, value=0, step=2,
-                                        elem_id=self.elem_id("margin_size"))
-        return [put_at_start, different_seeds, prompt_type, variations_delimiter, margin_size]
+            for column in (("put_at_start", "different_seeds"), ("prompt_type", "variations_delimiter"), ("margin_size",)):
+                with gr.Column():
+                    for name in column:
+                        controls[name].render()
+        return list(controls.values())
 
     def run(self, p, put_at_start, different_seeds, prompt_type, variations_delimiter, margin_size):
         if prompt_type not in ("positive", "negative"):

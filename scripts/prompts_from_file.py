@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import gradio as gr
 
-from modules import generation_parameters, processing, scripts, sd_models, sd_samplers
+from modules import generation_parameters, processing, scripts, sd_models, sd_samplers, ui_scripts
 from modules.shared_state import state
 
 log = logging.getLogger(__name__)
@@ -126,23 +126,22 @@ class Script(scripts.Script):
         return [
             scripts.ScriptArgSpec("checkbox_iterate", "Iterate seed every line", False),
             scripts.ScriptArgSpec("checkbox_iterate_batch", "Use same random seed for all lines", False),
-            scripts.ScriptArgSpec("prompt_position", "Insert prompts at the", "start", choices=PROMPT_POSITIONS),
+            scripts.ScriptArgSpec("prompt_position", "Insert prompts at the", "start", choices=PROMPT_POSITIONS,
+                                  kind="radio"),
             scripts.ScriptArgSpec("prompt_txt", "List of prompt inputs"),
         ]
 
     def ui(self, is_img2img):
-        checkbox_iterate = gr.Checkbox(label="Iterate seed every line", value=False, elem_id=self.elem_id("checkbox_iterate"))
-        checkbox_iterate_batch = gr.Checkbox(label="Use same random seed for all lines", value=False,
-                                             elem_id=self.elem_id("checkbox_iterate_batch"))
-        prompt_position = gr.Radio(PROMPT_POSITIONS, label="Insert prompts at the", value="start",
-                                   elem_id=self.elem_id("prompt_position"))
-        prompt_txt = gr.Textbox(label="List of prompt inputs", lines=1, elem_id=self.elem_id("prompt_txt"))
+        controls = ui_scripts.declared_controls(self, is_img2img, prompt_txt=dict(lines=1))
+        for control in controls.values():
+            control.render()
+        prompt_txt = controls["prompt_txt"]
         file = gr.File(label="Upload prompt inputs", type="binary", file_types=[".txt"], elem_id=self.elem_id("file"))
         file.change(fn=load_prompt_file, inputs=[file], outputs=[file, prompt_txt, prompt_txt], show_progress="hidden")
         # the box grows once it holds several lines (it never shrinks back to one, where Enter would not add a line)
         prompt_txt.change(lambda text: gr.update(lines=7 if "\n" in text else 2), inputs=[prompt_txt], outputs=[prompt_txt],
                           show_progress="hidden")
-        return [checkbox_iterate, checkbox_iterate_batch, prompt_position, prompt_txt]
+        return list(controls.values())
 
     def run(self, p, checkbox_iterate, checkbox_iterate_batch, prompt_position, prompt_txt):
         if prompt_position not in PROMPT_POSITIONS:

@@ -25,6 +25,7 @@ from modules import (
     sd_schedulers,
     sd_vae,
     styles,
+    ui_scripts,
     upscaler,
 )
 from modules.shared_options import opts
@@ -537,40 +538,38 @@ class Script(scripts.Script):
         options = options_for(is_img2img)
         labels = [option.label for option in options]
 
-        def axis_row(letter, default):
+        controls = ui_scripts.declared_controls(
+            self, is_img2img, **{f"{axis}_values_dropdown": dict(visible=False, interactive=True) for axis in "xyz"},
+            **{f"{axis}_values": dict(lines=1) for axis in "xyz"},
+            **{f"vary_seeds_{axis}": dict(min_width=80) for axis in "xyz"})
+
+        def axis_row(letter):
+            name = letter.lower()
             with gr.Row():
-                kind = gr.Dropdown(label=f"{letter} type", choices=labels, value=default, type="index",
-                                   elem_id=self.elem_id(f"{letter.lower()}_type"))
-                values = gr.Textbox(label=f"{letter} values", lines=1, elem_id=self.elem_id(f"{letter.lower()}_values"))
-                values_dropdown = gr.Dropdown(label=f"{letter} values", visible=False, multiselect=True, interactive=True,
-                                              elem_id=self.elem_id(f"{letter.lower()}_values_dropdown"))
-                fill = ToolButton(value=FILL_SYMBOL, elem_id=f"xyz_grid_fill_{letter.lower()}_tool_button", visible=False)
-            return kind, values, values_dropdown, fill
+                for part in ("type", "values", "values_dropdown"):
+                    controls[f"{name}_{part}"].render()
+                fill = ToolButton(value=FILL_SYMBOL, elem_id=f"xyz_grid_fill_{name}_tool_button", visible=False)
+            return controls[f"{name}_type"], controls[f"{name}_values"], controls[f"{name}_values_dropdown"], fill
+
+        def place(*names):
+            for name in names:
+                controls[name].render()
 
         with gr.Column():
-            x_type, x_values, x_values_dropdown, fill_x = axis_row("X", "Seed")
-            y_type, y_values, y_values_dropdown, fill_y = axis_row("Y", "Nothing")
-            z_type, z_values, z_values_dropdown, fill_z = axis_row("Z", "Nothing")
+            x_type, x_values, x_values_dropdown, fill_x = axis_row("X")
+            y_type, y_values, y_values_dropdown, fill_y = axis_row("Y")
+            z_type, z_values, z_values_dropdown, fill_z = axis_row("Z")
 
         with gr.Row(variant="compact", elem_id="axis_options"):
             with gr.Column():
-                draw_legend = gr.Checkbox(label="Draw legend", value=True, elem_id=self.elem_id("draw_legend"))
-                no_fixed_seeds = gr.Checkbox(label="Keep -1 for seeds", value=False, elem_id=self.elem_id("no_fixed_seeds"))
+                place("draw_legend", "no_fixed_seeds")
                 with gr.Row():
-                    vary_seeds_x = gr.Checkbox(label="Vary seeds for X", value=False, min_width=80,
-                                               elem_id=self.elem_id("vary_seeds_x"))
-                    vary_seeds_y = gr.Checkbox(label="Vary seeds for Y", value=False, min_width=80,
-                                               elem_id=self.elem_id("vary_seeds_y"))
-                    vary_seeds_z = gr.Checkbox(label="Vary seeds for Z", value=False, min_width=80,
-                                               elem_id=self.elem_id("vary_seeds_z"))
+                    place("vary_seeds_x", "vary_seeds_y", "vary_seeds_z")
             with gr.Column():
-                include_lone_images = gr.Checkbox(label="Include Sub Images", value=False,
-                                                  elem_id=self.elem_id("include_lone_images"))
-                include_sub_grids = gr.Checkbox(label="Include Sub Grids", value=False, elem_id=self.elem_id("include_sub_grids"))
-                csv_mode = gr.Checkbox(label="Use text inputs instead of dropdowns", value=False, elem_id=self.elem_id("csv_mode"))
+                place("include_lone_images", "include_sub_grids", "csv_mode")
             with gr.Column():
-                margin_size = gr.Slider(label="Grid margins (px)", minimum=0, maximum=500, value=0, step=2,
-                                        elem_id=self.elem_id("margin_size"))
+                place("margin_size")
+        csv_mode = controls["csv_mode"]
 
         with gr.Row(variant="compact", elem_id="swap_axes"):
             swap_xy = gr.Button(value="Swap X/Y axes", elem_id="xy_grid_swap_axes_button")
@@ -619,9 +618,7 @@ class Script(scripts.Script):
             (y_type, "Y Type"), (y_values, "Y Values"), (y_values_dropdown, dropdown_from_params("Y")),
             (z_type, "Z Type"), (z_values, "Z Values"), (z_values_dropdown, dropdown_from_params("Z")),
         ]
-        return [x_type, x_values, x_values_dropdown, y_type, y_values, y_values_dropdown, z_type, z_values, z_values_dropdown,
-                draw_legend, include_lone_images, include_sub_grids, no_fixed_seeds, vary_seeds_x, vary_seeds_y, vary_seeds_z,
-                margin_size, csv_mode]
+        return list(controls.values())
 
     def run(self, p, x_type, x_values, x_values_dropdown, y_type, y_values, y_values_dropdown, z_type, z_values,
             z_values_dropdown, draw_legend, include_lone_images, include_sub_grids, no_fixed_seeds, vary_seeds_x, vary_seeds_y,

@@ -7,8 +7,17 @@ import re
 
 import pytest
 
-from tests.e2e.test_ui_browser import (JOB_TIMEOUT, app, browser, choose_checkpoint, opened_page, set_number,  # noqa: F401
-                                       small_job, wait_for_job, wait_for_page_loaded)
+from tests.e2e.test_ui_browser import (  # noqa: F401
+    JOB_TIMEOUT,
+    app,
+    browser,
+    choose_checkpoint,
+    opened_page,
+    set_number,
+    small_job,
+    wait_for_job,
+    wait_for_page_loaded,
+)
 
 pytestmark = pytest.mark.e2e
 

@@ -66,8 +66,8 @@ def test_builtin_scripts_are_served_from_declarations_as_the_hidden_page_gives_t
     declared = answers(client)
     assert hidden_pages == []
     assert not scripts.scripts_txt2img.ui_created and not scripts.scripts_img2img.ui_created
-    assert declared[0] == {"txt2img": ["prompt matrix", "prompts from file or textbox", "x/y/z plot"],
-                           "img2img": ["prompt matrix", "prompts from file or textbox", "x/y/z plot"]}
+    builtins = ["controlnet", "prompt matrix", "prompts from file or textbox", "x/y/z plot"]
+    assert declared[0] == {"txt2img": builtins, "img2img": builtins}
     xyz = scripts.scripts_txt2img.find("x/y/z plot")
     assert declared[2][xyz.args_from:xyz.args_from + 3] == [1, None, []]  # X type "Seed" is handed as its index
 
@@ -78,6 +78,7 @@ def test_builtin_scripts_are_served_from_declarations_as_the_hidden_page_gives_t
         for script in [*runner.unplaced_alwayson_scripts(), *runner.selectable_scripts]:
             runner.place_controls(script, ui_scripts.hidden_script_controls(script))  # today's way: ui() in a page
         runner.args_placed = True
+
     assert answers(client) == declared
 
 
