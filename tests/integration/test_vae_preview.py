@@ -24,6 +24,7 @@ from modules import (
     script_callbacks,
     sd_vae_approx,
     sd_vae_taesd,
+    shared_options,
 )
 from tests.integration.engine_helpers import pixels, start_engine
 
@@ -330,7 +331,7 @@ def run_job(cls, **kwargs) -> processing.Processed:
     defaults = {"prompt": "a red cube", "negative_prompt": "", "steps": 3, "width": 64, "height": 64, "seed": 77,
                 "sampler_name": "Euler", "cfg_scale": 7.0, "do_not_save_samples": True, "do_not_save_grid": True}
     defaults.update(kwargs)
-    processing.opts.set("sd_model_checkpoint", "tiny_sd1")
+    shared_options.opts.set("sd_model_checkpoint", "tiny_sd1")
     p = cls(**defaults)
     result = processing.process_images(p)
     result.p = p
@@ -359,7 +360,7 @@ def test_decode_method_taesd_decodes_the_job_and_says_so(engine, monkeypatch):
     assert np.array_equal(pixels(taesd.images[0]), pixels(processing.batch_to_images(ref_taesd_decode(dec, seen[1]))[0]))
     assert not np.array_equal(pixels(taesd.images[0]), pixels(full.images[0]))
     assert "VAE Decoder: TAESD" in taesd.info and "VAE Decoder" not in full.info and "VAE Decoder" not in again.info
-    assert processing.opts.sd_vae_decode_method == "Full"
+    assert shared_options.opts.sd_vae_decode_method == "Full"
 
 
 def test_decode_method_taesd_without_weights_fails_the_job_clearly(engine):
