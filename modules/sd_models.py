@@ -20,7 +20,8 @@ import safetensors
 import torch
 
 from modules import devices, hashes, lowvram, paths_internal, script_callbacks, sd_models_config, sd_models_loader
-from modules import sd_unet_compile
+from modules import model_families, sd_unet_compile
+from modules.model_families import flow_sampling, flux_loader
 from modules.clip_tokenizer import load_tokenizer
 from modules.sd_models_loader import CheckpointLoadError
 from modules.sd_samplers_common import ModelSigmas
@@ -329,7 +330,7 @@ class StableDiffusionModel:
     @property
     def latent_space(self) -> str:
         """Models that can hand a latent to each other (refiner switch) share this."""
-        return "sdxl" if self.family.is_sdxl else "sd"
+        return self.family.name if self.family.is_flow else "sdxl" if self.family.is_sdxl else "sd"
 
     @property
     def device(self) -> torch.device:
@@ -357,6 +358,9 @@ def build_model(info: CheckpointInfo, plan: devices.DevicePlan, cache_dir: Path,
     else:
         sd, metadata = state_dict, dict(info.metadata or {})
     try:
+        flow_family = model_families.detect_flow_family(sd)
+        if flow_family is not None:
+            return build_flow_model(info, flow_family, sd, metadata, plan, cache_dir, started)
         family = sd_models_config.detect_family(sd, metadata)
         encoders = {}
         for component, kind, prefix in sd_models_config.TEXT_ENCODERS[family.name]:
@@ -384,6 +388,23 @@ def build_model(info: CheckpointInfo, plan: devices.DevicePlan, cache_dir: Path,
                                  sampling_unet=sd_unet_compile.sampling_unet(unet) if plan.compiles else unet)
     if plan.offloads:
         lowvram.setup_for_low_vram(model, use_medvram=plan.memory_mode == "medvram")
+    model.load_time = time.perf_counter() - started
+    return model
+
+
+def build_flow_model(info: CheckpointInfo, family, sd: dict, metadata: dict, plan: devices.DevicePlan, cache_dir: Path,
+                     started: float) -> StableDiffusionModel:
+    """A flow-matching transformer (Flux.1) with its text encoders and VAE, from its file or the module folders;
+    the transformer is the model's `unet`, the part the sampling loop drives."""
+    transformer, vae, encoders, t5_tokenizer, modules = flux_loader.load(sd, family, paths_internal.models_path, info.filename)
+    tokenizers = {"tokenizer": load_tokenizer(cache_dir, sd_models_config.tokenizer_pads(family.name)["tokenizer"]),
+                  "tokenizer_2": t5_tokenizer}
+    for part in (transformer, *encoders.values()):
+        place(part, plan.device, plan.dtype)
+    place(vae, plan.device, plan.dtype_vae)
+    info.metadata = metadata
+    model = StableDiffusionModel(info, family, transformer, vae, encoders, tokenizers, flow_sampling.FlowSigmas(), plan,
+                                 base_vae=vae, sampling_unet=transformer, extra={"modules": modules})
     model.load_time = time.perf_counter() - started
     return model
 
