@@ -264,6 +264,7 @@ TXT2IMG_FIELDS: tuple[PasteField, ...] = (
     PasteField("Negative prompt", "negative_prompt"),
     PasteField("Steps", "steps", _int),
     PasteField("CFG scale", "cfg_scale", float),
+    PasteField("Distilled CFG Scale", "distilled_cfg_scale", float),  # Forge's, for Flux.1 dev
     PasteField("Seed", "seed", _int),
     PasteField("Size-1", "width", _int),
     PasteField("Size-2", "height", _int),

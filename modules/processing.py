@@ -412,6 +412,8 @@ def prepare(p: StableDiffusionProcessing) -> None:
 
 def prepare_mode(p: StableDiffusionProcessing) -> None:
     """img2img's init images and mask, or txt2img's hires pass: after the scripts' process() had their say."""
+    if p.sd_model.family.is_flow and (isinstance(p, StableDiffusionProcessingImg2Img) or p.enable_hr):
+        raise ValueError(f"img2img and Hires. fix do not run with {p.sd_model.family.label} models yet: txt2img only")
     if isinstance(p, StableDiffusionProcessingImg2Img):
         prepare_img2img(p)
     elif p.enable_hr:
@@ -533,6 +535,8 @@ def make_stage(model, p: StableDiffusionProcessing, prompts: list[str], negative
     if model.family.is_flow and model.unet.config.guidance_embeds:
         guidance = float(p.distilled_cfg_scale)
         p.extra_generation_params["Distilled CFG Scale"] = guidance
+    for i, name in enumerate(model.extra.get("modules", ()), 1):  # Forge's keys for the separate parts used
+        p.extra_generation_params[f"Module {i}"] = os.path.splitext(name)[0]
     return UNetStage(model, cond, uncond, sdxl_time_ids(model, len(prompts), width, height),
                      image_conditioning if model.family.is_inpainting else None, guidance=guidance)
 

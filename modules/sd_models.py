@@ -396,7 +396,9 @@ def build_flow_model(info: CheckpointInfo, family, sd: dict, metadata: dict, pla
                      started: float) -> StableDiffusionModel:
     """A flow-matching transformer (Flux.1) with its text encoders and VAE, from its file or the module folders;
     the transformer is the model's `unet`, the part the sampling loop drives."""
-    transformer, vae, encoders, t5_tokenizer, modules = flux_loader.load(sd, family, paths_internal.models_path, info.filename)
+    chosen = tuple(opts.forge_additional_modules or ())
+    transformer, vae, encoders, t5_tokenizer, modules = flux_loader.load(sd, family, paths_internal.models_path,
+                                                                         info.filename, chosen)
     tokenizers = {"tokenizer": load_tokenizer(cache_dir, sd_models_config.tokenizer_pads(family.name)["tokenizer"]),
                   "tokenizer_2": t5_tokenizer}
     for part in (transformer, *encoders.values()):
@@ -404,7 +406,8 @@ def build_flow_model(info: CheckpointInfo, family, sd: dict, metadata: dict, pla
     place(vae, plan.device, plan.dtype_vae)
     info.metadata = metadata
     model = StableDiffusionModel(info, family, transformer, vae, encoders, tokenizers, flow_sampling.FlowSigmas(), plan,
-                                 base_vae=vae, sampling_unet=transformer, extra={"modules": modules})
+                                 base_vae=vae, sampling_unet=transformer,
+                                 extra={"modules": modules, "modules_chosen": chosen})
     model.load_time = time.perf_counter() - started
     return model
 
@@ -425,6 +428,10 @@ class ModelManager:
         """The loaded model of `info`, loaded first if needed (from state_dict's tensors when given)."""
         with self.lock:
             model = self.loaded.get(info.filename)
+            if model is not None and model.family.is_flow and state_dict is None \
+                    and model.extra["modules_chosen"] != tuple(opts.forge_additional_modules or ()):
+                self.unload(info.filename)  # other "VAE / Text Encoder" modules chosen: load it with those
+                model = None
             if model is None:
                 log.info("Loading weights from %s", "memory" if state_dict is not None else info.filename)
                 model = build_model(info, self.plan, self.cache_dir, state_dict)

@@ -21,6 +21,8 @@ from PIL import Image, UnidentifiedImageError
 from modules import face_restoration, hypernetworks, images, infotext_utils, postprocessing, processing
 from modules import scripts, sd_models, sd_samplers, sd_schedulers, sd_vae, styles, textual_inversion, upscaler
 from modules import extensions, progress as task_progress
+from modules import paths_internal
+from modules.model_families import flux_loader
 from modules.api import errors, models
 from modules.api import train as train_api
 from modules.networks import networks
@@ -448,8 +450,10 @@ class Api:
                 if type(u.scaler).__name__ == "UpscalerRealESRGAN"]
 
     def get_sd_modules(self):
-        """Forge's list of the separate model parts one can add to a checkpoint: here, the VAE files."""
-        return [{"model_name": name, "filename": path} for name, path in sd_vae.vae_dict.items()]
+        """Forge's list of the separate model parts one can add to a checkpoint: the VAE and text encoder files."""
+        encoders = flux_loader.module_files(paths_internal.models_path, (flux_loader.TEXT_ENCODER_DIR,))
+        return [{"model_name": name, "filename": path} for name, path in sd_vae.vae_dict.items()] + \
+            [{"model_name": path.name, "filename": str(path)} for path in encoders]
 
     def get_latent_upscale_modes(self):
         return [{"name": name} for name in processing.LATENT_UPSCALE_MODES]

@@ -12,6 +12,7 @@ from modules import postprocessing, processing
 # Size, steps and batch limits: the UI's slider ranges in A1111; beyond them a request is refused with 422.
 LIMITS = {"width": (64, 2048), "height": (64, 2048), "steps": (1, 150), "batch_size": (1, 8), "n_iter": (1, 100),
           "cfg_scale": (0, 30), "denoising_strength": (0, 1), "subseed_strength": (0, 1), "refiner_switch_at": (0, 1),
+          "distilled_cfg_scale": (0, 30),  # Forge's slider range
           # img2img's choices by index (A1111): resize mode 0-3 (just resize, crop and resize, resize and fill, latent
           # upscale), masked content 0-3 (fill, original, latent noise, latent nothing), mask mode 0-1
           "resize_mode": (0, 3), "inpainting_fill": (0, 3), "inpainting_mask_invert": (0, 1),

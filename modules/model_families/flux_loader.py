@@ -39,10 +39,10 @@ class Part:
     source: str  # the file it came from, for messages and the infotext
 
 
-def module_files(models_dir: str | Path) -> list[Path]:
+def module_files(models_dir: str | Path, folders: tuple[str, ...] = (TEXT_ENCODER_DIR, VAE_DIR)) -> list[Path]:
     """Candidate part files: models/text_encoder and models/VAE, sorted by name."""
     out = []
-    for sub in (TEXT_ENCODER_DIR, VAE_DIR):
+    for sub in folders:
         folder = Path(models_dir) / sub
         if folder.is_dir():
             out += sorted((p for p in folder.rglob("*.safetensors") if p.is_file()), key=lambda p: p.name.lower())
@@ -63,24 +63,26 @@ def part_kind(path: Path) -> str | None:
 
 
 def find_parts(sd: dict, models_dir: str | Path, source: str, preferred: list[str] = ()) -> dict[str, Part]:
-    """clip_l, t5 and vae from the checkpoint when it has them, else from the first matching module file
-    (files named in `preferred` first); a missing part is an error naming what to put where."""
-    parts = {}
-    if any(k.startswith(flux.CLIP_L_PREFIX) for k in sd):
-        parts["clip_l"] = Part(sd, flux.CLIP_L_PREFIX, source)
-    if any(k.startswith(flux.T5_PREFIX) for k in sd):
-        parts["t5"] = Part(sd, flux.T5_PREFIX, source)
-    if any(k.startswith(flux.VAE_PREFIX) for k in sd):
-        parts["vae"] = Part(sd, flux.VAE_PREFIX, source)
-    wanted = {"clip_l": "clip_l", "t5": "t5", "vae": "flux_vae"}
+    """clip_l, t5 and vae: the module files chosen in `preferred` (names or paths, Forge's forge_additional_modules)
+    first, then the checkpoint's own, then the first matching file of models/text_encoder and models/VAE; a missing
+    part is an error naming what to put where."""
+    wanted = {"clip_l": "clip_l", "t5": "t5", "flux_vae": "vae"}
     files = module_files(models_dir)
-    ordered = [f for name in preferred for f in files if f.name == name or str(f) == name] + files
-    for path in dict.fromkeys(ordered):
-        missing = [part for part, kind in wanted.items() if part not in parts and kind == part_kind(path)]
-        if missing:
-            tensors, _ = sd_models_loader.read_state_dict(path)
-            parts[missing[0]] = Part(tensors, "", str(path))
-    absent = [part for part in wanted if part not in parts]
+    chosen = [f for name in preferred for f in files if name in (f.name, str(f))]
+    parts: dict[str, Part] = {}
+
+    def take(paths):
+        for path in dict.fromkeys(paths):
+            part = wanted.get(part_kind(path))
+            if part is not None and part not in parts:
+                parts[part] = Part(sd_models_loader.read_state_dict(path)[0], "", str(path))
+
+    take(chosen)
+    for part, prefix in (("clip_l", flux.CLIP_L_PREFIX), ("t5", flux.T5_PREFIX), ("vae", flux.VAE_PREFIX)):
+        if part not in parts and any(k.startswith(prefix) for k in sd):
+            parts[part] = Part(sd, prefix, source)
+    take(files)
+    absent = [part for part in ("clip_l", "t5", "vae") if part not in parts]
     if absent:
         where = {"clip_l": f"a CLIP-L text encoder (clip_l.safetensors) in {Path(models_dir) / TEXT_ENCODER_DIR}",
                  "t5": f"a T5-XXL text encoder (t5xxl_fp16.safetensors) in {Path(models_dir) / TEXT_ENCODER_DIR}",

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from modules import sd_models
+from modules.shared_options import opts
 from modules.model_families import flow_sampling, flux
 from modules.sd_models_loader import CheckpointLoadError
 from tests.fixtures import flux as tiny_flux
@@ -89,3 +90,19 @@ def test_missing_part_is_a_clear_error(tmp_path, tiny, missing, named):
 def test_rope_axes_keep_released_split():
     assert flux.rope_axes(128) == [16, 56, 56]
     assert sum(flux.rope_axes(32)) == 32 and all(a % 2 == 0 for a in flux.rope_axes(32))
+
+
+def test_chosen_modules_replace_the_default_and_the_checkpoints_own(tmp_path, tiny):
+    models = tmp_path / "models"
+    tiny_flux.write_all_in_one(models / "Stable-diffusion" / "flux-aio.safetensors", tiny)
+    tiny_flux.write_parts(models, tiny)
+    other = tiny_flux.make(seed=9)
+    tiny_flux.write_parts(models / "other", other, t5=False, tokenizer=False)
+    (models / "other" / "VAE" / "ae.safetensors").rename(models / "VAE" / "ae_other.safetensors")
+    model = _load(tmp_path, "flux-aio")
+    assert model.extra["modules"] == []  # nothing chosen: the checkpoint's own parts
+    opts.set("forge_additional_modules", ["ae_other.safetensors"])
+    model = sd_models.model_manager.get(sd_models.get_closet_checkpoint_match("flux-aio"))
+    assert model.extra["modules"] == ["ae_other.safetensors"]
+    _assert_same(model.vae, other.vae)
+    _assert_same(model.text_encoders["text_encoder"], tiny.clip_l)

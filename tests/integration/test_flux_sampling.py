@@ -117,6 +117,7 @@ def test_infotext_has_forge_keys_and_round_trips(engine):
     result = flux_txt2img(seed=9, distilled_cfg_scale=4.5, sampler_name="Euler")
     info = result.infotexts[0]
     assert "Distilled CFG Scale: 4.5" in info and "Schedule type: Simple" in info and "CFG scale: 1.0" in info
+    assert "Module 1: clip_l, Module 2: t5xxl_fp16, Module 3: ae" in info  # Forge's keys for the separate parts
     params = infotext_utils.parse_generation_parameters(info)
     assert params["Distilled CFG Scale"] == "4.5" and params["Sampler"] == "Euler"
 
@@ -134,3 +135,8 @@ def test_samplers_that_do_not_apply_are_refused(engine):
         flux_txt2img(sampler_name="Euler", scheduler="Karras")
     for name in flow_sampling.FLOW_SAMPLERS:
         assert flux_txt2img(sampler_name=name, steps=2, seed=1).images
+
+
+def test_img2img_and_hires_are_refused_clearly(engine):
+    with pytest.raises(ValueError, match="txt2img only"):
+        flux_txt2img(enable_hr=True, hr_scale=2.0)
