@@ -63,12 +63,12 @@ def part_kind(path: Path) -> str | None:
 
 
 def find_parts(sd: dict, models_dir: str | Path, source: str, preferred: list[str] = ()) -> dict[str, Part]:
-    """clip_l, t5 and vae: the module files chosen in `preferred` (names or paths, Forge's forge_additional_modules)
-    first, then the checkpoint's own, then the first matching file of models/text_encoder and models/VAE; a missing
-    part is an error naming what to put where."""
+    """clip_l, t5 and vae: the module files chosen in `preferred` first (Forge's forge_additional_modules: paths,
+    file names or names without extension), then the checkpoint's own, then the first matching file of
+    models/text_encoder and models/VAE; a missing part is an error naming what to put where."""
     wanted = {"clip_l": "clip_l", "t5": "t5", "flux_vae": "vae"}
     files = module_files(models_dir)
-    chosen = [f for name in preferred for f in files if name in (f.name, str(f))]
+    chosen = [f for name in preferred for f in files if name in (f.name, f.stem, str(f))]  # infotexts name stems
     parts: dict[str, Part] = {}
 
     def take(paths):

@@ -120,6 +120,9 @@ def test_infotext_has_forge_keys_and_round_trips(engine):
     assert "Module 1: clip_l, Module 2: t5xxl_fp16, Module 3: ae" in info  # Forge's keys for the separate parts
     params = infotext_utils.parse_generation_parameters(info)
     assert params["Distilled CFG Scale"] == "4.5" and params["Sampler"] == "Euler"
+    pasted = infotext_utils.infotext_to_fields(params)
+    assert pasted.fields["distilled_cfg_scale"] == 4.5 and not pasted.unknown
+    assert pasted.override_settings["forge_additional_modules"] == ["clip_l", "t5xxl_fp16", "ae"]
 
 
 def test_schnell_all_in_one_generates_without_distilled_guidance(engine):
