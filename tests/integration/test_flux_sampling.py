@@ -143,3 +143,14 @@ def test_samplers_that_do_not_apply_are_refused(engine):
 def test_img2img_and_hires_are_refused_clearly(engine):
     with pytest.raises(ValueError, match="txt2img only"):
         flux_txt2img(enable_hr=True, hr_scale=2.0)
+
+
+@pytest.mark.parametrize("method", ["Approx cheap", "Approx NN", "TAESD", "Full"])
+def test_live_preview_decodes_flux_latents_with_its_vae(engine, method):
+    from modules import live_preview
+
+    model = engine.get(sd_models.get_closet_checkpoint_match(CHECKPOINT))
+    latents = torch.randn(1, 16, 8, 8)
+    preview = live_preview.latents_to_images(latents, model, method)[0]
+    assert preview.size == (64, 64)
+    assert np.array_equal(np.asarray(preview), np.asarray(processing.decode_latents(model, latents)[0]))
