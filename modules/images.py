@@ -37,11 +37,12 @@ _IGNORED_INFO_KEYS = {
 _NAME_RESERVE = 24
 
 
-def _live_opts(opts):
+def _live_opts(opts, p=None):
+    """The settings given, else p's job's or the running job's (job_context), else the saved ones."""
     if opts is not None:
         return opts
-    from modules.shared_options import opts as live_opts
-    return live_opts
+    from modules import job_context
+    return job_context.settings(p)
 
 
 def sanitize_filename_part(text, replace_spaces=True, *, max_length=128, unix=False) -> str | None:
@@ -353,7 +354,7 @@ def save_image(image, path, basename, seed=None, prompt=None, extension='png', i
     """Save image under path with A1111's folder and file naming and embedded infotext; returns (file, .txt sidecar or None).
 
     A numbered name never replaces an existing file; an un-numbered one follows `save_images_replace_action`."""
-    opts = _live_opts(opts)
+    opts = _live_opts(opts, p)
     namegen = FilenameGenerator(p, seed, prompt, image, basename=basename, opts=opts, max_length=max_length, unix=unix)
     extension = _format_for_size(image, extension.lstrip(".").lower())
     if save_to_dirs is None:

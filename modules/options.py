@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import threading
+from collections import ChainMap
 from dataclasses import dataclass
 
 from modules import paths_internal
@@ -353,6 +354,41 @@ class Options:
         if expected_type is bool and value == "False":
             return False
         return expected_type(value)
+
+
+class LayeredOptions(Options):
+    """Settings seen through a layer of changes (a job's override_settings and whatever code running for the job
+    writes): reads fall through the layer to `saved`, writes land in the layer, so `saved` never changes. `saved` may
+    itself be layered (a script's sub-job over its job). Saving, loading and registering options act on the store
+    underneath: a layer is never written to config.json."""
+
+    def __init__(self, saved: Options, layer: dict | None = None):
+        object.__setattr__(self, "saved", saved)
+        object.__setattr__(self, "layer", dict(layer or {}))
+
+    @property
+    def data(self):
+        return ChainMap(self.layer, self.saved.data)
+
+    @property
+    def data_labels(self):
+        return self.saved.data_labels
+
+    @property
+    def restricted_opts(self):
+        return self.saved.restricted_opts
+
+    def save(self, filename):
+        self.saved.save(filename)
+
+    def load(self, filename):
+        self.saved.load(filename)
+
+    def add_option(self, key, info):
+        self.saved.add_option(key, info)
+
+    def reorder(self):
+        self.saved.reorder()
 
 
 def _split(comma_separated: str) -> list[str]:

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from modules import devices, face_restoration, images, infotext_utils, masking, paths_internal, sd_models, sd_samplers, sd_vae
-from modules import sd_vae_taesd
+from modules import job_context, sd_vae_taesd
 from modules import extra_networks, prompt_parser, script_callbacks, scripts, sd_hijack, styles, textual_inversion
 from modules import processing_img2img as i2i
 from modules.model_families import flow_sampling
@@ -25,8 +25,7 @@ from modules.rng import ImageRNG
 from modules.sd_samplers_cfg_denoiser import UNetStage
 from modules.sd_samplers_common import InterruptedException
 from modules.shared_cmd_options import cmd_opts
-from modules.shared_options import opts
-from modules.shared_state import state
+from modules.shared_options import opts  # create_infotext's reads: the facade, so the job's view
 
 log = logging.getLogger(__name__)
 VERSION = "atelier-0.1.0"
@@ -101,6 +100,7 @@ class StableDiffusionProcessing:
     scripts_setup_complete: bool = False
     user: str | None = None
     model_manager: Any = None
+    job: Any = None  # the job_context.JobContext while the job runs: its settings, state and model manager
     # Filled while processing (A1111 names, read by scripts and filename patterns).
     all_prompts: list[str] = field(default_factory=list)
     all_negative_prompts: list[str] = field(default_factory=list)
@@ -139,7 +139,8 @@ class StableDiffusionProcessing:
         """Sampler knobs: the job's own values first, then the settings (A1111 option names)."""
         keys = ("eta_ancestral", "eta_ddim", "s_churn", "s_tmin", "s_tmax", "s_noise", "sigma_min", "sigma_max", "rho",
                 "uni_pc_variant", "uni_pc_skip_type", "uni_pc_order", "uni_pc_lower_order_final")
-        options = {k: getattr(opts, k) for k in keys}
+        settings = job_context.settings(self)
+        options = {k: getattr(settings, k) for k in keys}
         for key in ("s_churn", "s_tmin", "s_tmax", "s_noise"):
             if getattr(self, key) is not None:
                 options[key] = getattr(self, key)
@@ -221,6 +222,7 @@ class Processed:
                  all_prompts=None, all_negative_prompts=None, all_seeds=None, all_subseeds=None,
                  index_of_first_image: int = 0, infotexts: list[str] | None = None, comments: str | None = None,
                  extra_images_list=None):
+        settings = job_context.settings(p)
         self.images = images_list
         self.extra_images = extra_images_list or []
         self.infotexts = infotexts or [info] * len(images_list)
@@ -237,8 +239,8 @@ class Processed:
         self.sampler_name, self.scheduler = p.sampler_name, p.scheduler
         self.cfg_scale, self.steps, self.batch_size = p.cfg_scale, p.steps, p.batch_size
         self.image_cfg_scale = getattr(p, "image_cfg_scale", None)
-        self.restore_faces = bool(opts.face_restoration if p.restore_faces is None else p.restore_faces)
-        self.face_restoration_model = opts.face_restoration_model if self.restore_faces else None
+        self.restore_faces = bool(settings.face_restoration if p.restore_faces is None else p.restore_faces)
+        self.face_restoration_model = settings.face_restoration_model if self.restore_faces else None
         self.styles = p.styles
         self.sd_model_name, self.sd_model_hash = p.sd_model_name, p.sd_model_hash
         self.sd_vae_name, self.sd_vae_hash = p.sd_vae_name, p.sd_vae_hash
@@ -274,29 +276,6 @@ class Processed:
 
 
 @contextmanager
-def overridden_settings(p: StableDiffusionProcessing):
-    """Apply override_settings for this job and put the old values back afterwards (unless asked not to and the job
-    completed)."""
-    saved = {}
-    for key, value in (p.override_settings or {}).items():
-        if key not in opts.data_labels:
-            raise ValueError(f"Unknown setting in override_settings: {key}")
-        if value != getattr(opts, key):
-            opts.check_value(key, value)  # all checked before any is applied
-    for key, value in (p.override_settings or {}).items():
-        saved[key] = getattr(opts, key)
-        setattr(opts, key, value)
-    completed = False
-    try:
-        yield
-        completed = True
-    finally:
-        if p.override_settings_restore_afterwards or not completed:  # a failed job leaves the settings as they were
-            for key, value in saved.items():
-                setattr(opts, key, value)
-
-
-@contextmanager
 def seamless_tiling(model, enabled: bool):
     """Circular padding in every UNet/VAE convolution makes opposite edges continue into each other."""
     convs = [m for part in (model.unet, model.vae) for m in part.modules() if isinstance(m, torch.nn.Conv2d)]
@@ -312,7 +291,7 @@ def seamless_tiling(model, enabled: bool):
 
 
 def manager_for(p: StableDiffusionProcessing) -> sd_models.ModelManager:
-    manager = p.model_manager or sd_models.model_manager
+    manager = job_context.model_manager(p)
     if manager is None:
         raise RuntimeError("The model manager is not started")
     return manager
@@ -326,8 +305,9 @@ def resolve_checkpoint(title: str) -> sd_models.CheckpointInfo:
 
 
 def main_model(p: StableDiffusionProcessing):
+    settings = job_context.settings(p)
     manager = manager_for(p)
-    wanted = opts.sd_model_checkpoint
+    wanted = settings.sd_model_checkpoint
     if p.sd_model is not None:
         return p.sd_model
     if wanted and (manager.current is None or wanted not in manager.current.sd_checkpoint_info.ids):
@@ -342,16 +322,21 @@ def main_model(p: StableDiffusionProcessing):
 
 
 def process_images(p: StableDiffusionProcessing) -> Processed:
+    """Run p as a job, in a job context of its own (or over the job it is part of): see job_context."""
     if p.scripts is not None:
         if not p.scripts_setup_complete:
             p.setup_scripts()
         p.scripts.before_process(p)
-    with overridden_settings(p):
+    with job_context.job(p, sd_models.model_manager) as job:
         model = main_model(p)
         p.sd_model = model
-        sd_vae.apply_vae(model, sd_vae.resolve_vae(model.sd_model_checkpoint, opts.sd_vae, cmd_opts.vae_path))
-        with seamless_tiling(model, bool(opts.tiling if p.tiling is None else p.tiling)):
+        sd_vae.apply_vae(model, sd_vae.resolve_vae(model.sd_model_checkpoint, job.settings.sd_vae, cmd_opts.vae_path))
+        with seamless_tiling(model, bool(job.settings.tiling if p.tiling is None else p.tiling)):
             return process_images_inner(p)
+
+
+def job_kind(p: StableDiffusionProcessing) -> str:
+    return "img2img" if isinstance(p, StableDiffusionProcessingImg2Img) else "txt2img"
 
 
 def run_with_scripts(p: StableDiffusionProcessing) -> Processed:
@@ -361,12 +346,13 @@ def run_with_scripts(p: StableDiffusionProcessing) -> Processed:
     if p.scripts is not None and not p.scripts_setup_complete:
         p.setup_scripts()
     if p.scripts is not None and p.script_args and p.script_args[0]:
-        with job_in_state("img2img" if isinstance(p, StableDiffusionProcessingImg2Img) else "txt2img"):
+        with job_context.job(p, sd_models.model_manager) as job, job_in_state(job.state, job_kind(p)):
             processed = p.scripts.run(p, *p.script_args)
     return processed if processed is not None else process_images(p)
 
 
 def prepare(p: StableDiffusionProcessing) -> None:
+    settings = job_context.settings(p)
     p.sampler_name, p.scheduler = sd_samplers.resolve_sampler_scheduler(p.sampler_name or "DPM++ 2M", p.scheduler)
     if p.width < 8 or p.height < 8 or p.width % 8 or p.height % 8:
         raise ValueError(f"Width and height must be positive multiples of 8, got {p.width}x{p.height}")
@@ -386,7 +372,7 @@ def prepare(p: StableDiffusionProcessing) -> None:
         longest = max((len(t or "") for t in texts), default=0)
         if longest > MAX_PROMPT_LENGTH:
             raise ValueError(f"{name} is {longest} characters long; at most {MAX_PROMPT_LENGTH} are accepted")
-    if opts.enable_prompt_comments:
+    if settings.enable_prompt_comments:
         p.all_prompts = [prompt_parser.strip_comments(x) for x in p.all_prompts]
         p.all_negative_prompts = [prompt_parser.strip_comments(x) for x in p.all_negative_prompts]
     p.seed = get_fixed_seed(p.seed)
@@ -394,7 +380,7 @@ def prepare(p: StableDiffusionProcessing) -> None:
     varied = p.subseed_strength > 0
     p.all_seeds = [p.seed if varied else p.seed + i for i in range(count)]
     p.all_subseeds = [p.subseed + i for i in range(count)]
-    p.clip_skip = int(opts.CLIP_stop_at_last_layers)
+    p.clip_skip = int(settings.CLIP_stop_at_last_layers)
     if p.sd_model.family.is_flow and p.scheduler == sd_samplers.AUTOMATIC:
         p.scheduler = "Simple"  # a flow family's own schedule, as Forge labels it
     info = p.sd_model.sd_checkpoint_info
@@ -403,11 +389,9 @@ def prepare(p: StableDiffusionProcessing) -> None:
     p.sd_vae_name = os.path.basename(vae_file) if vae_file else None
     p.sd_vae_hash = sd_vae.vae_hash(vae_file) if vae_file and not cmd_opts.no_hashing else None
     p.job_timestamp = time.strftime("%Y%m%d%H%M%S")
-    is_img2img = isinstance(p, StableDiffusionProcessingImg2Img)
-    if not p.outpath_samples:
-        p.outpath_samples = opts.outdir_samples or (opts.outdir_img2img_samples if is_img2img else opts.outdir_txt2img_samples)
-    if not p.outpath_grids:
-        p.outpath_grids = opts.outdir_grids or (opts.outdir_img2img_grids if is_img2img else opts.outdir_txt2img_grids)
+    samples_dir, grids_dir = p.job.output_dirs(job_kind(p))
+    p.outpath_samples = p.outpath_samples or samples_dir
+    p.outpath_grids = p.outpath_grids or grids_dir
 
 
 def prepare_mode(p: StableDiffusionProcessing) -> None:
@@ -421,6 +405,7 @@ def prepare_mode(p: StableDiffusionProcessing) -> None:
 
 
 def prepare_img2img(p: StableDiffusionProcessingImg2Img) -> None:
+    settings = job_context.settings(p)
     if not p.init_images:
         raise ValueError("img2img needs an init image")
     if len(p.init_images) > 1:
@@ -431,7 +416,7 @@ def prepare_img2img(p: StableDiffusionProcessingImg2Img) -> None:
         raise ValueError(f"Denoising strength must be between 0 and 1, got {p.denoising_strength}")
     p.prepared = i2i.prepare_images(p)
     if p.initial_noise_multiplier is None:
-        p.initial_noise_multiplier = opts.initial_noise_multiplier
+        p.initial_noise_multiplier = settings.initial_noise_multiplier
     params = p.extra_generation_params
     if p.image_mask is not None:
         if p.inpainting_mask_invert:
@@ -450,6 +435,7 @@ def prepare_img2img(p: StableDiffusionProcessingImg2Img) -> None:
 
 
 def prepare_hires(p: StableDiffusionProcessingTxt2Img) -> None:
+    settings = job_context.settings(p)
     if p.denoising_strength is None or not 0 <= p.denoising_strength <= 1:
         raise ValueError(f"Denoising strength must be between 0 and 1, got {p.denoising_strength}")
     p.hr_upscaler = p.hr_upscaler or "Latent"
@@ -477,8 +463,8 @@ def prepare_hires(p: StableDiffusionProcessingTxt2Img) -> None:
         params["Hires prompt"] = p.hr_prompt
     if p.hr_negative_prompt and p.hr_negative_prompt != p.negative_prompt:
         params["Hires negative prompt"] = p.hr_negative_prompt
-    if p.refiner_checkpoint and opts.hires_fix_refiner_pass != "second pass":
-        params["Hires refiner"] = opts.hires_fix_refiner_pass
+    if p.refiner_checkpoint and settings.hires_fix_refiner_pass != "second pass":
+        params["Hires refiner"] = settings.hires_fix_refiner_pass
 
 
 def image_upscaler_names() -> list[str]:
@@ -490,12 +476,13 @@ def image_upscaler_names() -> list[str]:
 
 def sdxl_time_ids(model, batch: int, width: int, height: int) -> torch.Tensor | None:
     """SDXL size/crop conditioning (refiner: aesthetic score instead of the target size); cond rows, then uncond rows."""
+    settings = job_context.settings()
     if not model.family.is_sdxl:
         return None
-    crop = [opts.sdxl_crop_top, opts.sdxl_crop_left]
+    crop = [settings.sdxl_crop_top, settings.sdxl_crop_left]
     if model.is_sdxl_refiner:
-        rows = [[height, width, *crop, opts.sdxl_refiner_high_aesthetic_score]] * batch
-        rows += [[height, width, *crop, opts.sdxl_refiner_low_aesthetic_score]] * batch
+        rows = [[height, width, *crop, settings.sdxl_refiner_high_aesthetic_score]] * batch
+        rows += [[height, width, *crop, settings.sdxl_refiner_low_aesthetic_score]] * batch
     else:
         rows = [[height, width, *crop, height, width]] * (2 * batch)
     return torch.tensor(rows, dtype=torch.float32, device=model.device)
@@ -514,23 +501,25 @@ def txt2img_image_conditioning(model, batch: int, height: int, width: int) -> to
 def make_stage(model, p: StableDiffusionProcessing, prompts: list[str], negatives: list[str], width: int, height: int,
                image_conditioning: torch.Tensor | None = None, hires_steps: int | None = None) -> UNetStage:
     """One model's conditioning schedules for a batch; inpainting UNets without image conditioning get txt2img's."""
+    settings = job_context.settings(p)
+    state = job_context.state(p)
     should_stop = lambda: state.interrupted or state.skipped  # noqa: E731
     if model.family.is_flow:
         encoder = FluxPromptEncoder(model, should_stop=should_stop)
     else:
-        encoder = PromptEncoder(model, clip_skip=p.clip_skip, emphasis=opts.emphasis,
-                                comma_backtrack=opts.comma_padding_backtrack,
+        encoder = PromptEncoder(model, clip_skip=p.clip_skip, emphasis=settings.emphasis,
+                                comma_backtrack=settings.comma_padding_backtrack,
                                 embeddings=textual_inversion.embedding_db().usable_for(model), should_stop=should_stop)
     # prompt editing counts UNet evaluations, two per step for second-order samplers (A1111's total_steps)
     steps = p.steps * (2 if sd_samplers.find_sampler(p.sampler_name).second_order else 1)
-    schedule = dict(steps=steps, hires_steps=hires_steps, use_old_scheduling=opts.use_old_scheduling)
+    schedule = dict(steps=steps, hires_steps=hires_steps, use_old_scheduling=settings.use_old_scheduling)
     with torch.inference_mode():
         cond = prompt_parser.get_multicond_learned_conditioning(encoder.get_learned_conditioning, prompts, **schedule)
         uncond = prompt_parser.get_learned_conditioning(
             lambda texts: encoder.get_learned_conditioning(texts, is_negative=True), negatives, **schedule)
         if image_conditioning is None:
             image_conditioning = txt2img_image_conditioning(model, len(prompts), height, width)
-    p.extra_generation_params.update(encoder.infotext_params(prompts + negatives, opts.textual_inversion_add_hashes_to_infotext))
+    p.extra_generation_params.update(encoder.infotext_params(prompts + negatives, settings.textual_inversion_add_hashes_to_infotext))
     guidance = None
     if model.family.is_flow and model.unet.config.guidance_embeds:
         guidance = float(p.distilled_cfg_scale)
@@ -565,7 +554,8 @@ def batch_to_images(batch: torch.Tensor) -> list[Image.Image]:
 def decode_first_stage(model, latents: torch.Tensor, method: str | None = None) -> torch.Tensor:
     """VAE decode to float32 [B, 3, H, W] around -1..1 by `method`, "Full" or "TAESD" (None: the sd_vae_decode_method
     setting); a half-precision NaN (SDXL's VAE) is retried in float32, as A1111's auto VAE precision does."""
-    if (method or opts.sd_vae_decode_method) == "TAESD":
+    settings = job_context.settings()
+    if (method or settings.sd_vae_decode_method) == "TAESD":
         return sd_vae_taesd.decode(model, latents) * 2.0 - 1.0
     vae = model.vae
     with torch.inference_mode():
@@ -573,7 +563,7 @@ def decode_first_stage(model, latents: torch.Tensor, method: str | None = None) 
         if getattr(vae.config, "shift_factor", None):  # Flux's VAE centres its latents
             scaled = scaled + vae.config.shift_factor
         out = vae.decode(scaled.to(next(vae.parameters()).dtype)).sample
-        if opts.auto_vae_precision and out.dtype != torch.float32 and torch.isnan(out).any():
+        if settings.auto_vae_precision and out.dtype != torch.float32 and torch.isnan(out).any():
             log.warning("VAE produced NaN in %s; decoding again in float32", out.dtype)
             vae.to(torch.float32)
             out = vae.decode(scaled.float()).sample
@@ -589,7 +579,7 @@ def decode_to_tensor(model, latents: torch.Tensor, method: str | None = None) ->
 def vae_method(p: StableDiffusionProcessing, kind: str) -> str:
     """The setting sd_vae_encode_method / sd_vae_decode_method for kind "encode" / "decode"; TAESD is noted in the
     infotext as `VAE Encoder` / `VAE Decoder`, as A1111 does."""
-    method = getattr(opts, f"sd_vae_{kind}_method")
+    method = getattr(job_context.settings(p), f"sd_vae_{kind}_method")
     if method == "TAESD":
         p.extra_generation_params[{"encode": "VAE Encoder", "decode": "VAE Decoder"}[kind]] = method
     return method
@@ -613,13 +603,14 @@ def create_random_tensors(shape, seeds, subseeds=None, subseed_strength=0.0, see
                           p=None) -> torch.Tensor:
     """A1111's helper: the initial noise the engine draws for these seeds, [len(seeds), *shape], on the device of p's
     model (else of the model manager)."""
+    settings = job_context.settings(p)
     model = getattr(p, "sd_model", None)
     if model is not None:
         device = model.device
     else:
         device = sd_models.model_manager.plan.device if sd_models.model_manager is not None else devices.get_optimal_device()
     return ImageRNG(shape, seeds, subseeds=subseeds, subseed_strength=subseed_strength, seed_resize_from_h=seed_resize_from_h,
-                    seed_resize_from_w=seed_resize_from_w, source=opts.randn_source, device=device).first()
+                    seed_resize_from_w=seed_resize_from_w, source=settings.randn_source, device=device).first()
 
 
 def apply_overlay(image: Image.Image, paste_loc, overlay: Image.Image | None) -> tuple[Image.Image, Image.Image]:
@@ -683,7 +674,7 @@ def create_infotext(p: StableDiffusionProcessing, index: int, refiner=None) -> s
 
 
 @contextmanager
-def job_in_state(name: str):
+def job_in_state(state, name: str):
     """Begin and end a job in `state`; inside a job already running (a script calling process_images several times)
     the calls join it, so progress and interrupt span them all."""
     if state.job:
@@ -697,6 +688,8 @@ def job_in_state(name: str):
 
 
 def process_images_inner(p: StableDiffusionProcessing) -> Processed:
+    settings = job_context.settings(p)
+    state = job_context.state(p)
     sd_hijack.model_hijack.clear_comments()
     prepare(p)
     if p.scripts is not None:
@@ -713,7 +706,7 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
                                         is_sdxl=model.family.is_sdxl, options=options)
     sigmas = sigmas.to(model.device)
     output_images, infotexts = [], []
-    with job_in_state("img2img" if isinstance(p, StableDiffusionProcessingImg2Img) else "txt2img"):
+    with job_in_state(state, job_kind(p)):
         if state.job_count == -1:
             state.job_count = p.n_iter
         try:
@@ -729,15 +722,15 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
             index_of_first_image = 0
             # A1111: no grid at all for a job that must not save one (the API without save_images, a script's
             # sub-jobs), so such callers get exactly the images generated
-            if len(output_images) > 1 and (opts.return_grid or opts.grid_save) and not p.do_not_save_grid:
+            if len(output_images) > 1 and (settings.return_grid or settings.grid_save) and not p.do_not_save_grid:
                 grid = images.image_grid(output_images, p.batch_size)
-                if opts.return_grid:
+                if settings.return_grid:
                     infotexts.insert(0, infotexts[0])
                     output_images.insert(0, grid)
                     index_of_first_image = 1
-                if opts.grid_save:
-                    images.save_image(grid, p.outpath_grids, "grid", p.all_seeds[0], p.all_prompts[0], opts.grid_format,
-                                      info=infotexts[0], short_filename=not opts.grid_extended_filename, p=p, grid=True)
+                if settings.grid_save:
+                    images.save_image(grid, p.outpath_grids, "grid", p.all_seeds[0], p.all_prompts[0], settings.grid_format,
+                                      info=infotexts[0], short_filename=not settings.grid_extended_filename, p=p, grid=True)
             if infotexts and not cmd_opts.no_prompt_history:
                 write_params_txt(infotexts[index_of_first_image])
         finally:
@@ -752,6 +745,7 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
 
 def process_batch(p: StableDiffusionProcessing, model, refiner, sampler, sigmas, options, n: int):
     """Batch n: sample, decode, postprocess and save; yields (image, infotext). The scripts' batch hooks run here."""
+    settings = job_context.settings(p)
     batch = slice(n * p.batch_size, (n + 1) * p.batch_size)
     p.prompts, p.negative_prompts = p.all_prompts[batch], p.all_negative_prompts[batch]
     p.seeds, p.subseeds = p.all_seeds[batch], p.all_subseeds[batch]
@@ -769,7 +763,7 @@ def process_batch(p: StableDiffusionProcessing, model, refiner, sampler, sigmas,
     for i, image in enumerate(batch_to_images(decoded)):
         index = min(batch.start + i, len(p.all_prompts) - 1)
         p.batch_index = i
-        image = Image.fromarray(face_restoration.apply_if_enabled(np.asarray(image), opts, p.restore_faces)[0])
+        image = Image.fromarray(face_restoration.apply_if_enabled(np.asarray(image), settings, p.restore_faces)[0])
         if p.scripts is not None:
             pp = scripts.PostprocessImageArgs(image)
             p.scripts.postprocess_image(p, pp)
@@ -780,20 +774,22 @@ def process_batch(p: StableDiffusionProcessing, model, refiner, sampler, sigmas,
             p.scripts.postprocess_image_after_composite(p, pp)
             image = pp.image
         infotext = create_infotext(p, index, refiner)
-        if opts.samples_save and not p.do_not_save_samples:
+        if settings.samples_save and not p.do_not_save_samples:
             images.save_image(image, p.outpath_samples, "", p.all_seeds[index], p.all_prompts[index],
-                              opts.samples_format, info=infotext, p=p)
+                              settings.samples_format, info=infotext, p=p)
         image.info["parameters"] = infotext
         yield image, infotext
 
 
 def make_rng(p, model, batch: slice, width: int, height: int) -> ImageRNG:
+    settings = job_context.settings(p)
     shape = (model.vae.config.latent_channels, height // 8, width // 8)
     resize = p.seed_enable_extras and p.seed_resize_from_h > 0 and p.seed_resize_from_w > 0
     return ImageRNG(shape, p.all_seeds[batch], subseeds=p.all_subseeds[batch], subseed_strength=p.subseed_strength,
                     seed_resize_from_h=p.seed_resize_from_h if resize else 0,
                     seed_resize_from_w=p.seed_resize_from_w if resize else 0,
-                    source=opts.randn_source, device=model.device, eta_noise_seed_delta=int(opts.eta_noise_seed_delta or 0))
+                    source=settings.randn_source, device=model.device,
+                    eta_noise_seed_delta=int(settings.eta_noise_seed_delta or 0))
 
 
 def img2img_sigmas(sigmas: torch.Tensor, denoising_strength: float) -> torch.Tensor:
@@ -805,12 +801,13 @@ def img2img_sigmas(sigmas: torch.Tensor, denoising_strength: float) -> torch.Ten
 
 def noised_start(p, start: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """img2img / hires start xi = x + noise * sigma_0, plus A1111's extra noise (opts.img2img_extra_noise)."""
+    settings = job_context.settings(p)
     xi = start + noise * sigma
-    if opts.img2img_extra_noise > 0:
-        p.extra_generation_params["Extra noise"] = opts.img2img_extra_noise
+    if settings.img2img_extra_noise > 0:
+        p.extra_generation_params["Extra noise"] = settings.img2img_extra_noise
         params = script_callbacks.ExtraNoiseParams(noise, start, xi)
         script_callbacks.extra_noise_callback(params)
-        xi = xi + params.noise * opts.img2img_extra_noise
+        xi = xi + params.noise * settings.img2img_extra_noise
     return xi
 
 
@@ -818,6 +815,8 @@ def run_sampler(p, model, refiner, sampler, sigmas, options, start, noise, rng, 
                 image_conditioning=None, keep_latent=None, regen_mask=None, hires_steps=None) -> torch.Tensor:
     """One sampling run over `sigmas` from `start` noised by `noise` (start None: txt2img, from the noise alone); the
     refiner (if any) takes over inside it. Returns the latent."""
+    settings = job_context.settings(p)
+    state = job_context.state(p)
     try:
         stage = make_stage(model, p, prompts, negatives, width, height, image_conditioning, hires_steps)
     except InterruptedException:  # stopped while encoding: the latent sampling would start from, as A1111's sampler
@@ -835,7 +834,7 @@ def run_sampler(p, model, refiner, sampler, sigmas, options, start, noise, rng, 
     p.sampler = sd_samplers.create_sampler(sampler.name, model)
     denoiser = p.sampler.model_wrap_cfg.prepare(stage, cfg_scale, state, refiner=refiner_stage,
                                                 switch_at=p.refiner_switch_at or 1.0,
-                                                switch_by_steps=bool(opts.refiner_switch_by_sample_steps),
+                                                switch_by_steps=bool(settings.refiner_switch_by_sample_steps),
                                                 schedule=sigmas.tolist())
     p.denoiser = denoiser
     on_blend = (lambda mba: p.scripts.on_mask_blend(p, mba)) \
@@ -844,7 +843,7 @@ def run_sampler(p, model, refiner, sampler, sigmas, options, start, noise, rng, 
     state.sampling_steps = steps
     state.sampling_step = 0
     last = {"x": x}
-    preview_every = max(int(opts.show_progress_every_n_steps), 0)
+    preview_every = max(int(settings.show_progress_every_n_steps), 0)
 
     def callback(i, x_i, denoised, sigma):
         last["x"] = denoised
@@ -864,6 +863,8 @@ def run_sampler(p, model, refiner, sampler, sigmas, options, start, noise, rng, 
 
 
 def sample_batch(p, model, refiner, sampler, sigmas, options, batch: slice) -> torch.Tensor:
+    settings = job_context.settings(p)
+    state = job_context.state(p)
     if p.scripts is not None:  # may change p.prompts before the extra networks are read from them
         p.scripts.before_process_batch(p, batch_number=p.iteration, prompts=p.prompts, seeds=p.seeds, subseeds=p.subseeds)
     p.prompts, extra_network_data = extra_networks.parse_prompts(p.prompts)
@@ -878,7 +879,7 @@ def sample_batch(p, model, refiner, sampler, sigmas, options, batch: slice) -> t
     rng = make_rng(p, model, batch, p.width, p.height)
     if isinstance(p, StableDiffusionProcessingImg2Img):
         return sample_img2img(p, model, refiner, sampler, sigmas, options, batch, rng, prompts, negatives)
-    first_pass_refiner = refiner if not p.enable_hr or opts.hires_fix_refiner_pass != "second pass" else None
+    first_pass_refiner = refiner if not p.enable_hr or settings.hires_fix_refiner_pass != "second pass" else None
     latents = run_sampler(p, model, first_pass_refiner, sampler, sigmas, options, None, rng.next(), rng, prompts, negatives,
                           p.width, p.height)
     if not p.enable_hr or state.interrupted:
@@ -922,6 +923,7 @@ def upscale_for_hires(p, model, latents: torch.Tensor, width: int, height: int) 
 
 def sample_hires(p, model, refiner, latents, options, batch: slice) -> torch.Tensor:
     """Hires. fix: upscale the first pass and run an img2img-style second pass over it at the new size."""
+    settings = job_context.settings(p)
     width, height, cut_x, cut_y = p.hires_size()
     hr_model = model
     if p.hr_checkpoint_name and p.hr_checkpoint_name != "Use same checkpoint":
@@ -945,7 +947,7 @@ def sample_hires(p, model, refiner, latents, options, batch: slice) -> torch.Ten
                                                             else p.all_prompts[batch])
     extra_networks.activate(p, hr_network_data)  # the first pass's networks again cost nothing
     negatives = [p.hr_negative_prompt] * (batch.stop - batch.start) if p.hr_negative_prompt else p.all_negative_prompts[batch]
-    second_pass_refiner = refiner if opts.hires_fix_refiner_pass != "first pass" else None
+    second_pass_refiner = refiner if settings.hires_fix_refiner_pass != "first pass" else None
     return run_sampler(p, hr_model, second_pass_refiner, sampler, tail, options, samples, noise, rng, prompts, negatives,
                        width, height, hires_steps=steps)
 
@@ -973,7 +975,8 @@ def write_params_txt(infotext: str) -> None:
 
 def setup_model_manager(cmd_opts_, cache_dir) -> sd_models.ModelManager:
     """Start the shared model manager for the device the flags choose."""
+    settings = job_context.settings()
     plan = devices.plan_from_flags(cmd_opts_)
-    sd_models.model_manager = sd_models.ModelManager(plan, cache_dir, limit=int(opts.sd_checkpoints_limit),
+    sd_models.model_manager = sd_models.ModelManager(plan, cache_dir, limit=int(settings.sd_checkpoints_limit),
                                                      hashing=not cmd_opts_.no_hashing)
     return sd_models.model_manager

@@ -9,6 +9,7 @@ switches to the graph once it is built.
 """
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import threading
@@ -84,7 +85,9 @@ class CompilingUNet:
             return self.compiled(*args, **kwargs)
         with self._lock:
             if key not in self._threads:
-                thread = threading.Thread(target=self._compile, args=(key, _copied((args, kwargs))),
+                # the thread runs in the job's context (settings, state), as every thread the engine starts
+                thread = threading.Thread(target=contextvars.copy_context().run,
+                                          args=(self._compile, key, _copied((args, kwargs))),
                                           name="unet-compile", daemon=True)
                 self._threads[key] = thread
                 thread.start()

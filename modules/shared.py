@@ -1,6 +1,7 @@
 """The facade extensions import (A1111's modules.shared): references to the live services, no logic of its own."""
 from modules import (
     files,
+    job_context,
     memmon,
     paths_internal,
     sd_models,
@@ -35,8 +36,9 @@ def __getattr__(name):
         from modules import face_restoration
 
         return face_restoration.face_restorers
-    if name == "sd_model":
-        return sd_models.model_manager.current if sd_models.model_manager else None
+    if name == "sd_model":  # the running job's model, else the shared manager's
+        manager = job_context.model_manager()
+        return manager.current if manager else None
     if name == "refresh_checkpoints":
         return lambda: sd_models.list_models(cmd_opts)
     if name == "prompt_styles":  # the styles database the UI uses, following --styles-file and the data dir
@@ -46,5 +48,6 @@ def __getattr__(name):
     if name == "latent_upscale_modes":
         return shared_items.latent_upscale_modes()
     if name == "device":
-        return sd_models.model_manager.plan.device if sd_models.model_manager else None
+        manager = job_context.model_manager()
+        return manager.plan.device if manager else None
     raise AttributeError(f"module 'modules.shared' has no attribute {name!r}")

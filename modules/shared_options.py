@@ -1,9 +1,10 @@
 """The settings A1111 users know (keys, defaults, sections, labels as in A1111 v1.10) and the live store `opts`.
 
-Engine code reads `from modules.shared_options import opts`; extensions add options with
+`opts` shows code running for a job that job's settings (job_context); engine code takes them from the job; extensions add options with
 `options_templates.update(options_section(...))` or `opts.add_option(key, OptionInfo(...))`.
 Choices that other modules know (checkpoints, VAEs, samplers...) are looked up when the settings page is built.
 """
+from modules.job_context import ContextFacade
 from modules.options import OptionHTML, OptionInfo, Options, categories, options_section
 from modules.shared_cmd_options import cmd_opts
 
@@ -368,4 +369,5 @@ options_templates.update(options_section((None, "Hidden options"), {
     "sd_checkpoint_hash": OptionInfo("", "SHA256 hash of the current checkpoint"),
 }))
 
-opts = Options(options_templates, restricted_opts)
+saved_opts = Options(options_templates, restricted_opts)  # the settings of config.json; jobs never write them
+opts = ContextFacade("settings", saved_opts)  # A1111's name: a running job's settings view, else the saved ones

@@ -1,13 +1,15 @@
 """Progress of the running job, shared by the UI, the API and the sampling loop: A1111's `shared.state`.
 
 The flags (interrupted, skipped, ...) are plain attributes that any thread may read; changes go through the
-methods, which hold a lock so that a request arriving mid-change sees a whole state.
+methods, which hold a lock so that a request arriving mid-change sees a whole state. Each running job has a State
+(job_context says which); `state` is the facade that shows code running for a job its own.
 """
 import datetime
 import logging
 import threading
 import time
 
+from modules.job_context import ContextFacade
 from modules.shared_options import opts
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,16 @@ class State:
         self._server_command = None
         self._server_command_signal = threading.Event()
         self.server_start = time.time()
+        self._followers = []  # states of jobs running beside the one this state shows: they hear its requests too
+
+    def add_follower(self, other: "State"):
+        with self._lock:
+            self._followers.append(other)
+
+    def remove_follower(self, other: "State"):
+        with self._lock:
+            if other in self._followers:
+                self._followers.remove(other)
 
     @property
     def server_command(self):
@@ -64,16 +76,25 @@ class State:
     def skip(self):
         with self._lock:
             self.skipped = True
+            followers = list(self._followers)
+        for other in followers:
+            other.skip()
         log.info("Received skip request")
 
     def interrupt(self):
         with self._lock:
             self.interrupted = True
+            followers = list(self._followers)
+        for other in followers:
+            other.interrupt()
         log.info("Received interrupt request")
 
     def stop_generating(self):
         with self._lock:
             self.stopping_generation = True
+            followers = list(self._followers)
+        for other in followers:
+            other.stop_generating()
         log.info("Received stop generating request")
 
     def nextjob(self):
@@ -152,4 +173,5 @@ class State:
             self.id_live_preview += 1
 
 
-state = State()
+process_state = State()  # what the UI and /sdapi/v1/progress read; interrupt requests arrive here
+state = ContextFacade("state", process_state)  # A1111's name: a running job's state, else the process-wide one

@@ -389,15 +389,29 @@ def test_a_choice_new_since_the_list_was_made_refreshes_it(opts, data_dir, monke
     assert opts.set("sd_vae", "new.safetensors") is True and refreshed == [True]
 
 
-def test_override_settings_are_checked_like_every_other_change(data_dir, monkeypatch):
-    from modules import processing, shared_options
+def test_override_settings_are_checked_like_every_other_change(data_dir):
+    from modules import job_context
 
     store = fresh_store()
-    monkeypatch.setattr(processing, "opts", store)
-    p = types.SimpleNamespace(override_settings={"CLIP_stop_at_last_layers": 2, "outdir_samples": "/tmp/x"},
-                              override_settings_restore_afterwards=False)
     with pytest.raises(ValueError, match="Setting outdir_samples must name a folder inside the data directory"):
-        with processing.overridden_settings(p):
-            pass
+        job_context.layered(store, {"CLIP_stop_at_last_layers": 2, "outdir_samples": "/tmp/x"})
+    with pytest.raises(ValueError, match="Unknown setting in override_settings: no_such_setting"):
+        job_context.layered(store, {"no_such_setting": 1})
     assert store.outdir_samples == "" and store.CLIP_stop_at_last_layers == 1  # none applied, not even the good one
-    assert shared_options.opts is not store
+
+
+def test_a_layer_shows_its_values_over_the_store_and_never_writes_it(data_dir, tmp_path):
+    from modules import job_context
+
+    store = fresh_store()
+    view = job_context.layered(store, {"CLIP_stop_at_last_layers": 2})
+    view.eta_noise_seed_delta = 31337  # code running for the job writes its own view
+    assert view.set("samples_format", "jpg") is True
+    assert (view.CLIP_stop_at_last_layers, view.eta_noise_seed_delta, view.samples_format) == (2, 31337, "jpg")
+    assert view.data["CLIP_stop_at_last_layers"] == 2 and dict(view.data)["samples_format"] == "jpg"
+    assert (store.CLIP_stop_at_last_layers, store.eta_noise_seed_delta, store.samples_format) == (1, 0, "png")
+    inner = job_context.layered(view, {"CLIP_stop_at_last_layers": 3})  # a sub-job over the job
+    assert (inner.CLIP_stop_at_last_layers, inner.eta_noise_seed_delta) == (3, 31337)
+    view.save(str(tmp_path / "config.json"))  # saving from inside a job writes the saved values only
+    assert json.loads((tmp_path / "config.json").read_text())["CLIP_stop_at_last_layers"] == 1
+    assert view.data_labels is store.data_labels and hasattr(view, "CLIP_stop_at_last_layers")
