@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite from a fresh machine: Debian's Chromium for the browser tests, the venv (through webui.sh)
-# with the app's and the tests' requirements, then pytest with this script's arguments. Exit code = pytest's.
+# with the app's and the tests' requirements, ruff over the code (ruff.toml), then pytest with this script's arguments.
+# A ruff finding fails the run before the tests; otherwise the exit code is pytest's.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
@@ -22,4 +23,5 @@ for attempt in 1 2 3; do
     [[ $attempt -lt 3 ]] || exit 1
     echo "run_tests.sh: installing the test requirements failed (attempt $attempt of 3); trying again" >&2
 done
+"$venv_dir/bin/python" -m ruff check .
 exec "$venv_dir/bin/python" -m pytest "$@"

@@ -36,9 +36,7 @@ def create_app(with_ui: bool):
     blocks = None
     script_callbacks.before_ui_callback()
     if with_ui:
-        from modules import shared, ui
-
-        from modules import ui_files
+        from modules import shared, ui, ui_files
 
         ui_files.add_route(app, subpath)  # before the page's mount, which would answer every path
         blocks = shared.demo = ui.create_ui()

@@ -23,8 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.sdxl_refiner import write_checkpoint
-from modules import paths_internal, processing, sd_models, textual_inversion
-from modules import textual_inversion_training as training
+from modules import paths_internal, processing, sd_models, textual_inversion, textual_inversion_training as training
 from modules.shared_cmd_options import cmd_opts
 from modules.shared_options import opts
 

@@ -5,10 +5,10 @@ server keeps serving.
 """
 from __future__ import annotations
 
+import collections
 import functools
 import html
 import logging
-import collections
 import threading
 import time
 from concurrent.futures import Future

@@ -66,6 +66,7 @@ group.add_argument("--ckpt-dir", type=normalized_filepath, default=None, help="a
 group.add_argument("--vae-dir", type=normalized_filepath, default=None, help="directory of VAE files (default: models/VAE)")
 group.add_argument("--vae-path", type=normalized_filepath, default=None, help="a VAE file to use, overriding the setting and per-model choices")
 group.add_argument("--lora-dir", type=normalized_filepath, help="directory of LoRA files (default: models/Lora)")
+group.add_argument("--controlnet-dir", type=normalized_filepath, default=None, help="a further directory scanned for ControlNet models, besides models/ControlNet")
 group.add_argument("--embeddings-dir", type=normalized_filepath, help="directory of textual-inversion embeddings (default: models/embeddings)")
 group.add_argument("--hypernetwork-dir", type=normalized_filepath, help="directory of hypernetworks (default: models/hypernetworks)")
 group.add_argument("--textual-inversion-templates-dir", type=normalized_filepath, help="directory of prompt templates for training (default: textual_inversion_templates)")

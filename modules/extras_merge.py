@@ -17,8 +17,9 @@ import pickle
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 import safetensors
 import torch

@@ -11,8 +11,7 @@ from collections.abc import Callable
 
 import torch
 
-from modules import hashes, hypernetworks, textual_inversion
-from modules import textual_inversion_training as training
+from modules import hashes, hypernetworks, textual_inversion, textual_inversion_training as training
 from modules.prompt_encoding import Conditioning
 from modules.shared_state import state
 

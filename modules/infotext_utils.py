@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from packaging import version as packaging_version
 
-from modules import prompt_parser, script_callbacks
+from modules import generation_parameters, prompt_parser, script_callbacks
 
 log = logging.getLogger(__name__)
 
@@ -242,14 +242,6 @@ def _live_opts(opts):
 
 # ---- pasting: infotext dict -> processing fields and setting overrides (what "Send to txt2img/img2img" fills) ----
 
-def _int(value) -> int:
-    return int(float(value))
-
-
-def _bool(value) -> bool:
-    return value is True or str(value).lower() == "true"
-
-
 @dataclass(frozen=True)
 class PasteField:
     """One infotext key and the processing/API field it fills (A1111 attribute names)."""
@@ -259,44 +251,10 @@ class PasteField:
     convert: Callable[[object], object] = str
 
 
-TXT2IMG_FIELDS: tuple[PasteField, ...] = (
-    PasteField("Prompt", "prompt"),
-    PasteField("Negative prompt", "negative_prompt"),
-    PasteField("Steps", "steps", _int),
-    PasteField("CFG scale", "cfg_scale", float),
-    PasteField("Distilled CFG Scale", "distilled_cfg_scale", float),  # Forge's, for Flux.1 dev
-    PasteField("Seed", "seed", _int),
-    PasteField("Size-1", "width", _int),
-    PasteField("Size-2", "height", _int),
-    PasteField("Batch size", "batch_size", _int),
-    PasteField("Styles array", "styles", list),
-    PasteField("Denoising strength", "denoising_strength", float),
-    PasteField("Variation seed", "subseed", _int),
-    PasteField("Variation seed strength", "subseed_strength", float),
-    PasteField("Seed resize from-1", "seed_resize_from_w", _int),
-    PasteField("Seed resize from-2", "seed_resize_from_h", _int),
-    PasteField("Refiner switch at", "refiner_switch_at", float),
-    PasteField("Hires upscale", "hr_scale", float),
-    PasteField("Hires upscaler", "hr_upscaler"),
-    PasteField("Hires steps", "hr_second_pass_steps", _int),
-    PasteField("Hires resize-1", "hr_resize_x", _int),
-    PasteField("Hires resize-2", "hr_resize_y", _int),
-    PasteField("Hires checkpoint", "hr_checkpoint_name"),
-    PasteField("Hires sampler", "hr_sampler_name"),
-    PasteField("Hires schedule type", "hr_scheduler"),
-    PasteField("Hires prompt", "hr_prompt"),
-    PasteField("Hires negative prompt", "hr_negative_prompt"),
-)
+def paste_fields(tab: str) -> tuple[PasteField, ...]:
+    """The keys a tab pastes into fields, from the parameter table as it is now."""
+    return tuple(PasteField(key, name, read) for key, name, read in generation_parameters.paste_fields(tab))
 
-INPAINT_FILL = ("fill", "original", "latent noise", "latent nothing")
-IMG2IMG_FIELDS: tuple[PasteField, ...] = tuple(f for f in TXT2IMG_FIELDS if not f.field.startswith("hr_")) + (
-    PasteField("Image CFG scale", "image_cfg_scale", float),
-    PasteField("Mask blur", "mask_blur", _int),
-    PasteField("Mask mode", "inpainting_mask_invert", lambda v: int(v == "Inpaint not masked")),
-    PasteField("Masked content", "inpainting_fill", lambda v: INPAINT_FILL.index(v)),
-    PasteField("Inpaint area", "inpaint_full_res", lambda v: v == "Only masked"),
-    PasteField("Masked area padding", "inpaint_full_res_padding", _int),
-)
 
 # keys that describe the image but fill no field of their own: never reported as unknown
 INFORMATIONAL_KEYS = frozenset({
@@ -400,7 +358,7 @@ def infotext_to_fields(params: dict, tab: str = "txt2img", *, opts=None, find_ch
     """
     opts = _live_opts(opts)
     out = PastedFields()
-    for entry in TXT2IMG_FIELDS if tab == "txt2img" else IMG2IMG_FIELDS:
+    for entry in paste_fields(tab):
         if entry.key in params:
             try:
                 out.fields[entry.field] = entry.convert(params[entry.key])
@@ -419,7 +377,7 @@ def infotext_to_fields(params: dict, tab: str = "txt2img", *, opts=None, find_ch
         out.override_settings["forge_additional_modules"] = [params[key] for key in modules]
     if find_checkpoint is not None and (params.get("Model hash") or params.get("Model")) and _find_model(params, find_checkpoint) is None:
         out.missing_checkpoint = params.get("Model") or params["Model hash"]
-    understood = {f.key for f in TXT2IMG_FIELDS + IMG2IMG_FIELDS} | INFORMATIONAL_KEYS | _ADDED_BY_PARSER
+    understood = {f.key for t in generation_parameters.TABS for f in paste_fields(t)} | INFORMATIONAL_KEYS | _ADDED_BY_PARSER
     understood |= {info.infotext for info in opts.data_labels.values() if info.infotext}
     understood |= {key for key, _ in infotext_to_setting_name_mapping}
     understood |= set(modules)

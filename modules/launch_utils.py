@@ -17,8 +17,7 @@ import sys
 
 from modules import extensions, paths_internal, pinned_requirements
 from modules.cmd_args import parser
-from modules.shared_cmd_options import cmd_opts as args
-from modules.shared_cmd_options import parse
+from modules.shared_cmd_options import cmd_opts as args, parse
 
 python = sys.executable
 git = os.environ.get("GIT", "git")

@@ -31,7 +31,7 @@ def blur(mask: Image.Image, sigma_x: float, sigma_y: float) -> Image.Image:
             pad = [(0, 0), (0, 0)]
             pad[axis] = (len(k) // 2, len(k) // 2)
             padded = np.pad(arr, pad, mode="reflect")
-            arr = np.apply_along_axis(lambda row: np.convolve(row, k, mode="valid"), axis, padded)
+            arr = np.apply_along_axis(np.convolve, axis, padded, k, mode="valid")
     return Image.fromarray(np.clip(np.round(arr), 0, 255).astype(np.uint8), "L")
 
 

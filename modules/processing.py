@@ -14,10 +14,29 @@ import numpy as np
 import torch
 from PIL import Image
 
-from modules import devices, face_restoration, images, infotext_utils, masking, paths_internal, sd_models, sd_samplers, sd_vae
-from modules import job_context, sd_vae_taesd
-from modules import extra_networks, prompt_parser, script_callbacks, scripts, sd_hijack, styles, textual_inversion
-from modules import processing_img2img as i2i
+from modules import (
+    devices,
+    extra_networks,
+    face_restoration,
+    generation_parameters,
+    images,
+    infotext_utils,
+    job_context,
+    masking,
+    paths_internal,
+    processing_img2img as i2i,
+    prompt_parser,
+    script_callbacks,
+    scripts,
+    sd_hijack,
+    sd_models,
+    sd_samplers,
+    sd_vae,
+    sd_vae_taesd,
+    styles,
+    textual_inversion,
+)
+from modules.controlnet import apply as controlnet_apply
 from modules.model_families import flow_sampling
 from modules.model_families.flux_prompts import FluxPromptEncoder
 from modules.prompt_encoding import PromptEncoder
@@ -25,7 +44,6 @@ from modules.rng import ImageRNG
 from modules.sd_samplers_cfg_denoiser import UNetStage
 from modules.sd_samplers_common import InterruptedException
 from modules.shared_cmd_options import cmd_opts
-from modules.shared_options import opts  # create_infotext's reads: the facade, so the job's view
 
 log = logging.getLogger(__name__)
 VERSION = "atelier-0.1.0"
@@ -56,45 +74,20 @@ def fix_seed(p) -> None:
 
 
 @dataclass(eq=False)
+@generation_parameters.declare_fields("StableDiffusionProcessing")
 class StableDiffusionProcessing:
-    """What a face fills in; attribute names are A1111's, so the API and extensions map 1:1."""
+    """What a face fills in; attribute names are A1111's, so the API and extensions map 1:1. The generation
+    parameters (prompt, seed, steps, cfg_scale, ...) are fields declared by modules/generation_parameters.py."""
 
     sd_model: Any = None
     outpath_samples: str | None = None
     outpath_grids: str | None = None
-    prompt: str | list[str] = ""
-    negative_prompt: str | list[str] = ""
-    styles: list[str] = field(default_factory=list)
-    seed: int = -1
-    subseed: int = -1
-    subseed_strength: float = 0.0
-    seed_resize_from_h: int = -1
-    seed_resize_from_w: int = -1
     seed_enable_extras: bool = True
-    sampler_name: str | None = None
-    scheduler: str | None = None
-    batch_size: int = 1
-    n_iter: int = 1
-    steps: int = 50
-    cfg_scale: float = 7.0
-    distilled_cfg_scale: float = 3.5  # Forge's: the guidance Flux.1 dev embeds (real CFG is cfg_scale)
-    width: int = 512
-    height: int = 512
-    restore_faces: bool | None = None
-    tiling: bool | None = None
     do_not_save_samples: bool = False
     do_not_save_grid: bool = False
     extra_generation_params: dict = field(default_factory=dict)
     override_settings: dict = field(default_factory=dict)
     override_settings_restore_afterwards: bool = True
-    refiner_checkpoint: str | None = None
-    refiner_switch_at: float | None = None
-    denoising_strength: float | None = None
-    eta: float | None = None
-    s_churn: float | None = None
-    s_tmin: float | None = None
-    s_tmax: float | None = None
-    s_noise: float | None = None
     scripts: Any = None  # the tab's scripts.ScriptRunner, whose always-on scripts' hooks run during the job
     script_args: list = field(default_factory=list)  # every script's UI values; each script reads its own slice
     scripts_setup_complete: bool = False
@@ -121,6 +114,7 @@ class StableDiffusionProcessing:
     is_api: bool = False
     denoiser: Any = None  # the last batch's CFGDenoiser: which UNet ran at which step
     sampler: Any = None  # the last run's sampler object (A1111's p.sampler, from sd_samplers.create_sampler)
+    controlnet_units: list = field(default_factory=list)  # controlnet.apply.PreparedUnit list set by the ControlNet script
     comments: dict = field(default_factory=dict)  # messages for the result's info, each once, in order
 
     def __post_init__(self):
@@ -157,18 +151,8 @@ LATENT_UPSCALE_MODES = {  # name -> (interpolation mode, antialias)
 
 
 @dataclass(eq=False)
+@generation_parameters.declare_fields("StableDiffusionProcessingTxt2Img", "txt2img")
 class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
-    enable_hr: bool = False
-    hr_scale: float = 2.0
-    hr_upscaler: str | None = None
-    hr_second_pass_steps: int = 0
-    hr_resize_x: int = 0
-    hr_resize_y: int = 0
-    hr_checkpoint_name: str | None = None
-    hr_sampler_name: str | None = None
-    hr_scheduler: str | None = None
-    hr_prompt: str = ""
-    hr_negative_prompt: str = ""
     hr_upscale_to_x: int = 0
     hr_upscale_to_y: int = 0
 
@@ -188,21 +172,11 @@ class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
 
 
 @dataclass(eq=False)
+@generation_parameters.declare_fields("StableDiffusionProcessingImg2Img", "img2img")
 class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):
     init_images: list = field(default_factory=list)
-    resize_mode: int = 0
-    denoising_strength: float | None = 0.75
-    image_cfg_scale: float | None = None
     mask: Any = None
-    mask_blur_x: int = 4
-    mask_blur_y: int = 4
-    mask_blur: int | None = None
     mask_round: bool = True
-    inpainting_fill: int = 0
-    inpaint_full_res: bool = True
-    inpaint_full_res_padding: int = 0
-    inpainting_mask_invert: int = 0
-    initial_noise_multiplier: float | None = None
     latent_mask: Any = None
     include_init_images: bool = False
 
@@ -417,21 +391,11 @@ def prepare_img2img(p: StableDiffusionProcessingImg2Img) -> None:
     p.prepared = i2i.prepare_images(p)
     if p.initial_noise_multiplier is None:
         p.initial_noise_multiplier = settings.initial_noise_multiplier
-    params = p.extra_generation_params
-    if p.image_mask is not None:
-        if p.inpainting_mask_invert:
-            params["Mask mode"] = "Inpaint not masked"
-        if p.mask_blur_x == p.mask_blur_y:
-            params["Mask blur"] = p.mask_blur_x
-        else:
-            params["Mask blur x"], params["Mask blur y"] = p.mask_blur_x, p.mask_blur_y
-        if p.inpainting_fill != i2i.ORIGINAL:
-            params["Masked content"] = i2i.MASKED_CONTENT[p.inpainting_fill]
-        if p.inpaint_full_res:
-            params["Inpaint area"] = "Only masked"
-            params["Masked area padding"] = p.inpaint_full_res_padding
-    if p.initial_noise_multiplier != 1.0:
-        params["Noise multiplier"] = p.initial_noise_multiplier
+    rows = generation_parameters.params_for("img2img", ["img2img", "inpaint"])
+    values = {row.name: getattr(p, row.name) for row in rows}
+    values["mask_blur"] = p.mask_blur_x if p.mask_blur_x == p.mask_blur_y else None  # else Mask blur x / y
+    groups = ["inpaint", "img2img"] if p.image_mask is not None else ["img2img"]
+    p.extra_generation_params.update(generation_parameters.infotext_params(values, "img2img", groups, base=False))
 
 
 def prepare_hires(p: StableDiffusionProcessingTxt2Img) -> None:
@@ -443,26 +407,20 @@ def prepare_hires(p: StableDiffusionProcessingTxt2Img) -> None:
         raise ValueError(f"Upscaler not found: {p.hr_upscaler}. Available: "
                          f"{', '.join(list(LATENT_UPSCALE_MODES) + image_upscaler_names())}")
     p.hr_upscale_to_x, p.hr_upscale_to_y, _, _ = p.hires_size()
-    params = p.extra_generation_params
-    if p.hr_resize_x == 0 and p.hr_resize_y == 0:
-        params["Hires upscale"] = p.hr_scale
-    else:
-        params["Hires resize"] = f"{p.hr_resize_x}x{p.hr_resize_y}"
-    if p.hr_second_pass_steps:
-        params["Hires steps"] = p.hr_second_pass_steps
-    params["Hires upscaler"] = p.hr_upscaler
-    if p.hr_checkpoint_name and p.hr_checkpoint_name != "Use same checkpoint":
-        params["Hires checkpoint"] = resolve_checkpoint(p.hr_checkpoint_name).short_title
-    if p.hr_sampler_name and p.hr_sampler_name != "Use same sampler":
+    hr_checkpoint = p.hr_checkpoint_name not in (None, "", generation_parameters.SAME_CHECKPOINT)
+    hr_sampler = hr_scheduler = None
+    if p.hr_sampler_name and p.hr_sampler_name != generation_parameters.SAME_SAMPLER:
         hr_sampler, hr_scheduler = sd_samplers.resolve_sampler_scheduler(p.hr_sampler_name, p.hr_scheduler)
-        if hr_sampler != p.sampler_name:
-            params["Hires sampler"] = hr_sampler
-        if hr_scheduler != p.scheduler:
-            params["Hires schedule type"] = hr_scheduler
-    if p.hr_prompt and p.hr_prompt != p.prompt:
-        params["Hires prompt"] = p.hr_prompt
-    if p.hr_negative_prompt and p.hr_negative_prompt != p.negative_prompt:
-        params["Hires negative prompt"] = p.hr_negative_prompt
+    # the hires keys name only what differs from the first pass (A1111)
+    values = {row.name: getattr(p, row.name) for row in generation_parameters.params_for("txt2img", ["hires"])} | dict(
+        hr_checkpoint_name=resolve_checkpoint(p.hr_checkpoint_name).short_title if hr_checkpoint else None,
+        hr_sampler_name=hr_sampler if hr_sampler != p.sampler_name else None,
+        hr_scheduler=hr_scheduler if hr_scheduler != p.scheduler else None,
+        hr_prompt=p.hr_prompt if p.hr_prompt and p.hr_prompt != p.prompt else None,
+        hr_negative_prompt=p.hr_negative_prompt if p.hr_negative_prompt and p.hr_negative_prompt != p.negative_prompt
+        else None)
+    params = p.extra_generation_params
+    params.update(generation_parameters.infotext_params(values, "txt2img", ["hires"]))
     if p.refiner_checkpoint and settings.hires_fix_refiner_pass != "second pass":
         params["Hires refiner"] = settings.hires_fix_refiner_pass
 
@@ -499,7 +457,8 @@ def txt2img_image_conditioning(model, batch: int, height: int, width: int) -> to
 
 
 def make_stage(model, p: StableDiffusionProcessing, prompts: list[str], negatives: list[str], width: int, height: int,
-               image_conditioning: torch.Tensor | None = None, hires_steps: int | None = None) -> UNetStage:
+               image_conditioning: torch.Tensor | None = None, hires_steps: int | None = None,
+               refiner: bool = False) -> UNetStage:
     """One model's conditioning schedules for a batch; inpainting UNets without image conditioning get txt2img's."""
     settings = job_context.settings(p)
     state = job_context.state(p)
@@ -526,8 +485,10 @@ def make_stage(model, p: StableDiffusionProcessing, prompts: list[str], negative
         p.extra_generation_params["Distilled CFG Scale"] = guidance
     for i, name in enumerate(model.extra.get("modules", ()), 1):  # Forge's keys for the separate parts used
         p.extra_generation_params[f"Module {i}"] = os.path.splitext(name)[0]
+    control = controlnet_apply.stack_for(p.controlnet_units, model, width, height, refiner=refiner,
+                                         hires=hires_steps is not None) if p.controlnet_units else None
     return UNetStage(model, cond, uncond, sdxl_time_ids(model, len(prompts), width, height),
-                     image_conditioning if model.family.is_inpainting else None, guidance=guidance)
+                     image_conditioning if model.family.is_inpainting else None, control, guidance=guidance)
 
 
 def refiner_model(p: StableDiffusionProcessing, base):
@@ -635,41 +596,45 @@ def uses_denoising(p: StableDiffusionProcessing) -> bool:
     return isinstance(p, StableDiffusionProcessingImg2Img) or bool(getattr(p, "enable_hr", False))
 
 
+# A1111's fixed first block of infotext keys: the table's base keys and the engine's own (model, VAE, settings).
+INFOTEXT_BASE_ORDER = ("Steps", "Sampler", "Schedule type", "CFG scale", "Image CFG scale", "Seed", "Face restoration",
+                       "Size", "Model hash", "Model", "VAE hash", "VAE", "Variation seed", "Variation seed strength",
+                       "Seed resize from", "Denoising strength", "Clip skip", "ENSD", "RNG", "Tiling", "Refiner",
+                       "Refiner switch at", "Refiner switch by sampling steps")
+
+
 def create_infotext(p: StableDiffusionProcessing, index: int, refiner=None) -> str:
     """The generation parameters of image `index`, in A1111's key order (reference §3.3)."""
-    model = p.sd_model
+    model, settings = p.sd_model, job_context.settings(p)
     sampler = sd_samplers.find_sampler(p.sampler_name)
     scheduler_label = sd_samplers.effective_scheduler(sampler, p.scheduler).label if p.scheduler == "Automatic" and \
         not sampler.timestep_based and sampler.default_scheduler != "uniform" else p.scheduler
-    uses_ensd = sampler.ancestral and opts.eta_noise_seed_delta != 0 and p.sampling_options["eta_ancestral"] != 0
-    params = {
-        "Steps": p.steps, "Sampler": p.sampler_name, "Schedule type": scheduler_label, "CFG scale": p.cfg_scale,
-        "Seed": p.all_seeds[index],
-        "Face restoration": opts.face_restoration_model
-        if (opts.face_restoration if p.restore_faces is None else p.restore_faces) else None,
-        "Size": f"{p.width}x{p.height}",
-        "Model hash": model.sd_checkpoint_info.shorthash if opts.add_model_hash_to_info else None,
-        "Model": model.sd_checkpoint_info.name_for_extra if opts.add_model_name_to_info else None,
-        "VAE hash": p.sd_vae_hash if opts.add_vae_hash_to_info else None,
-        "VAE": p.sd_vae_name if opts.add_vae_name_to_info else None,
-        "Variation seed": None if p.subseed_strength == 0 else p.all_subseeds[index],
-        "Variation seed strength": None if p.subseed_strength == 0 else p.subseed_strength,
-        "Seed resize from": None if p.seed_resize_from_w <= 0 or p.seed_resize_from_h <= 0
-        else f"{p.seed_resize_from_w}x{p.seed_resize_from_h}",
-        "Denoising strength": p.denoising_strength if uses_denoising(p) else None,
+    uses_ensd = sampler.ancestral and settings.eta_noise_seed_delta != 0 and p.sampling_options["eta_ancestral"] != 0
+    values = {name: getattr(p, name) for name in generation_parameters.BY_NAME if hasattr(p, name)}
+    values.update(seed=p.all_seeds[index], subseed=p.all_subseeds[index], scheduler=scheduler_label,
+                  image_cfg_scale=None,  # written for instruct-pix2pix models only, which the engine does not run
+                  denoising_strength=p.denoising_strength if uses_denoising(p) else None,
+                  refiner_checkpoint=refiner.sd_checkpoint_info.short_title if refiner is not None else None)
+    engine_keys = {
+        "Face restoration": settings.face_restoration_model
+        if (settings.face_restoration if p.restore_faces is None else p.restore_faces) else None,
+        "Model hash": model.sd_checkpoint_info.shorthash if settings.add_model_hash_to_info else None,
+        "Model": model.sd_checkpoint_info.name_for_extra if settings.add_model_name_to_info else None,
+        "VAE hash": p.sd_vae_hash if settings.add_vae_hash_to_info else None,
+        "VAE": p.sd_vae_name if settings.add_vae_name_to_info else None,
         "Clip skip": None if p.clip_skip <= 1 else p.clip_skip,
-        "ENSD": opts.eta_noise_seed_delta if uses_ensd else None,
-        "RNG": opts.randn_source if opts.randn_source != "GPU" else None,
-        "Tiling": True if (opts.tiling if p.tiling is None else p.tiling) else None,
+        "ENSD": settings.eta_noise_seed_delta if uses_ensd else None,
+        "RNG": settings.randn_source if settings.randn_source != "GPU" else None,
+        "Tiling": True if (settings.tiling if p.tiling is None else p.tiling) else None,
+        "Refiner switch by sampling steps": True if refiner is not None and settings.refiner_switch_by_sample_steps else None,
     }
-    if refiner is not None:
-        params["Refiner"] = refiner.sd_checkpoint_info.short_title
-        params["Refiner switch at"] = p.refiner_switch_at
-        if opts.refiner_switch_by_sample_steps:
-            params["Refiner switch by sampling steps"] = True
+    tab = "img2img" if isinstance(p, StableDiffusionProcessingImg2Img) else "txt2img"
+    table = generation_parameters.infotext_params(values, tab, base=True)
+    params = {key: {**table, **engine_keys}.get(key) for key in INFOTEXT_BASE_ORDER}
+    params.update(generation_parameters.infotext_params(values, tab, ("base", "seed", "refiner"), base=False))
     for key, value in p.extra_generation_params.items():
         params[key] = value(p) if callable(value) else value
-    params["Version"] = VERSION if opts.add_version_to_infotext else None
+    params["Version"] = VERSION if settings.add_version_to_infotext else None
     return infotext_utils.create_infotext(p.all_prompts[index], p.all_negative_prompts[index], params)
 
 
@@ -826,7 +791,8 @@ def run_sampler(p, model, refiner, sampler, sigmas, options, start, noise, rng, 
                                                 uc=stage.uncond)
         options = p.sampling_options  # the hook may have changed the sampler's knobs on p
     x = noise * sigmas[0] if start is None else noised_start(p, start, noise, sigmas[0])
-    refiner_stage = (lambda: make_stage(refiner, p, prompts, negatives, width, height, image_conditioning, hires_steps)) \
+    refiner_stage = (lambda: make_stage(refiner, p, prompts, negatives, width, height, image_conditioning, hires_steps,
+                                        refiner=True)) \
         if refiner else None
     steps = len(sigmas) - 1
     # CFG++ guides in the unconditional direction, on a scale A1111 divides by 12.5.

@@ -1,9 +1,11 @@
 """The extension API's scripts (A1111's modules.scripts): the Script base class, loading script files, and the runners.
 
-Gradio is imported only where a runner builds its UI, so the engine and the API can drive scripts without it.
+No Gradio here: the scripts' controls are built by the UI face (modules/ui_scripts.py), which the runners' UI methods
+delegate to; the API learns the scripts' arguments from their args_spec declarations.
 """
 from __future__ import annotations
 
+import copy
 import importlib.util
 import logging
 import os
@@ -11,6 +13,7 @@ import re
 import sys
 import threading
 from collections import namedtuple
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -69,6 +72,29 @@ class ScriptArg:
     choices: list | None = None
 
 
+@dataclass(frozen=True)
+class ScriptArgSpec:
+    """One argument of a script, declared without Gradio (see Script.args_spec): its name in run() and the hooks, and
+    what /sdapi/v1/script-info tells about its control (A1111's fields: label, value, minimum, maximum, step, choices)."""
+
+    name: str
+    label: str = ""
+    value: object = None  # the control's initial value
+    minimum: object = None
+    maximum: object = None
+    step: object = None
+    choices: Sequence | None = None
+    index: bool = False  # the script receives the position of `value` in `choices` (a Gradio control with type="index")
+
+    def default(self):
+        """What the script receives before anyone touches the control."""
+        return self.choices.index(self.value) if self.index else copy.copy(self.value)
+
+    def info(self) -> ScriptArg:
+        return ScriptArg(label=self.label, value=copy.copy(self.value), minimum=self.minimum, maximum=self.maximum,
+                         step=self.step, choices=None if self.choices is None else list(self.choices))
+
+
 @dataclass
 class ScriptInfo:
     """What /sdapi/v1/script-info tells about a script."""
@@ -111,6 +137,12 @@ class Script:
     def show(self, is_img2img):
         """False: hidden; True: in the Script dropdown; AlwaysVisible: always shown and always run."""
         return True
+
+    def args_spec(self, is_img2img) -> list[ScriptArgSpec] | None:
+        """Atelier's addition: the arguments ui() returns controls for, in order, declared without Gradio, so the API
+        learns their defaults without building a page. None (the default): undeclared; the API then builds ui() in a
+        hidden page, only when it needs the arguments."""
+        return None
 
     def run(self, p, *args):
         """Selectable scripts: do the job (usually via processing.process_images) and return a Processed."""
@@ -353,6 +385,8 @@ class ScriptRunner:
         self.infotext_fields = []
         self.paste_field_names = []
         self.inputs = [None]  # the Script dropdown, then every script's controls; their values are p.script_args
+        self.arg_defaults = []  # p.script_args[1:] before anyone touches a control
+        self.args_placed = False  # every script has its slice of p.script_args without a page (ensure_args)
         self.is_img2img = False
         self.on_before_component_elem_id: dict[str, list] = {}
         self.on_after_component_elem_id: dict[str, list] = {}
@@ -389,8 +423,11 @@ class ScriptRunner:
         self.initialized = True
 
     def prepare_ui(self) -> None:
-        """Before the tab is built: collect the scripts' elem_id-targeted component callbacks."""
+        """Before the tab is built (or its arguments placed): collect the scripts' elem_id-targeted component callbacks,
+        and start the argument list afresh."""
         self.inputs = [None]
+        self.arg_defaults = []
+        self.args_placed = False
         self.infotext_fields, self.paste_field_names = [], []
         self.on_before_component_elem_id, self.on_after_component_elem_id = {}, {}
         self.placed_sections = set()
@@ -400,13 +437,6 @@ class ScriptRunner:
             for elem_id, callback in script.on_after_component_elem_id or []:
                 self.on_after_component_elem_id.setdefault(elem_id, []).append((callback, script))
 
-    def setup_ui_for_section(self, section: str) -> None:
-        """Build, where the tab is being built, the controls of the always-on scripts whose `section` is this one (A1111
-        calls the tab's places sections: "sampler", "dimensions", "accordions", ...), by sorting_priority."""
-        self.placed_sections.add(section)
-        for script in sorted((s for s in self.alwayson_scripts if s.section == section), key=lambda s: s.sorting_priority):
-            self.create_script_ui_in_group(script, visible=True)
-
     def unplaced_alwayson_scripts(self) -> list[Script]:
         """The always-on scripts no section call placed, in A1111's order for the scripts area: those of sections this
         tab has no place for, grouped by section in order of appearance, then those without a section; each group by
@@ -415,67 +445,51 @@ class ScriptRunner:
         groups = list(dict.fromkeys(s.section for s in rest if s.section is not None)) + [None]
         return sorted(rest, key=lambda s: (groups.index(s.section), s.sorting_priority))
 
+    # building the controls is the UI face's (modules/ui_scripts.py); A1111's method names stay on the runner
+    def setup_ui_for_section(self, section: str) -> None:
+        ui_face().setup_ui_for_section(self, section)
+
     def setup_ui(self) -> list:
-        """Build the controls of the always-on scripts not placed in a section yet, the Script dropdown (elem_id
-        script_list) and each selectable script's controls, shown only while it is chosen. Returns self.inputs (with the
-        controls already placed in sections), whose values become p.script_args."""
-        import gradio as gr
+        return ui_face().setup_ui(self)
 
-        for script in self.unplaced_alwayson_scripts():
-            self.create_script_ui_in_group(script, visible=True)
-        dropdown = gr.Dropdown(label="Script", elem_id="script_list", choices=["None", *self.titles], value="None",
-                               type="index")
-        self.inputs[0] = dropdown
-        for script in self.selectable_scripts:
-            self.create_script_ui_in_group(script, visible=False)
+    def create_script_ui(self, script: Script) -> None:
+        ui_face().create_script_ui(self, script)
 
-        def select_script(index):
-            chosen = self.selectable_scripts[index - 1] if index else None
-            return [gr.update(visible=script is chosen) for script in self.selectable_scripts]
+    def place_args(self, script: Script, defaults: list, infos: list[ScriptArg]) -> None:
+        """Give the script the next slice of p.script_args, starting at these defaults; /sdapi/v1/script-info tells
+        `infos` (a script without arguments is not listed)."""
+        script.args_from = len(self.arg_defaults) + 1
+        self.arg_defaults += defaults
+        script.args_to = len(self.arg_defaults) + 1
+        script.api_info = ScriptInfo(name=script.name, is_alwayson=script.alwayson, is_img2img=script.is_img2img,
+                                     args=infos) if infos else None
 
-        dropdown.change(fn=select_script, inputs=[dropdown], outputs=[s.group for s in self.selectable_scripts],
-                        show_progress="hidden", queue=False)
-        self.infotext_fields.append((dropdown, "Script"))
-        self.ui_created = True
-        return self.inputs
+    def place_controls(self, script: Script, controls) -> None:
+        """Place the arguments of the controls ui() built (none when it failed)."""
+        script.controls = controls
+        controls = controls or []
+        self.place_args(script, [initial_value(c) for c in controls], [script_arg(c) for c in controls])
 
-    def ensure_ui(self, is_img2img: bool) -> ScriptRunner:
-        """The API's way in: without a page (--nowebui) the scripts' controls are built in a page of their own, as
-        A1111 does, so that their default values and slices of p.script_args exist."""
-        import gradio as gr
+    def place_declared_args(self, script: Script) -> None:
+        """Place a script's arguments from its args_spec; one that declares none has its ui() built in a hidden page."""
+        spec = wrap_call(script.args_spec, script.filename, "args_spec", script.is_img2img)
+        if spec is None:
+            self.place_controls(script, ui_face().hidden_script_controls(script))
+        else:
+            self.place_args(script, [arg.default() for arg in spec], [arg.info() for arg in spec])
 
+    def ensure_args(self, is_img2img: bool) -> ScriptRunner:
+        """The API's way in: every script's slice of p.script_args and its defaults. From the page when it is built,
+        else (--nowebui) from the scripts' declarations, in the order the scripts area has them."""
         with self.lock:
-            if not self.ui_created:
+            if not (self.ui_created or self.args_placed):
                 if not self.initialized:
                     self.initialize_scripts(is_img2img)
                 self.prepare_ui()
-                with gr.Blocks():
-                    self.setup_ui()
+                for script in [*self.unplaced_alwayson_scripts(), *self.selectable_scripts]:
+                    self.place_declared_args(script)
+                self.args_placed = True
         return self
-
-    def create_script_ui_in_group(self, script: Script, visible: bool) -> None:
-        import gradio as gr
-
-        if not script.create_group:
-            self.create_script_ui(script)
-            return
-        with gr.Group(visible=visible) as group:
-            self.create_script_ui(script)
-        script.group = group
-
-    def create_script_ui(self, script: Script) -> None:
-        """script.ui()'s components join self.inputs; script.args_from/args_to mark them; a failing ui() gives none."""
-        script.args_from = script.args_to = len(self.inputs)
-        controls = wrap_call(script.ui, script.filename, "ui", script.is_img2img)
-        script.controls = controls
-        if not controls:
-            return
-        script.api_info = ScriptInfo(name=script.name, is_alwayson=script.alwayson, is_img2img=script.is_img2img,
-                                     args=[script_arg(control) for control in controls])
-        self.infotext_fields += script.infotext_fields or []
-        self.paste_field_names += script.paste_field_names or []
-        self.inputs += controls
-        script.args_to = len(self.inputs)
 
     def list_scripts_for_method(self, method_name: str) -> list[Script]:
         """Component hooks go to every script of the tab, processing hooks to the always-on ones (A1111)."""
@@ -515,8 +529,8 @@ class ScriptRunner:
             wrap_call(script.after_component, script.filename, "after_component", component, **kwargs)
 
     def default_args(self) -> list:
-        """p.script_args with every control at its initial value and no script chosen: what an API job starts from."""
-        return [0, *(initial_value(control) for control in self.inputs[1:])]
+        """p.script_args with every argument at its default and no script chosen: what an API job starts from."""
+        return [0, *self.arg_defaults]
 
     def find(self, name: str) -> Script | None:
         """A script of this tab by its title, in any case (the API's names)."""
@@ -603,6 +617,13 @@ scripts_txt2img = ScriptRunner()
 scripts_img2img = ScriptRunner()
 scripts_postproc = scripts_postprocessing.ScriptPostprocessingRunner()
 scripts_current: ScriptRunner | None = None  # the runner whose UI is being built (component hooks go to it)
+ui_builder = None  # the face that builds scripts' controls with Gradio: modules.ui_scripts, set when it is imported
+
+
+def ui_face():
+    if ui_builder is None:
+        raise RuntimeError("Building scripts' controls needs the UI face (modules.ui_scripts), which is not loaded")
+    return ui_builder
 
 
 def begin_ui_build() -> None:

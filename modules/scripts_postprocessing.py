@@ -108,40 +108,18 @@ class ScriptPostprocessingRunner:
 
         return sorted((s for s in self.scripts if s.name not in left_out), key=key)
 
+    # the controls are built by the UI face (modules/ui_scripts.py)
     def setup_ui(self) -> list:
-        """Build every script's controls, each script in a row of its own (script.group); returns the components whose
-        values run() receives, in order. A script whose ui() fails is logged and gets no controls (it does not run)."""
-        import gradio as gr
+        from modules import scripts
 
-        inputs = []
-        for script in self.scripts_in_preferred_order():
-            with gr.Row() as script.group:
-                script.controls = self._build_controls(script)
-            script.args_from = len(inputs)
-            inputs += list((script.controls or {}).values())
-            script.args_to = len(inputs)
-        self.ui_created = True
-        return inputs
-
-    @staticmethod
-    def _build_controls(script: ScriptPostprocessing) -> dict | None:
-        try:
-            controls = script.ui() or {}
-            if not isinstance(controls, dict):
-                raise TypeError(f"ui() must return a dict of {{argument name: component}}, not {type(controls).__name__}")
-            return controls
-        except Exception:
-            log.exception("Error creating the UI of postprocessing script %s", _script_label(script))
-            return None
+        return scripts.ui_face().setup_postprocessing_ui(self)
 
     def ensure_ui(self) -> None:
-        """Without the page (--nowebui) the controls are built in a page of their own, as A1111 does, so that every
-        script has its slots in the argument list."""
+        """Without the page (--nowebui) every script gets its slots in the argument list from a hidden page."""
         if not self.ui_created and self.scripts_in_preferred_order():
-            import gradio as gr
+            from modules import scripts
 
-            with gr.Blocks(analytics_enabled=False):
-                self.setup_ui()
+            scripts.ui_face().ensure_postprocessing_ui(self)
 
     def script_kwargs(self, script: ScriptPostprocessing, args) -> dict:
         """This script's slice of the flat argument list, as keyword arguments named like its controls."""
@@ -154,7 +132,7 @@ class ScriptPostprocessingRunner:
         try:
             getattr(script, hook)(pp, **self.script_kwargs(script, args))
         except Exception:
-            log.exception("Error running %s of postprocessing script %s", hook, _script_label(script))
+            log.exception("Error running %s of postprocessing script %s", hook, script_label(script))
 
     def run_firstpass(self, pp: PostprocessedImage, args) -> None:
         """Every script's process_firstpass, before any work on the image; a failing script is logged and skipped."""
@@ -199,9 +177,9 @@ class ScriptPostprocessingRunner:
             try:
                 script.image_changed()
             except Exception:
-                log.exception("Error running image_changed of postprocessing script %s", _script_label(script))
+                log.exception("Error running image_changed of postprocessing script %s", script_label(script))
 
 
-def _script_label(script: ScriptPostprocessing) -> str:
+def script_label(script: ScriptPostprocessing) -> str:
     """The script's file and name, for the log."""
     return f"{os.path.basename(script.filename or '?')} ({script.name})"

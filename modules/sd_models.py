@@ -12,17 +12,26 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import safetensors
 import torch
 
-from modules import devices, hashes, lowvram, paths_internal, script_callbacks, sd_models_config, sd_models_loader
-from modules import model_families, sd_unet_compile
-from modules.model_families import flow_sampling, flux_loader
+from modules import (
+    devices,
+    hashes,
+    lowvram,
+    model_families,
+    paths_internal,
+    script_callbacks,
+    sd_models_config,
+    sd_models_loader,
+    sd_unet_compile,
+)
 from modules.clip_tokenizer import load_tokenizer
+from modules.model_families import flow_sampling, flux_loader
 from modules.sd_models_loader import CheckpointLoadError
 from modules.sd_samplers_common import ModelSigmas
 from modules.shared_cmd_options import cmd_opts
@@ -118,7 +127,7 @@ checkpoint_registry = CheckpointRegistry()
 checkpoints_list = checkpoint_registry.checkpoints_list
 checkpoint_aliases = checkpoint_registry.checkpoint_aliases
 get_closet_checkpoint_match = checkpoint_registry.get_closet_checkpoint_match
-model_manager: "ModelManager | None" = None  # the faces' default manager; engine code can be handed another
+model_manager: ModelManager | None = None  # the faces' default manager; engine code can be handed another
 
 
 def model_dirs(cmd_opts) -> list[str]:

@@ -7,9 +7,7 @@ from collections.abc import Callable
 
 import torch
 
-from modules import sd_samplers_kdiffusion as kd
-from modules import sd_samplers_timesteps as ts
-from modules import sd_schedulers
+from modules import sd_samplers_kdiffusion as kd, sd_samplers_timesteps as ts, sd_schedulers
 from modules.sd_samplers_common import ModelSigmas, Sampler, SamplerData, SamplerOptions
 from modules.sd_schedulers import Scheduler
 from modules.shared_options import opts

@@ -27,6 +27,7 @@ class UNetStage:
     uncond: list[list[prompt_parser.ScheduledPromptConditioning]]
     time_ids: torch.Tensor | None = None        # [2B, n] cond rows then uncond rows (SDXL)
     image_conditioning: torch.Tensor | None = None  # [B, 5, h, w] for 9-channel inpainting UNets
+    control: object | None = None  # controlnet.apply.ControlStack: residuals added to the UNet's skip connections
     guidance: float | None = None  # distilled guidance of flow models that embed it (Flux.1 dev)
 
 
@@ -166,20 +167,30 @@ class CFGDenoiser:
         c_in = 1.0 / (s**2 + 1.0) ** 0.5
         t = self.model_sigmas.sigma_to_t(sigma.float())
         x_in = x * c_in
+        added = self._added(stage, cond, images, first_uncond, dtype)
+        residuals = {}
+        if stage.control is not None:  # ControlNets see the 4 latent channels, as in the extension
+            control = stage.control.residuals(x_in, t, cond.context, added, first_uncond, self.step, self.total_steps)
+            if control is not None:
+                residuals = {"down_block_additional_residuals": control[0], "mid_block_additional_residual": control[1]}
         if stage.image_conditioning is not None:
             same = images == list(range(len(stage.image_conditioning)))
             x_in = torch.cat([x_in, stage.image_conditioning if same else stage.image_conditioning[images]], dim=1)
-        added = None
-        if cond.pooled is not None:
-            half = stage.time_ids.shape[0] // 2
-            rows = [i + (half if r >= first_uncond else 0) for r, i in enumerate(images)]
-            time_ids = stage.time_ids if rows == list(range(len(stage.time_ids))) else stage.time_ids[rows]
-            added = {"text_embeds": cond.pooled.to(dtype), "time_ids": time_ids.to(dtype)}
         out = unet(x_in.to(dtype), t.to(dtype), encoder_hidden_states=cond.context.to(dtype), added_cond_kwargs=added,
-                   return_dict=False)[0].to(x.dtype)
+                   return_dict=False, **residuals)[0].to(x.dtype)
         if model.family.prediction_type == "v_prediction":
             return x * (1.0 / (s**2 + 1.0)) - out * (s / (s**2 + 1.0) ** 0.5)
         return x - out * s
+
+    @staticmethod
+    def _added(stage: UNetStage, cond: Conditioning, images: list[int], first_uncond: int, dtype) -> dict | None:
+        """SDXL's pooled text and size/crop ids for these rows."""
+        if cond.pooled is None:
+            return None
+        half = stage.time_ids.shape[0] // 2
+        rows = [i + (half if r >= first_uncond else 0) for r, i in enumerate(images)]
+        time_ids = stage.time_ids if rows == list(range(len(stage.time_ids))) else stage.time_ids[rows]
+        return {"text_embeds": cond.pooled.to(dtype), "time_ids": time_ids.to(dtype)}
 
 
 def _a1111_cond(c: Conditioning):

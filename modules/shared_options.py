@@ -362,6 +362,10 @@ options_templates.update(options_section(("settings_in_ui", "Settings in UI", "u
     "extra_options_img2img": OptionInfo([], "Settings for img2img", "Dropdown", setting_choices).info("setting entries that also appear in img2img interfaces").needs_reload_ui(),
 }))
 
+options_templates.update(options_section(("control_net", "ControlNet", "sd"), {
+    "control_net_unit_count": OptionInfo(3, "Multi-ControlNet: ControlNet unit number (requires restart)", "Slider", {"minimum": 1, "maximum": 10, "step": 1}).needs_reload_ui(),
+}))
+
 options_templates.update(options_section((None, "Hidden options"), {
     "disabled_extensions": OptionInfo([], "Disable these extensions"),
     "disable_all_extensions": OptionInfo("none", "Disable all extensions (preserves the list of disabled extensions)", "Radio", {"choices": ["none", "extra", "all"]}),

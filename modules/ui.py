@@ -13,13 +13,29 @@ import numpy as np
 import torch
 from PIL import Image
 
-from modules import call_queue, paths_internal, processing, sd_models, ui_checkpoint_merger, ui_common, ui_img2img, \
-    ui_loadsave, ui_pnginfo, ui_postprocessing, ui_settings, ui_txt2img
-from modules import gradio_compat, script_callbacks, scripts, ui_extensions
-from modules import ui_train
-from modules import images, infotext_utils
-from modules.shared_options import opts
+from modules import (
+    call_queue,
+    gradio_compat,
+    images,
+    infotext_utils,
+    paths_internal,
+    processing,
+    script_callbacks,
+    scripts,
+    sd_models,
+    ui_checkpoint_merger,
+    ui_common,
+    ui_extensions,
+    ui_img2img,
+    ui_loadsave,
+    ui_pnginfo,
+    ui_postprocessing,
+    ui_settings,
+    ui_train,
+    ui_txt2img,
+)
 from modules.shared_cmd_options import cmd_opts
+from modules.shared_options import opts
 from modules.ui_common import create_refresh_button, plaintext_to_html  # noqa: F401  (A1111's names here)
 from modules.ui_components import ToolButton  # noqa: F401  (A1111's extensions import it from modules.ui)
 

@@ -215,11 +215,11 @@ def paste_updates(params: dict, target: PasteTarget) -> tuple[list, str | None, 
     pasted = pasted_fields(params, target.tabname)
     values = dict(pasted.fields)
     if values.get("subseed_strength") or values.get("seed_resize_from_w", 0) > 0:
-        values["seed_extras"] = True
+        values["seed_enable_extras"] = True
     if values.get("refiner_checkpoint"):
         values["enable_refiner"] = True
     updates = []
-    for name, component in target.fields.items():
+    for name in target.fields:
         value = values.get(name)
         if value is None:
             updates.append(gr.skip())

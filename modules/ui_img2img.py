@@ -9,18 +9,26 @@ import gradio as gr
 import numpy as np
 from PIL import Image, ImageChops
 
-from modules import call_queue, img2img as img2img_batch, processing, scripts, ui_common, ui_extra_networks, \
-    ui_toprow, ui_txt2img
-from modules.processing_img2img import MASKED_CONTENT, ORIGINAL, RESIZE_MODES
+from modules import (
+    call_queue,
+    generation_parameters,
+    img2img as img2img_batch,
+    processing,
+    scripts,
+    ui_common,
+    ui_extra_networks,
+    ui_toprow,
+    ui_txt2img,
+)
 from modules.shared_cmd_options import cmd_opts
 from modules.shared_options import opts
 from modules.ui_components import FormRow, ResizeHandleRow, ToolButton
 
 MODES = ("img2img", "Sketch", "Inpaint", "Inpaint sketch", "Inpaint upload", "Batch")
 IMG2IMG, SKETCH, INPAINT, INPAINT_SKETCH, INPAINT_UPLOAD, BATCH = range(len(MODES))
-MASK_MODES = ["Inpaint masked", "Inpaint not masked"]
-MASKED_CONTENT_CHOICES = [MASKED_CONTENT[i] for i in sorted(MASKED_CONTENT)]
-INPAINT_AREAS = ["Whole picture", "Only masked"]
+MASK_MODES = list(generation_parameters.MASK_MODES)
+MASKED_CONTENT_CHOICES = list(generation_parameters.MASKED_CONTENT)
+INPAINT_AREAS = list(generation_parameters.INPAINT_AREAS)
 WHITE_BRUSH = dict(colors=["#ffffff"], default_color="#ffffff", color_mode="fixed")
 detect_symbol = "\U0001f4d0"  # 📐
 
@@ -42,6 +50,7 @@ class Img2ImgUI:
     extra_networks: ui_extra_networks.ExtraNetworksUi
     output: ui_common.OutputPanel
     paste: ui_common.PasteTarget  # what "Send to img2img" fills
+    controls: ui_txt2img.Controls  # every generation control by parameter name
 
 
 def layers_alpha(editor: dict) -> Image.Image | None:
@@ -98,43 +107,35 @@ def scaled_size(image: Image.Image | None, width: int, height: int, scale_by: fl
     return max(int(image.width * scale_by) // 8 * 8, 8), max(int(image.height * scale_by) // 8 * 8, 8)
 
 
-def img2img(extra_option_keys: tuple, mode, prompt, negative_prompt, styles, init_img, sketch, inpaint,
-            inpaint_color_sketch, inpaint_base, inpaint_mask, batch_input_dir, batch_output_dir, batch_inpaint_mask_dir,
-            resize_mode, resize_by, scale_by, sampler_name, scheduler, steps, width, height, batch_count, batch_size,
-            cfg_scale, denoising_strength, seed, seed_extras, subseed, subseed_strength, seed_resize_from_w,
-            seed_resize_from_h, enable_refiner, refiner_checkpoint, refiner_switch_at, mask_blur, mask_mode,
-            inpainting_fill, inpaint_full_res, inpaint_full_res_padding, override_entries, *extra_option_values,
-            script_args=()):
-    """Fill an img2img job from the controls and run it: (gallery, generation info JSON, info HTML, log HTML).
-    `script_args`: the values of the Script dropdown and of every script's controls."""
-    mode = int(mode)
-    image, mask = (None, None) if mode == BATCH else init_image_and_mask(
-        mode, init_img, sketch, inpaint, inpaint_color_sketch, inpaint_base, inpaint_mask)
-    width, height = scaled_size(image, width, height, float(scale_by), bool(resize_by))
+# The img2img controls Generate reads by name besides the table's: the mode and its images, the batch folders, the
+# "Resize by" switch and scale.
+IMAGE_INPUTS = ("init_img", "sketch", "inpaint", "inpaint_color_sketch", "inpaint_base", "inpaint_mask")
+BATCH_INPUTS = ("batch_input_dir", "batch_output_dir", "batch_inpaint_mask_dir")
+
+
+def img2img(values: dict, extra_options: dict | None = None, script_args=()):
+    """Fill an img2img job from the controls' values by name and run it: (gallery, generation info JSON, info HTML,
+    log HTML). `extra_options`: the "Settings in UI" values by setting; `script_args`: the values of the Script
+    dropdown and of every script's controls."""
+    mode = int(values["mode"])
+    image, mask = (None, None) if mode == BATCH else init_image_and_mask(mode, *(values.get(k) for k in IMAGE_INPUTS))
+    fields = ui_txt2img.job_fields("img2img", values)
+    fields["width"], fields["height"] = scaled_size(image, fields["width"], fields["height"],
+                                                    float(values.get("scale_by", 1.0)), bool(values.get("resize_by")))
+    extra_options = extra_options or {}
     p = processing.StableDiffusionProcessingImg2Img(
-        prompt=prompt or "", negative_prompt=negative_prompt or "", styles=list(styles or []), sampler_name=sampler_name,
-        scheduler=scheduler, steps=int(steps), width=width, height=height, n_iter=int(batch_count),
-        batch_size=int(batch_size), cfg_scale=ui_txt2img.slider_number(cfg_scale), denoising_strength=float(denoising_strength),
-        init_images=[image] if image is not None else [], mask=mask, resize_mode=int(resize_mode),
-        mask_blur=int(mask_blur), inpainting_fill=int(inpainting_fill), inpaint_full_res=bool(inpaint_full_res),
-        inpaint_full_res_padding=int(inpaint_full_res_padding), inpainting_mask_invert=int(mask_mode),
-        **ui_txt2img.seed_fields(seed, seed_extras, subseed, subseed_strength, seed_resize_from_w, seed_resize_from_h),
-        **ui_txt2img.refiner_fields(enable_refiner, refiner_checkpoint, refiner_switch_at),
-        override_settings=ui_txt2img.override_settings(override_entries, extra_option_keys, extra_option_values),
-        scripts=scripts.scripts_img2img, script_args=list(script_args),
-    )
+        **fields, init_images=[image] if image is not None else [], mask=mask,
+        override_settings=ui_txt2img.override_settings(values.get("override_settings"), tuple(extra_options),
+                                                       extra_options.values()),
+        scripts=scripts.scripts_img2img, script_args=list(script_args))
     if mode == BATCH:
-        return run_batch(p, batch_input_dir, batch_output_dir, batch_inpaint_mask_dir)
+        return run_batch(p, *(values.get(k, "") for k in BATCH_INPUTS))
     return ui_txt2img.finish(p)
 
 
-IMG2IMG_INPUTS = img2img.__code__.co_argcount - 1  # its positional controls, without extra_option_keys
-
-
-def generate(extra_option_keys: tuple, *values):
-    """Generate's inputs: img2img()'s controls, the "Settings in UI" values, then the scripts' values."""
-    split = IMG2IMG_INPUTS + len(extra_option_keys)
-    return img2img(extra_option_keys, *values[:split], script_args=values[split:])
+def generate(names: tuple, extra_option_keys: tuple, *values):
+    named, extra, script_args = ui_txt2img.named_values(names, extra_option_keys, values)
+    return img2img(named, extra, script_args)
 
 
 def run_batch(p, input_dir: str, output_dir: str, inpaint_mask_dir: str):
@@ -212,6 +213,7 @@ def create_ui(loadsave, extra_option_component) -> Img2ImgUI:
 
 def build_ui(loadsave, extra_option_component, runner: scripts.ScriptRunner) -> Img2ImgUI:
     tabname = "img2img"
+    controls = ui_txt2img.Controls(tabname)
     toprow = ui_toprow.create_toprow(tabname)
     mode = gr.Number(IMG2IMG, visible=False, precision=0, elem_id="img2img_selected_tab")  # A1111 keeps it in a hidden number
     # set in the page, so the page's tab visits at load (ui.js) leave it as the selected tab says, in order
@@ -222,18 +224,14 @@ def build_ui(loadsave, extra_option_component, runner: scripts.ScriptRunner) -> 
                 with gr.Tab("Generation", id="img2img_generation", elem_id="img2img_generation_tab"):
                     mode_tabs, images, batch_dirs = create_mode_tabs(mode)
                     with gr.Column(variant="compact", elem_id="img2img_settings") as settings_column:
-                        resize_mode = gr.Radio(RESIZE_MODES, value=RESIZE_MODES[0], type="index", label="Resize mode",
-                                               elem_id="resize_mode")
-                        sampler_row = ui_txt2img.create_sampler_row(tabname)
+                        controls.make("resize_mode")
+                        ui_txt2img.create_sampler_row(controls)
                         runner.setup_ui_for_section("sampler")
                         with FormRow(elem_id="img2img_dimensions_row"):
                             with gr.Column(elem_id="img2img_column_size", scale=4):
                                 with gr.Tabs(elem_id="img2img_tabs_resize"):
                                     with gr.Tab("Resize to", id="to", elem_id="img2img_tab_resize_to") as tab_to:
-                                        width = gr.Slider(minimum=64, maximum=2048, step=8, value=512, label="Width",
-                                                          elem_id="img2img_width")
-                                        height = gr.Slider(minimum=64, maximum=2048, step=8, value=512, label="Height",
-                                                           elem_id="img2img_height")
+                                        width, height = controls.make("width"), controls.make("height")
                                         with FormRow():
                                             res_switch_btn = ToolButton(ui_txt2img.switch_values_symbol,
                                                                         elem_id="img2img_res_switch_btn")
@@ -242,26 +240,22 @@ def build_ui(loadsave, extra_option_component, runner: scripts.ScriptRunner) -> 
                                         scale_by = gr.Slider(minimum=0.05, maximum=4.0, step=0.05, value=1.0, label="Scale",
                                                              elem_id="img2img_scale")
                                         scale_label = gr.HTML(scale_preview(None, 1.0), elem_id="img2img_scale_resolution_preview")
-                            batch = ui_txt2img.create_batch_column(tabname)
+                            ui_txt2img.create_batch_column(controls)
                         runner.setup_ui_for_section("dimensions")
-                        denoising_strength = gr.Slider(minimum=0.0, maximum=1.0, step=0.01, value=0.75,
-                                                       label="Denoising strength", elem_id="img2img_denoising_strength")
+                        controls.make("denoising_strength")
                         runner.setup_ui_for_section("denoising")
-                        common = ui_txt2img.create_common_tail(tabname, sampler_row, batch)
+                        common = ui_txt2img.create_common_tail(controls)
+                        controls.make_remaining("base", "img2img")
                         runner.setup_ui_for_section("accordions")
                         with gr.Group(elem_id="inpaint_controls", visible=False) as inpaint_controls:
                             with FormRow():
-                                mask_blur = gr.Slider(label="Mask blur", minimum=0, maximum=64, step=1, value=4,
-                                                      elem_id="img2img_mask_blur")
-                            mask_mode = gr.Radio(MASK_MODES, value=MASK_MODES[0], type="index", label="Mask mode",
-                                                 elem_id="img2img_mask_mode")
-                            inpainting_fill = gr.Radio(MASKED_CONTENT_CHOICES, value=MASKED_CONTENT[ORIGINAL], type="index",
-                                                       label="Masked content", elem_id="img2img_inpainting_fill")
+                                controls.make("mask_blur")
+                            controls.make("inpainting_mask_invert")
+                            controls.make("inpainting_fill")
                             with FormRow():
-                                inpaint_full_res = gr.Radio(INPAINT_AREAS, value=INPAINT_AREAS[0], type="index",
-                                                            label="Inpaint area", elem_id="img2img_inpaint_full_res")
-                                padding = gr.Slider(label="Only masked padding, pixels", minimum=0, maximum=256, step=4,
-                                                    value=32, elem_id="img2img_inpaint_full_res_padding")
+                                controls.make("inpaint_full_res")
+                                controls.make("inpaint_full_res_padding")
+                            controls.make_remaining("inpaint")
                         runner.setup_ui_for_section("inpaint")
                         override = ui_txt2img.create_override_settings(tabname)
                         runner.setup_ui_for_section("override_settings")
@@ -279,11 +273,11 @@ def build_ui(loadsave, extra_option_component, runner: scripts.ScriptRunner) -> 
     loadsave.add_component(f"{tabname}/Prompt", toprow.prompt)
     loadsave.add_component(f"{tabname}/Negative prompt", toprow.negative_prompt)
 
-    inputs = [mode, toprow.prompt, toprow.negative_prompt, toprow.styles, *images, *batch_dirs, resize_mode, resize_by,
-              scale_by, common.sampler_name, common.scheduler, common.steps, width, height, common.batch_count,
-              common.batch_size, common.cfg_scale, denoising_strength, *common.seed_inputs(), *common.refiner_inputs(),
-              mask_blur, mask_mode, inpainting_fill, inpaint_full_res, padding, override, *extra_options, *script_inputs]
-    job = call_queue.wrap_gradio_gpu_call(functools.partial(generate, extra_option_keys),
+    named = ui_txt2img.named_inputs(toprow, common, controls, override)
+    named.update(mode=mode, **dict(zip(IMAGE_INPUTS, images)), **dict(zip(BATCH_INPUTS, batch_dirs)), resize_by=resize_by,
+                 scale_by=scale_by)
+    inputs = [*named.values(), *extra_options, *script_inputs]
+    job = call_queue.wrap_gradio_gpu_call(functools.partial(generate, tuple(named), extra_option_keys),
                                           extra_outputs=[gr.skip(), gr.skip(), gr.skip()])
     ui_txt2img.wire_generate(toprow, output, job, inputs)
     ui_toprow.wire_toprow(toprow, common.steps)
@@ -300,10 +294,7 @@ def build_ui(loadsave, extra_option_component, runner: scripts.ScriptRunner) -> 
                          show_progress="hidden")
     detect.click(fn=detect_size, inputs=[images[0]], outputs=[width, height], show_progress="hidden")
 
-    fields = ui_txt2img.paste_fields(toprow, common, width, height)
-    fields.update(denoising_strength=denoising_strength, mask_blur=mask_blur, inpainting_mask_invert=mask_mode,
-                  inpainting_fill=inpainting_fill, inpaint_full_res=inpaint_full_res, inpaint_full_res_padding=padding)
-    paste = ui_common.PasteTarget(tabname, fields, override, radio_choices={
-        "inpainting_mask_invert": MASK_MODES, "inpainting_fill": MASKED_CONTENT_CHOICES,
-        "inpaint_full_res": INPAINT_AREAS}, script_fields=runner.infotext_fields)
-    return Img2ImgUI(toprow, common, mode, mode_tabs, *images, width, height, extra_networks_ui, output, paste)
+    paste_fields = {name: named[name] for name in ui_txt2img.named_inputs(toprow, common, controls, override)}
+    paste = ui_txt2img.paste_target(tabname, paste_fields, runner, controls)
+    return Img2ImgUI(toprow, common, mode, mode_tabs, *images, width, height, extra_networks_ui, output, paste,
+                     controls)

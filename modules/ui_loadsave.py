@@ -115,7 +115,7 @@ class UiLoadsave:
     def iter_changes(self, current_ui_settings: dict, values) -> list[tuple[str, object, object]]:
         """(key, saved value, current value) for every registered control whose value in the page differs."""
         changes = []
-        for (path, component), new_value in zip(self.component_mapping.items(), values):
+        for (path, _component), new_value in zip(self.component_mapping.items(), values):
             key = f"{path}/value"
             old_value = current_ui_settings.get(key)
             if new_value == old_value or (old_value is None and new_value in ("", [])):

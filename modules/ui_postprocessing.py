@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from modules import postprocessing, scripts, upscaler
+from modules import postprocessing, scripts, ui_scripts, upscaler
 from modules.shared_cmd_options import cmd_opts
 from modules.shared_options import opts
 
@@ -121,7 +121,7 @@ def create_ui() -> ExtrasUI:
             generate = gr.Button("Generate", elem_id="extras_generate", variant="primary")
             upscale = _upscale_controls(resize_mode)
             faces = _face_controls()
-            script_inputs = scripts.scripts_postproc.setup_ui()
+            script_inputs = ui_scripts.setup_postprocessing_ui(scripts.scripts_postproc)
         with gr.Column(variant="panel"):
             gallery = gr.Gallery(label="Output", elem_id="extras_gallery", format="png", columns=4)
             html_info = gr.HTML(elem_id="html_info_extras")

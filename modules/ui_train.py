@@ -16,10 +16,10 @@ from modules import (
     hypernetworks,
     script_callbacks,
     textual_inversion,
+    textual_inversion_training as ti_training,
     training_dataset,
     ui_common,
 )
-from modules import textual_inversion_training as ti_training
 from modules.shared_state import state
 from modules.ui_components import FormRow, ToolButton
 

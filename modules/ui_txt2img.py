@@ -1,15 +1,32 @@
-"""The txt2img tab: prompt row, generation controls and output panel, with A1111's element ids and labels."""
+"""The txt2img tab: prompt row, generation controls and output panel, with A1111's element ids and labels. The
+generation controls are made from the parameter table (modules/generation_parameters.py) and pass their values to
+the Generate handler by name."""
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
+import types
+import typing
 from dataclasses import dataclass
 
 import gradio as gr
 
-from modules import call_queue, demo_model, first_start, processing, scripts, sd_models, sd_samplers, sd_schedulers, \
-    ui_common, ui_extra_networks, ui_settings, ui_toprow
+from modules import (
+    call_queue,
+    demo_model,
+    first_start,
+    generation_parameters,
+    processing,
+    scripts,
+    sd_models,
+    sd_samplers,
+    sd_schedulers,
+    ui_common,
+    ui_extra_networks,
+    ui_scripts,
+    ui_settings,
+    ui_toprow,
+)
 from modules.infotext_utils import create_override_settings_dict
 from modules.shared_cmd_options import cmd_opts
 from modules.shared_options import opts
@@ -21,8 +38,11 @@ reuse_symbol = "\u267b\ufe0f"  # ♻️
 switch_values_symbol = "\u21c5"  # ⇅
 refresh_symbol = "\U0001f504"  # 🔄
 SDXL_SIZES = ["1024x1024", "1152x896", "896x1152", "1216x832", "832x1216", "1344x768", "768x1344", "1536x640", "640x1536"]
-NO_REFINER = "None"
-SAME_CHECKPOINT, SAME_SAMPLER, SAME_SCHEDULER = "Use same checkpoint", "Use same sampler", "Use same scheduler"
+NO_REFINER = generation_parameters.NO_REFINER
+SAME_CHECKPOINT = generation_parameters.SAME_CHECKPOINT
+SAME_SAMPLER = generation_parameters.SAME_SAMPLER
+SAME_SCHEDULER = generation_parameters.SAME_SCHEDULER
+slider_number = generation_parameters.slider_number  # its old home
 
 
 @dataclass
@@ -33,18 +53,13 @@ class Txt2ImgUI:
     download_progress: gr.HTML
     download_event: object  # the download's Dependency, for `.then(...)` on the checkpoint views
     toprow: ui_toprow.Toprow
-    common: "CommonControls"
-    hires: "Hires"
+    common: CommonControls
+    hires: Hires
     extra_networks: ui_extra_networks.ExtraNetworksUi
     output: ui_common.OutputPanel
     paste: ui_common.PasteTarget  # what "Send to txt2img" fills
+    controls: Controls  # every generation control by parameter name
 
-
-
-def slider_number(value) -> int | float:
-    """Gradio 6 sliders give floats; A1111's page gave 7 for a whole number, and its infotext says `CFG scale: 7`."""
-    value = float(value)
-    return int(value) if value.is_integer() else value
 
 def checkpoint_notice_html() -> str:
     """First start (no checkpoint) or the --demo checkpoint in use: what txt2img must say above everything else."""
@@ -70,9 +85,78 @@ def visible_samplers() -> list[str]:
     return [s.name for s in sd_samplers.all_samplers if s.name not in opts.hide_samplers]
 
 
+def hires_upscalers() -> list[str]:
+    return [*processing.LATENT_UPSCALE_MODES, *processing.image_upscaler_names()]
+
+
+def scheduler_choices() -> list[str]:
+    return [sd_samplers.AUTOMATIC, *(s.label for s in sd_schedulers.schedulers)]
+
+
+# The lists a control of the table names as its choices, filled when the page is built.
+CHOICES = {
+    "samplers": visible_samplers,
+    "schedulers": scheduler_choices,
+    "refiners": refiner_choices,
+    "hires_upscalers": hires_upscalers,
+    "hires_checkpoints": lambda: [SAME_CHECKPOINT, *sd_models.checkpoint_registry.titles()],
+    "hires_samplers": lambda: [SAME_SAMPLER, *visible_samplers()],
+    "hires_schedulers": lambda: [SAME_SCHEDULER, *scheduler_choices()],
+}
+
+
+def make_control(row: generation_parameters.Param, tabname: str, **changes):
+    """The gradio component of a table row's control (A1111's elem_id and label); `changes` adjust it in place."""
+    spec = row.ui
+    elem_id = spec.elem_id.format(tab=tabname, name=row.name)
+    common = dict(label=spec.label, elem_id=elem_id, **spec.options)
+    choices = CHOICES[spec.choices]() if isinstance(spec.choices, str) else list(spec.choices or [])
+    value = spec.value
+    if spec.kind == "dropdown" and value not in choices:
+        value = choices[0] if choices else None  # e.g. DPM++ 2M hidden by the settings: the first sampler shown
+    common.update(changes)
+    if spec.kind == "slider":
+        return gr.Slider(minimum=spec.minimum, maximum=spec.maximum, step=spec.step, value=value, **common)
+    if spec.kind == "number":
+        return gr.Number(value=value, **common)
+    if spec.kind == "dropdown":
+        return gr.Dropdown(choices=choices, value=value, **common)
+    if spec.kind == "radio":
+        return gr.Radio(choices, value=value, type="index" if spec.index else "value", **common)
+    if spec.kind == "textbox":
+        return gr.Textbox(value=value, **common)
+    if spec.kind == "checkbox":
+        return gr.Checkbox(value=value, **common)
+    if spec.kind == "accordion":
+        return InputAccordion(value, **common)
+    raise ValueError(f"Unknown control kind {spec.kind!r} of parameter {row.name}")
+
+
+class Controls(dict):
+    """A tab's generation controls by parameter name: made where the layout places them, and any row of the table
+    the layout does not place, at the end of its group's section."""
+
+    def __init__(self, tabname: str):
+        super().__init__()
+        self.tabname = tabname
+        self.rows = {row.name: row for row in generation_parameters.params_for(tabname)}
+
+    def make(self, name: str, **changes):
+        self[name] = make_control(self.rows[name], self.tabname, **changes)
+        return self[name]
+
+    def make_remaining(self, *groups: str) -> list:
+        return [self.make(row.name) for row in self.rows.values()
+                if row.group in groups and row.ui is not None and row.name not in self]
+
+    def radio_choices(self) -> dict:
+        """Index radios: the choice shown for each index (what pasting an index sets)."""
+        return {name: list(row.ui.choices) for name, row in self.rows.items() if name in self and row.ui.index}
+
+
 @dataclass
 class Hires:
-    """The Hires. fix controls, in the order of txt2img()'s hires arguments."""
+    """The Hires. fix controls."""
 
     enable_hr: InputAccordion
     hr_upscaler: gr.Dropdown
@@ -87,21 +171,6 @@ class Hires:
     hr_prompt: gr.Textbox
     hr_negative_prompt: gr.Textbox
 
-    def inputs(self) -> list:
-        return list(vars(self).values())
-
-
-def hires_upscalers() -> list[str]:
-    return [*processing.LATENT_UPSCALE_MODES, *processing.image_upscaler_names()]
-
-
-def scheduler_choices() -> list[str]:
-    return [sd_samplers.AUTOMATIC, *(s.label for s in sd_schedulers.schedulers)]
-
-
-def _same_or(value, same: str):
-    return None if value in (None, "", same) else value
-
 
 def override_settings(entries, extra_option_keys: tuple, extra_option_values) -> dict:
     """Pasted "Override settings" (`Clip skip: 2`, ...), then the "Settings in UI" controls."""
@@ -110,18 +179,49 @@ def override_settings(entries, extra_option_keys: tuple, extra_option_values) ->
     return overrides
 
 
-def seed_fields(seed, seed_extras, subseed, subseed_strength, seed_resize_from_w, seed_resize_from_h) -> dict:
-    # without "Extra" the variation controls keep their values in the page but do not apply (A1111)
-    return dict(seed=-1 if seed is None else int(seed), subseed=-1 if subseed is None or not seed_extras else int(subseed),
-                subseed_strength=float(subseed_strength) if seed_extras else 0.0,
-                seed_resize_from_w=int(seed_resize_from_w) if seed_extras else 0,
-                seed_resize_from_h=int(seed_resize_from_h) if seed_extras else 0, seed_enable_extras=bool(seed_extras))
+# A section's switch, by name, and the groups of parameters it gates: off, they keep their values in the page but do
+# not apply (A1111). enable_refiner is a control only; enable_hr is a parameter too.
+TOGGLES = {"seed_enable_extras": ("seed",), "enable_refiner": ("refiner",), "enable_hr": ("hires",)}
+UNGATED = ("seed",)  # the seed itself is in the seed group but always applies
 
 
-def refiner_fields(enable_refiner, refiner_checkpoint, refiner_switch_at) -> dict:
-    use_refiner = bool(enable_refiner) and refiner_checkpoint not in (None, "", NO_REFINER)
-    return dict(refiner_checkpoint=refiner_checkpoint if use_refiner else None,
-                refiner_switch_at=float(refiner_switch_at) if use_refiner else None)
+def _scalar_type(annotation):
+    if typing.get_origin(annotation) in (types.UnionType, typing.Union):
+        annotation = next(t for t in typing.get_args(annotation) if t is not type(None))
+    return typing.get_origin(annotation) or annotation
+
+
+def to_engine(row: generation_parameters.Param, value):
+    """A control's value as the processing field wants it: its choice meaning "none" becomes None, sliders give whole
+    numbers as ints (slider_number), index radios their index."""
+    none_choice = row.ui.none_choice if row.ui is not None else None
+    if none_choice is not None and value in (None, "", none_choice):
+        return None
+    if value is None:
+        return row.default
+    kind = _scalar_type(row.type)
+    if kind is float:
+        return slider_number(value)
+    if kind in (int, bool, list):
+        return kind(value)
+    return value
+
+
+def job_fields(tab: str, values: dict) -> dict:
+    """The processing fields of a job from the tab's control values by name (table parameters and section switches)."""
+    gated = {group for toggle, groups in TOGGLES.items() if toggle in values and not values[toggle] for group in groups}
+    fields = {}
+    for row in generation_parameters.params_for(tab):
+        if row.name not in values or (row.group in gated and row.name not in UNGATED):
+            continue
+        if tab == "txt2img" and row.name == "denoising_strength" and not values.get("enable_hr"):
+            continue  # on txt2img it is the hires pass's
+        fields[row.name] = to_engine(row, values[row.name])
+    if "seed_enable_extras" in values:
+        fields["seed_enable_extras"] = bool(values["seed_enable_extras"])
+    if fields.get("refiner_checkpoint") is None:
+        fields.pop("refiner_switch_at", None)
+    return fields
 
 
 def finish(p: processing.StableDiffusionProcessing):
@@ -135,49 +235,28 @@ def finish(p: processing.StableDiffusionProcessing):
     return shown, processed.js(), ui_common.plaintext_to_html(processed.info), log_html
 
 
-def hires_fields(enable_hr, hr_upscaler, hr_second_pass_steps, denoising_strength, hr_scale, hr_resize_x, hr_resize_y,
-                 hr_checkpoint_name, hr_sampler_name, hr_scheduler, hr_prompt, hr_negative_prompt) -> dict:
-    """The Hires. fix controls as processing fields; nothing when the accordion's checkbox is off."""
-    if not enable_hr:
-        return {}
-    return dict(enable_hr=True, hr_upscaler=hr_upscaler, hr_second_pass_steps=int(hr_second_pass_steps),
-                denoising_strength=float(denoising_strength), hr_scale=float(hr_scale), hr_resize_x=int(hr_resize_x),
-                hr_resize_y=int(hr_resize_y), hr_checkpoint_name=_same_or(hr_checkpoint_name, SAME_CHECKPOINT),
-                hr_sampler_name=_same_or(hr_sampler_name, SAME_SAMPLER),
-                hr_scheduler=_same_or(hr_scheduler, SAME_SCHEDULER), hr_prompt=hr_prompt or "",
-                hr_negative_prompt=hr_negative_prompt or "")
-
-
-def txt2img(extra_option_keys: tuple, prompt, negative_prompt, sampler_name, scheduler, steps, width, height,
-            batch_count, batch_size, cfg_scale, seed, seed_extras, subseed, subseed_strength, seed_resize_from_w,
-            seed_resize_from_h, enable_refiner, refiner_checkpoint, refiner_switch_at, *extra_option_values,
-            styles=(), hires: dict | None = None, override_entries=(), script_args=()):
-    """Fill a txt2img job from the controls and run it: (gallery, generation info JSON, info HTML, log HTML).
-    `hires`: hires_fields() of the Hires. fix controls; `override_entries`: the pasted "Override settings";
-    `script_args`: the values of the Script dropdown and of every script's controls."""
+def txt2img(values: dict, extra_options: dict | None = None, script_args=()):
+    """Fill a txt2img job from the controls' values by name and run it: (gallery, generation info JSON, info HTML,
+    log HTML). values["override_settings"]: the pasted "Override settings" entries; `extra_options`: the "Settings in
+    UI" values by setting; `script_args`: the values of the Script dropdown and of every script's controls."""
+    extra_options = extra_options or {}
     p = processing.StableDiffusionProcessingTxt2Img(
-        prompt=prompt or "", negative_prompt=negative_prompt or "", styles=list(styles or []), sampler_name=sampler_name,
-        scheduler=scheduler, steps=int(steps), width=int(width), height=int(height), n_iter=int(batch_count),
-        batch_size=int(batch_size), cfg_scale=slider_number(cfg_scale),
-        **seed_fields(seed, seed_extras, subseed, subseed_strength, seed_resize_from_w, seed_resize_from_h),
-        **refiner_fields(enable_refiner, refiner_checkpoint, refiner_switch_at), **(hires or {}),
-        override_settings=override_settings(override_entries, extra_option_keys, extra_option_values),
-        scripts=scripts.scripts_txt2img, script_args=list(script_args),
-    )
+        **job_fields("txt2img", values),
+        override_settings=override_settings(values.get("override_settings"), tuple(extra_options), extra_options.values()),
+        scripts=scripts.scripts_txt2img, script_args=list(script_args))
     return finish(p)
 
 
-BASE_INPUTS = 19  # txt2img()'s positional controls before the "Settings in UI" values
-HIRES_INPUTS = len(dataclasses.fields(Hires))
+def named_values(names: tuple, extra_option_keys: tuple, values: tuple) -> tuple[dict, dict, tuple]:
+    """Generate's inputs (the named controls, the "Settings in UI" values, then the scripts' values) split by name."""
+    named = dict(zip(names, values))
+    extra = dict(zip(extra_option_keys, values[len(names):len(names) + len(extra_option_keys)]))
+    return named, extra, values[len(names) + len(extra_option_keys):]
 
 
-def generate(extra_option_keys: tuple, *values):
-    """Generate's inputs: the base controls, the "Settings in UI" values, styles, the Hires. fix controls, the
-    override settings and the scripts' values, in that order."""
-    split = BASE_INPUTS + len(extra_option_keys)
-    styles, *hires_values, override_entries = values[split:split + HIRES_INPUTS + 2]
-    return txt2img(extra_option_keys, *values[:split], styles=styles, hires=hires_fields(*hires_values),
-                   override_entries=override_entries, script_args=values[split + HIRES_INPUTS + 2:])
+def generate(names: tuple, extra_option_keys: tuple, *values):
+    named, extra, script_args = named_values(names, extra_option_keys, values)
+    return txt2img(named, extra, script_args)
 
 
 def reuse_seed(js_data: str, index: int | None, is_subseed: bool) -> int:
@@ -235,28 +314,27 @@ def download_sd15():
     yield ui_common.plaintext_to_html(f"Downloaded {future.result()}. Choose it in the checkpoint list at the top.")
 
 
-def create_seed_inputs(tabname: str):
+def create_seed_inputs(controls: Controls):
+    tabname = controls.tabname
     with FormRow(elem_id=f"{tabname}_seed_row"):
-        seed = gr.Number(label="Seed", value=-1, precision=0, elem_id=f"{tabname}_seed", min_width=100)
+        seed = controls.make("seed")
         random_seed = ToolButton(random_symbol, elem_id=f"{tabname}_random_seed")
         reuse = ToolButton(reuse_symbol, elem_id=f"{tabname}_reuse_seed")
         seed_extras = gr.Checkbox(label="Extra", value=False, elem_id=f"{tabname}_subseed_show", min_width=80)
     with FormRow(visible=False, elem_id=f"{tabname}_subseed_row") as extra_row_1:
-        subseed = gr.Number(label="Variation seed", value=-1, precision=0, elem_id=f"{tabname}_subseed", min_width=100)
+        subseed = controls.make("subseed")
         random_subseed = ToolButton(random_symbol, elem_id=f"{tabname}_random_subseed")
         reuse_subseed = ToolButton(reuse_symbol, elem_id=f"{tabname}_reuse_subseed")
-        subseed_strength = gr.Slider(label="Variation strength", value=0.0, minimum=0, maximum=1, step=0.01,
-                                     elem_id=f"{tabname}_subseed_strength")
+        controls.make("subseed_strength")
     with FormRow(visible=False, elem_id=f"{tabname}_seed_extras_row") as extra_row_2:
-        resize_w = gr.Slider(minimum=0, maximum=2048, step=8, label="Resize seed from width", value=0,
-                             elem_id=f"{tabname}_seed_resize_from_w")
-        resize_h = gr.Slider(minimum=0, maximum=2048, step=8, label="Resize seed from height", value=0,
-                             elem_id=f"{tabname}_seed_resize_from_h")
+        controls.make("seed_resize_from_w")
+        controls.make("seed_resize_from_h")
+        controls.make_remaining("seed")
     random_seed.click(fn=None, outputs=[seed], js="() => -1", show_progress="hidden")
     random_subseed.click(fn=None, outputs=[subseed], js="() => -1", show_progress="hidden")
     seed_extras.change(fn=lambda show: (gr.update(visible=show), gr.update(visible=show)), inputs=[seed_extras],
                        outputs=[extra_row_1, extra_row_2], show_progress="hidden", queue=False)
-    return seed, reuse, seed_extras, subseed, reuse_subseed, subseed_strength, resize_w, resize_h
+    return reuse, seed_extras, reuse_subseed
 
 
 @dataclass
@@ -282,46 +360,41 @@ class CommonControls:
     refiner_switch_at: gr.Slider
     refiner_refresh: ToolButton
 
-    def seed_inputs(self) -> list:
-        return [self.seed, self.seed_extras, self.subseed, self.subseed_strength, self.seed_resize_from_w,
-                self.seed_resize_from_h]
-
-    def refiner_inputs(self) -> list:
-        return [self.enable_refiner, self.refiner_checkpoint, self.refiner_switch_at]
+    def named(self) -> dict:
+        """The section switches by the name the Generate handler reads."""
+        return {"seed_enable_extras": self.seed_extras, "enable_refiner": self.enable_refiner}
 
 
-def create_sampler_row(tabname: str):
-    with FormRow(elem_id=f"sampler_selection_{tabname}"):
-        samplers = visible_samplers()
-        sampler_name = gr.Dropdown(label="Sampling method", elem_id=f"{tabname}_sampling", choices=samplers,
-                                   value="DPM++ 2M" if "DPM++ 2M" in samplers else samplers[0])
-        scheduler = gr.Dropdown(label="Schedule type", elem_id=f"{tabname}_scheduler", choices=scheduler_choices(),
-                                value=sd_samplers.AUTOMATIC)
-        steps = gr.Slider(minimum=1, maximum=150, step=1, value=20, label="Sampling steps", elem_id=f"{tabname}_steps")
-    return sampler_name, scheduler, steps
+def create_sampler_row(controls: Controls):
+    with FormRow(elem_id=f"sampler_selection_{controls.tabname}"):
+        controls.make("sampler_name")
+        controls.make("scheduler")
+        controls.make("steps")
 
 
-def create_batch_column(tabname: str):
-    with gr.Column(elem_id=f"{tabname}_column_batch", scale=2):
-        batch_count = gr.Slider(minimum=1, maximum=100, step=1, value=1, label="Batch count",
-                                elem_id=f"{tabname}_batch_count")
-        batch_size = gr.Slider(minimum=1, maximum=8, step=1, value=1, label="Batch size", elem_id=f"{tabname}_batch_size")
-    return batch_count, batch_size
+def create_batch_column(controls: Controls):
+    with gr.Column(elem_id=f"{controls.tabname}_column_batch", scale=2):
+        controls.make("n_iter")
+        controls.make("batch_size")
 
 
-def create_common_tail(tabname: str, sampler_row, batch) -> CommonControls:
+def create_common_tail(controls: Controls) -> CommonControls:
     """CFG, seed and refiner controls under the size row; with the sampler row and batch sliders made earlier."""
-    cfg_scale = gr.Slider(minimum=1.0, maximum=30.0, step=0.5, value=7.0, label="CFG Scale", elem_id=f"{tabname}_cfg_scale")
-    seeds = create_seed_inputs(tabname)
+    tabname = controls.tabname
+    controls.make("distilled_cfg_scale")  # Forge places it above CFG Scale
+    controls.make("cfg_scale")
+    reuse, seed_extras, reuse_subseed = create_seed_inputs(controls)
     with InputAccordion(False, label="Refiner", elem_id=f"{tabname}_enable_refiner") as enable_refiner:
         with FormRow():
-            refiner_checkpoint = gr.Dropdown(label="Checkpoint", choices=refiner_choices(), value=NO_REFINER,
-                                             elem_id=f"{tabname}_refiner_checkpoint")
+            controls.make("refiner_checkpoint")
             refiner_refresh = ToolButton(refresh_symbol, elem_id=f"{tabname}_refiner_checkpoint_refresh")
-            refiner_switch_at = gr.Slider(minimum=0.01, maximum=1.0, step=0.01, value=0.8, label="Switch at",
-                                          elem_id=f"{tabname}_refiner_switch_at")
-    return CommonControls(*sampler_row, *batch, cfg_scale, *seeds, enable_refiner, refiner_checkpoint, refiner_switch_at,
-                          refiner_refresh)
+            controls.make("refiner_switch_at")
+            controls.make_remaining("refiner")
+    c = controls
+    return CommonControls(c["sampler_name"], c["scheduler"], c["steps"], c["n_iter"], c["batch_size"], c["cfg_scale"],
+                          c["seed"], reuse, seed_extras, c["subseed"], reuse_subseed, c["subseed_strength"],
+                          c["seed_resize_from_w"], c["seed_resize_from_h"], enable_refiner, c["refiner_checkpoint"],
+                          c["refiner_switch_at"], refiner_refresh)
 
 
 def wire_common(common: CommonControls, output: ui_common.OutputPanel) -> None:
@@ -341,50 +414,39 @@ def create_override_settings(tabname: str) -> gr.Dropdown:
                        elem_id=f"{tabname}_override_settings")
 
 
-def create_hires(tabname: str) -> Hires:
-    upscalers = hires_upscalers()
-    with InputAccordion(False, label="Hires. fix", elem_id=f"{tabname}_hr") as enable_hr:
+def create_hires(controls: Controls) -> Hires:
+    tabname = controls.tabname
+    with controls.make("enable_hr"):
         with FormRow(elem_id=f"{tabname}_hires_fix_row1"):
-            hr_upscaler = gr.Dropdown(label="Upscaler", elem_id=f"{tabname}_hr_upscaler", choices=upscalers,
-                                      value=upscalers[0])
-            hr_second_pass_steps = gr.Slider(minimum=0, maximum=150, step=1, value=0, label="Hires steps",
-                                             elem_id=f"{tabname}_hires_steps")
-            denoising_strength = gr.Slider(minimum=0.0, maximum=1.0, step=0.01, value=0.7, label="Denoising strength",
-                                           elem_id=f"{tabname}_denoising_strength")
+            controls.make("hr_upscaler")
+            controls.make("hr_second_pass_steps")
+            controls.make("denoising_strength")
         with FormRow(elem_id=f"{tabname}_hires_fix_row2"):
-            hr_scale = gr.Slider(minimum=1.0, maximum=4.0, step=0.05, value=2.0, label="Upscale by",
-                                 elem_id=f"{tabname}_hr_scale")
-            hr_resize_x = gr.Slider(minimum=0, maximum=2048, step=8, value=0, label="Resize width to",
-                                    elem_id=f"{tabname}_hr_resize_x")
-            hr_resize_y = gr.Slider(minimum=0, maximum=2048, step=8, value=0, label="Resize height to",
-                                    elem_id=f"{tabname}_hr_resize_y")
+            controls.make("hr_scale")
+            controls.make("hr_resize_x")
+            controls.make("hr_resize_y")
         with FormRow(elem_id=f"{tabname}_hires_fix_row3", visible=opts.hires_fix_show_sampler):
-            hr_checkpoint_name = gr.Dropdown(label="Hires checkpoint", elem_id=f"{tabname}_hr_checkpoint",
-                                             choices=[SAME_CHECKPOINT, *sd_models.checkpoint_registry.titles()],
-                                             value=SAME_CHECKPOINT)
-            hr_sampler_name = gr.Dropdown(label="Hires sampling method", elem_id=f"{tabname}_hr_sampler",
-                                          choices=[SAME_SAMPLER, *visible_samplers()], value=SAME_SAMPLER)
-            hr_scheduler = gr.Dropdown(label="Hires schedule type", elem_id=f"{tabname}_hr_scheduler",
-                                       choices=[SAME_SCHEDULER, *scheduler_choices()], value=SAME_SCHEDULER)
+            controls.make("hr_checkpoint_name")
+            controls.make("hr_sampler_name")
+            controls.make("hr_scheduler")
         with FormRow(elem_id=f"{tabname}_hires_fix_row4", visible=opts.hires_fix_show_prompts):
-            hr_prompt = gr.Textbox(label="Hires prompt", elem_id=f"{tabname}_hr_prompt", lines=3,
-                                   placeholder="Prompt for hires fix pass.\nLeave empty to use the same prompt as in first pass.")
-            hr_negative_prompt = gr.Textbox(label="Hires negative prompt", elem_id=f"{tabname}_hr_negative_prompt", lines=3,
-                                            placeholder="Negative prompt for hires fix pass.\nLeave empty to use the "
-                                                        "same negative prompt as in first pass.")
-    return Hires(enable_hr, hr_upscaler, hr_second_pass_steps, denoising_strength, hr_scale, hr_resize_x, hr_resize_y,
-                 hr_checkpoint_name, hr_sampler_name, hr_scheduler, hr_prompt, hr_negative_prompt)
+            controls.make("hr_prompt")
+            controls.make("hr_negative_prompt")
+        controls.make_remaining("hires")
+    return Hires(*(controls[name] for name in Hires.__dataclass_fields__))
 
 
-def paste_fields(toprow: ui_toprow.Toprow, common: CommonControls, width, height) -> dict:
-    """Processing field -> component, for "Send to" (infotext_utils.infotext_to_fields names the fields)."""
-    return dict(prompt=toprow.prompt, negative_prompt=toprow.negative_prompt, styles=toprow.styles,
-                sampler_name=common.sampler_name, scheduler=common.scheduler, steps=common.steps, width=width,
-                height=height, batch_size=common.batch_size, cfg_scale=common.cfg_scale, seed=common.seed,
-                seed_extras=common.seed_extras, subseed=common.subseed, subseed_strength=common.subseed_strength,
-                seed_resize_from_w=common.seed_resize_from_w, seed_resize_from_h=common.seed_resize_from_h,
-                enable_refiner=common.enable_refiner, refiner_checkpoint=common.refiner_checkpoint,
-                refiner_switch_at=common.refiner_switch_at)
+def named_inputs(toprow: ui_toprow.Toprow, common: CommonControls, controls: Controls, override) -> dict:
+    """Name -> component of everything Generate reads by name (and "Send to" fills): the prompt row, the table's
+    controls, the section switches and the override settings."""
+    return dict(prompt=toprow.prompt, negative_prompt=toprow.negative_prompt, styles=toprow.styles, **controls,
+                **common.named(), override_settings=override)
+
+
+def paste_target(tabname: str, named: dict, runner: scripts.ScriptRunner, controls: Controls) -> ui_common.PasteTarget:
+    fields = {name: component for name, component in named.items() if name != "override_settings"}
+    return ui_common.PasteTarget(tabname, fields, named["override_settings"], radio_choices=controls.radio_choices(),
+                                 script_fields=runner.infotext_fields)
 
 
 def run_job(job):
@@ -429,11 +491,12 @@ def create_ui(loadsave, extra_option_component) -> Txt2ImgUI:
 def create_script_ui(tabname: str, runner: scripts.ScriptRunner) -> list:
     """The always-on scripts' controls and the Script dropdown, under the other settings (A1111's place)."""
     with FormGroup(elem_id=f"{tabname}_script_container"):
-        return runner.setup_ui()
+        return ui_scripts.setup_ui(runner)
 
 
 def build_ui(loadsave, extra_option_component, runner: scripts.ScriptRunner) -> Txt2ImgUI:
     tabname = "txt2img"
+    controls = Controls(tabname)
     notice_html = checkpoint_notice_html()
     notice = gr.HTML(notice_html, elem_id="txt2img_notice", visible=bool(notice_html))
     with gr.Row(elem_id="txt2img_first_start_download",
@@ -448,23 +511,21 @@ def build_ui(loadsave, extra_option_component, runner: scripts.ScriptRunner) -> 
             with gr.Tabs(elem_id="txt2img_generation_tabs"):
                 with gr.Tab("Generation", id="txt2img_generation", elem_id="txt2img_generation_tab"):
                     with gr.Column(variant="compact", elem_id="txt2img_settings") as settings_column:
-                        sampler_row = create_sampler_row(tabname)
+                        create_sampler_row(controls)
                         runner.setup_ui_for_section("sampler")
                         with FormRow(elem_id="txt2img_dimensions_row"):
                             with gr.Column(elem_id="txt2img_column_size", scale=4):
-                                width = gr.Slider(minimum=64, maximum=2048, step=8, value=512, label="Width",
-                                                  elem_id="txt2img_width")
-                                height = gr.Slider(minimum=64, maximum=2048, step=8, value=512, label="Height",
-                                                   elem_id="txt2img_height")
+                                width, height = controls.make("width"), controls.make("height")
                             with gr.Column(elem_id="txt2img_dimensions_tools", scale=1, min_width=120,
                                            elem_classes=["dimensions-tools"]):
                                 res_switch_btn = ToolButton(switch_values_symbol, elem_id="txt2img_res_switch_btn")
                                 size_picker = gr.Dropdown(label="SDXL size", choices=SDXL_SIZES, value=None,
                                                           elem_id="txt2img_size_picker")
-                            batch = create_batch_column(tabname)
+                            create_batch_column(controls)
                         runner.setup_ui_for_section("dimensions")
-                        common = create_common_tail(tabname, sampler_row, batch)
-                        hires = create_hires(tabname)
+                        common = create_common_tail(controls)
+                        controls.make_remaining("base")
+                        hires = create_hires(controls)
                         runner.setup_ui_for_section("accordions")
                         override = create_override_settings(tabname)
                         runner.setup_ui_for_section("override_settings")
@@ -482,10 +543,9 @@ def build_ui(loadsave, extra_option_component, runner: scripts.ScriptRunner) -> 
     loadsave.add_component(f"{tabname}/Prompt", toprow.prompt)
     loadsave.add_component(f"{tabname}/Negative prompt", toprow.negative_prompt)
 
-    inputs = [toprow.prompt, toprow.negative_prompt, common.sampler_name, common.scheduler, common.steps, width, height,
-              common.batch_count, common.batch_size, common.cfg_scale, *common.seed_inputs(), *common.refiner_inputs(),
-              *extra_options, toprow.styles, *hires.inputs(), override, *script_inputs]
-    job = call_queue.wrap_gradio_gpu_call(functools.partial(generate, extra_option_keys),
+    named = named_inputs(toprow, common, controls, override)
+    inputs = [*named.values(), *extra_options, *script_inputs]
+    job = call_queue.wrap_gradio_gpu_call(functools.partial(generate, tuple(named), extra_option_keys),
                                           extra_outputs=[gr.skip(), gr.skip(), gr.skip()])
     wire_generate(toprow, output, job, inputs)
     ui_toprow.wire_toprow(toprow, common.steps)
@@ -497,8 +557,6 @@ def build_ui(loadsave, extra_option_component, runner: scripts.ScriptRunner) -> 
                        queue=False)
     download_event = download_button.click(fn=download_sd15, outputs=[download_progress], show_progress="hidden")
 
-    fields = paste_fields(toprow, common, width, height)
-    fields.update({name: getattr(hires, name) for name in vars(hires)})
-    paste = ui_common.PasteTarget(tabname, fields, override, radio_choices={}, script_fields=runner.infotext_fields)
+    paste = paste_target(tabname, named, runner, controls)
     return Txt2ImgUI(notice, download_row, download_button, download_progress, download_event, toprow, common, hires,
-                     extra_networks_ui, output, paste)
+                     extra_networks_ui, output, paste, controls)

@@ -15,8 +15,15 @@ import numpy as np
 import torch
 from PIL import Image
 from safetensors.torch import load_file
-from spandrel import MAIN_REGISTRY, ArchRegistry, ImageModelDescriptor, ModelLoader, ModelTiling, UnsupportedModelError
-from spandrel import canonicalize_state_dict
+from spandrel import (
+    MAIN_REGISTRY,
+    ArchRegistry,
+    ImageModelDescriptor,
+    ModelLoader,
+    ModelTiling,
+    UnsupportedModelError,
+    canonicalize_state_dict,
+)
 
 from modules import devices, sd_models
 from modules.shared_options import opts

@@ -36,6 +36,15 @@ class Script(scripts.Script):
     def title(self):
         return "Prompt matrix"
 
+    def args_spec(self, is_img2img):
+        return [
+            scripts.ScriptArgSpec("put_at_start", "Put variable parts at start of prompt", False),
+            scripts.ScriptArgSpec("different_seeds", "Use different seed for each picture", False),
+            scripts.ScriptArgSpec("prompt_type", "Select prompt", "positive", choices=["positive", "negative"]),
+            scripts.ScriptArgSpec("variations_delimiter", "Select joining char", "comma", choices=list(DELIMITERS)),
+            scripts.ScriptArgSpec("margin_size", "Grid margins (px)", 0, minimum=0, maximum=500, step=2),
+        ]
+
     def ui(self, is_img2img):
         gr.HTML("<br />")
         with gr.Row():

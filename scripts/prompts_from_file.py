@@ -2,10 +2,11 @@
 import copy
 import logging
 import shlex
+from collections.abc import Callable
 
 import gradio as gr
 
-from modules import processing, scripts, sd_models, sd_samplers
+from modules import generation_parameters, processing, scripts, sd_models, sd_samplers
 from modules.shared_state import state
 
 log = logging.getLogger(__name__)
@@ -13,10 +14,8 @@ log = logging.getLogger(__name__)
 PROMPT_POSITIONS = ["start", "end", "replace"]
 
 
-def parse_bool(text: str) -> bool:
-    if text.lower() not in ("true", "false"):
-        raise ValueError(f"{text!r} is not true or false")
-    return text.lower() == "true"
+parse_bool = generation_parameters.parse_bool
+parse_styles = generation_parameters.split_styles
 
 
 def parse_sampler(text: str) -> str:
@@ -40,37 +39,17 @@ def parse_checkpoint(text: str) -> str:
     return info.title
 
 
-def parse_styles(text: str) -> list[str]:
-    return [name.strip() for name in text.split(",") if name.strip()]
+def build_prompt_tags() -> dict[str, tuple[str, Callable]]:
+    """option -> (processing attribute, parser): A1111's list, the generation parameters from the table. sd_model
+    becomes an override of the checkpoint setting; sampler names are checked against the samplers there are."""
+    return {"sd_model": ("sd_model", parse_checkpoint), "outpath_samples": ("outpath_samples", str),
+            "outpath_grids": ("outpath_grids", str), "prompt_for_display": ("prompt_for_display", str),
+            **generation_parameters.file_options(), "sampler_index": ("sampler_name", parse_sampler_index),
+            "sampler_name": ("sampler_name", parse_sampler), "do_not_save_samples": ("do_not_save_samples", parse_bool),
+            "do_not_save_grid": ("do_not_save_grid", parse_bool)}
 
 
-# option -> (processing attribute, parser); A1111's list. sd_model becomes an override of the checkpoint setting.
-prompt_tags = {
-    "sd_model": ("sd_model", parse_checkpoint),
-    "outpath_samples": ("outpath_samples", str),
-    "outpath_grids": ("outpath_grids", str),
-    "prompt_for_display": ("prompt_for_display", str),
-    "prompt": ("prompt", str),
-    "negative_prompt": ("negative_prompt", str),
-    "styles": ("styles", parse_styles),
-    "seed": ("seed", int),
-    "subseed_strength": ("subseed_strength", float),
-    "subseed": ("subseed", int),
-    "seed_resize_from_h": ("seed_resize_from_h", int),
-    "seed_resize_from_w": ("seed_resize_from_w", int),
-    "sampler_index": ("sampler_name", parse_sampler_index),
-    "sampler_name": ("sampler_name", parse_sampler),
-    "batch_size": ("batch_size", int),
-    "n_iter": ("n_iter", int),
-    "steps": ("steps", int),
-    "cfg_scale": ("cfg_scale", float),
-    "width": ("width", int),
-    "height": ("height", int),
-    "restore_faces": ("restore_faces", parse_bool),
-    "tiling": ("tiling", parse_bool),
-    "do_not_save_samples": ("do_not_save_samples", parse_bool),
-    "do_not_save_grid": ("do_not_save_grid", parse_bool),
-}
+prompt_tags = build_prompt_tags()
 MULTI_WORD_TAGS = ("prompt", "negative_prompt")  # their value runs up to the next --option, quoted or not
 
 
@@ -142,6 +121,14 @@ def load_prompt_file(file):
 class Script(scripts.Script):
     def title(self):
         return "Prompts from file or textbox"
+
+    def args_spec(self, is_img2img):
+        return [
+            scripts.ScriptArgSpec("checkbox_iterate", "Iterate seed every line", False),
+            scripts.ScriptArgSpec("checkbox_iterate_batch", "Use same random seed for all lines", False),
+            scripts.ScriptArgSpec("prompt_position", "Insert prompts at the", "start", choices=PROMPT_POSITIONS),
+            scripts.ScriptArgSpec("prompt_txt", "List of prompt inputs"),
+        ]
 
     def ui(self, is_img2img):
         checkbox_iterate = gr.Checkbox(label="Iterate seed every line", value=False, elem_id=self.elem_id("checkbox_iterate"))

@@ -15,6 +15,7 @@ import gradio as gr
 from PIL import Image
 
 from modules import (
+    generation_parameters,
     images,
     infotext_utils,
     processing,
@@ -282,46 +283,60 @@ def _upscaler_names():
 
 RNG_SOURCES = ["GPU", "CPU", "NV"]
 
-axis_options = [
-    AxisOption("Nothing", str, lambda p, value, values: None, format_value=format_nothing),
-    AxisOption("Seed", int, apply_field("seed")),
-    AxisOption("Var. seed", int, apply_field("subseed")),
-    AxisOption("Var. strength", float, apply_field("subseed_strength")),
-    AxisOption("Steps", int, apply_field("steps")),
-    AxisOption("Hires steps", int, apply_field("hr_second_pass_steps"), is_img2img=False),
-    AxisOption("CFG Scale", float, apply_field("cfg_scale")),
-    AxisOption("Prompt S/R", str, apply_prompt_sr, format_value=format_value, confirm=confirm_prompt_sr),
-    AxisOption("Sampler", str, apply_field("sampler_name"), format_value=format_value, confirm=confirm_samplers,
-               choices=_sampler_names),
-    AxisOption("Hires sampler", str, apply_field("hr_sampler_name"), confirm=confirm_samplers, choices=_sampler_names,
-               is_img2img=False),
-    AxisOption("Checkpoint name", str, apply_checkpoint, format_value=format_file_name, confirm=confirm_checkpoints,
-               cost=1.0, choices=_checkpoint_titles),
-    AxisOption("Sigma Churn", float, apply_field("s_churn")),
-    AxisOption("Sigma min", float, apply_field("s_tmin")),
-    AxisOption("Sigma max", float, apply_field("s_tmax")),
-    AxisOption("Sigma noise", float, apply_field("s_noise")),
-    AxisOption("Schedule type", str, apply_field("scheduler"), confirm=confirm_schedulers, choices=_schedule_labels),
-    AxisOption("Schedule min sigma", float, apply_override("sigma_min")),
-    AxisOption("Schedule max sigma", float, apply_override("sigma_max")),
-    AxisOption("Schedule rho", float, apply_override("rho")),
-    AxisOption("Eta", float, apply_field("eta")),
-    AxisOption("Clip skip", int, apply_override("CLIP_stop_at_last_layers")),
-    AxisOption("Denoising", float, apply_field("denoising_strength")),
-    AxisOption("Initial noise multiplier", float, apply_field("initial_noise_multiplier"), is_img2img=True),
-    AxisOption("Hires upscaler", str, apply_field("hr_upscaler"), confirm=confirm_upscalers, choices=_upscaler_names,
-               is_img2img=False),
-    AxisOption("VAE", str, apply_override("sd_vae", find_vae), confirm=confirm_vaes, cost=0.7,
-               choices=lambda: ["Automatic", "None", *sorted(sd_vae.vae_dict)]),
-    AxisOption("Styles", str, apply_styles, choices=lambda: list(styles.prompt_styles().styles)),
-    AxisOption("UniPC Order", int, apply_uni_pc_order, cost=0.5),
-    AxisOption("Refiner checkpoint", str, apply_refiner, format_value=format_file_name, confirm=confirm_refiners,
-               cost=1.0, choices=lambda: ["None", *_checkpoint_titles()]),
-    AxisOption("Refiner switch at", float, apply_field("refiner_switch_at")),
-    AxisOption("RNG source", str, apply_override("randn_source"), confirm=confirm_choices(RNG_SOURCES),
-               choices=lambda: RNG_SOURCES),
-    AxisOption("Size", str, apply_size, format_value=format_value, confirm=confirm_sizes),
-]
+
+def table_axis(name: str, **changes) -> AxisOption:
+    """The axis of a parameter of the table: its label and value type; a hires parameter only on txt2img, an img2img
+    one only on img2img."""
+    row = generation_parameters.BY_NAME[name]
+    tabs = row.tabs
+    return AxisOption(row.axis.label, row.axis.type, apply_field(name),
+                      is_img2img=None if len(tabs) == 2 else tabs == ("img2img",), **changes)
+
+
+def build_axis_options() -> list[AxisOption]:
+    """A1111's axes in A1111's order; an axis the table declares that this list does not place comes last."""
+    options = [
+        AxisOption("Nothing", str, lambda p, value, values: None, format_value=format_nothing),
+        table_axis("seed"),
+        table_axis("subseed"),
+        table_axis("subseed_strength"),
+        table_axis("steps"),
+        table_axis("hr_second_pass_steps"),
+        table_axis("cfg_scale"),
+        AxisOption("Prompt S/R", str, apply_prompt_sr, format_value=format_value, confirm=confirm_prompt_sr),
+        table_axis("sampler_name", format_value=format_value, confirm=confirm_samplers, choices=_sampler_names),
+        table_axis("hr_sampler_name", confirm=confirm_samplers, choices=_sampler_names),
+        AxisOption("Checkpoint name", str, apply_checkpoint, format_value=format_file_name, confirm=confirm_checkpoints,
+                   cost=1.0, choices=_checkpoint_titles),
+        table_axis("s_churn"),
+        table_axis("s_tmin"),
+        table_axis("s_tmax"),
+        table_axis("s_noise"),
+        table_axis("scheduler", confirm=confirm_schedulers, choices=_schedule_labels),
+        AxisOption("Schedule min sigma", float, apply_override("sigma_min")),
+        AxisOption("Schedule max sigma", float, apply_override("sigma_max")),
+        AxisOption("Schedule rho", float, apply_override("rho")),
+        table_axis("eta"),
+        AxisOption("Clip skip", int, apply_override("CLIP_stop_at_last_layers")),
+        table_axis("denoising_strength"),
+        table_axis("initial_noise_multiplier"),
+        table_axis("hr_upscaler", confirm=confirm_upscalers, choices=_upscaler_names),
+        AxisOption("VAE", str, apply_override("sd_vae", find_vae), confirm=confirm_vaes, cost=0.7,
+                   choices=lambda: ["Automatic", "None", *sorted(sd_vae.vae_dict)]),
+        AxisOption("Styles", str, apply_styles, choices=lambda: list(styles.prompt_styles().styles)),
+        AxisOption("UniPC Order", int, apply_uni_pc_order, cost=0.5),
+        AxisOption("Refiner checkpoint", str, apply_refiner, format_value=format_file_name, confirm=confirm_refiners,
+                   cost=1.0, choices=lambda: ["None", *_checkpoint_titles()]),
+        table_axis("refiner_switch_at"),
+        AxisOption("RNG source", str, apply_override("randn_source"), confirm=confirm_choices(RNG_SOURCES),
+                   choices=lambda: RNG_SOURCES),
+        AxisOption("Size", str, apply_size, format_value=format_value, confirm=confirm_sizes),
+    ]
+    placed = {option.label for option in options}
+    return options + [table_axis(row.name) for row in generation_parameters.axes() if row.axis.label not in placed]
+
+
+axis_options = build_axis_options()
 
 
 def options_for(is_img2img: bool) -> list[AxisOption]:
@@ -497,6 +512,26 @@ def collect(first: Cell, grids, grid_infotexts, done: list[Cell], include_lone_i
 class Script(scripts.Script):
     def title(self):
         return TITLE
+
+    def args_spec(self, is_img2img):
+        labels = [option.label for option in options_for(is_img2img)]
+
+        def axis(letter, default):
+            name = letter.lower()
+            return [scripts.ScriptArgSpec(f"{name}_type", f"{letter} type", default, choices=labels, index=True),
+                    scripts.ScriptArgSpec(f"{name}_values", f"{letter} values"),
+                    scripts.ScriptArgSpec(f"{name}_values_dropdown", f"{letter} values", [], choices=[])]
+
+        def checkbox(name, label, value=False):
+            return scripts.ScriptArgSpec(name, label, value)
+
+        return [*axis("X", "Seed"), *axis("Y", "Nothing"), *axis("Z", "Nothing"),
+                checkbox("draw_legend", "Draw legend", True), checkbox("include_lone_images", "Include Sub Images"),
+                checkbox("include_sub_grids", "Include Sub Grids"), checkbox("no_fixed_seeds", "Keep -1 for seeds"),
+                checkbox("vary_seeds_x", "Vary seeds for X"), checkbox("vary_seeds_y", "Vary seeds for Y"),
+                checkbox("vary_seeds_z", "Vary seeds for Z"),
+                scripts.ScriptArgSpec("margin_size", "Grid margins (px)", 0, minimum=0, maximum=500, step=2),
+                checkbox("csv_mode", "Use text inputs instead of dropdowns")]
 
     def ui(self, is_img2img):
         options = options_for(is_img2img)

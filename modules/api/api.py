@@ -15,16 +15,31 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import Response
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
-from pydantic import BaseModel, Field
 from PIL import Image, UnidentifiedImageError
+from pydantic import BaseModel, Field
 
-from modules import face_restoration, hypernetworks, images, infotext_utils, postprocessing, processing
-from modules import scripts, sd_models, sd_samplers, sd_schedulers, sd_vae, styles, textual_inversion, upscaler
-from modules import extensions, progress as task_progress
-from modules import paths_internal
+from modules import (
+    extensions,
+    face_restoration,
+    hypernetworks,
+    images,
+    infotext_utils,
+    paths_internal,
+    postprocessing,
+    processing,
+    progress as task_progress,
+    scripts,
+    sd_models,
+    sd_samplers,
+    sd_schedulers,
+    sd_vae,
+    styles,
+    textual_inversion,
+    ui_scripts,  # noqa: F401  (it builds, in a hidden page, the controls of scripts that declare no args)
+    upscaler,
+)
+from modules.api import errors, models, train as train_api
 from modules.model_families import flux_loader
-from modules.api import errors, models
-from modules.api import train as train_api
 from modules.networks import networks
 from modules.shared_cmd_options import cmd_opts
 from modules.shared_options import opts
@@ -38,7 +53,7 @@ SECRET_MASK = "********"
 
 def decode_base64_to_image(encoding: str) -> Image.Image:
     """A bare base64 image or a data: URI; 422 naming the problem otherwise."""
-    if encoding.startswith("http://") or encoding.startswith("https://"):
+    if encoding.startswith(("http://", "https://")):
         raise HTTPException(status_code=422, detail="Image URLs are not accepted; send the image as base64")
     if encoding.startswith("data:image/"):
         encoding = encoding.split(";", 1)[1].split(",", 1)[1] if ";" in encoding and "," in encoding else ""
@@ -243,7 +258,7 @@ class Api:
     @staticmethod
     def script_runner(req) -> scripts.ScriptRunner:
         runner = scripts.scripts_img2img if isinstance(req, models.StableDiffusionImg2ImgProcessingAPI) else scripts.scripts_txt2img
-        return runner.ensure_ui(runner is scripts.scripts_img2img)
+        return runner.ensure_args(runner is scripts.scripts_img2img)
 
     @staticmethod
     def script_args(req, runner: scripts.ScriptRunner) -> list:
@@ -545,11 +560,11 @@ class Api:
 
     def get_scripts_list(self):
         """The lower-cased titles of each tab's scripts that have controls (A1111)."""
-        runners = {"txt2img": scripts.scripts_txt2img.ensure_ui(False), "img2img": scripts.scripts_img2img.ensure_ui(True)}
+        runners = {"txt2img": scripts.scripts_txt2img.ensure_args(False), "img2img": scripts.scripts_img2img.ensure_args(True)}
         return {tab: [s.name for s in runner.scripts if s.api_info is not None] for tab, runner in runners.items()}
 
     def get_script_info(self):
-        runners = (scripts.scripts_txt2img.ensure_ui(False), scripts.scripts_img2img.ensure_ui(True))
+        runners = (scripts.scripts_txt2img.ensure_args(False), scripts.scripts_img2img.ensure_args(True))
         return [dataclasses.asdict(s.api_info) for runner in runners for s in runner.scripts if s.api_info is not None]
 
     def get_extensions_list(self):

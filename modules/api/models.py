@@ -1,4 +1,5 @@
-"""Request and response models of /sdapi/v1, generated from the processing classes' fields with A1111's API defaults."""
+"""Request and response models of /sdapi/v1: the generation fields come from the parameter table
+(modules/generation_parameters.py) with A1111's API defaults and ranges, the rest from the processing classes."""
 from __future__ import annotations
 
 import dataclasses
@@ -7,16 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from modules import postprocessing, processing
-
-# Size, steps and batch limits: the UI's slider ranges in A1111; beyond them a request is refused with 422.
-LIMITS = {"width": (64, 2048), "height": (64, 2048), "steps": (1, 150), "batch_size": (1, 8), "n_iter": (1, 100),
-          "cfg_scale": (0, 30), "denoising_strength": (0, 1), "subseed_strength": (0, 1), "refiner_switch_at": (0, 1),
-          "distilled_cfg_scale": (0, 30),  # Forge's slider range
-          # img2img's choices by index (A1111): resize mode 0-3 (just resize, crop and resize, resize and fill, latent
-          # upscale), masked content 0-3 (fill, original, latent noise, latent nothing), mask mode 0-1
-          "resize_mode": (0, 3), "inpainting_fill": (0, 3), "inpainting_mask_invert": (0, 1),
-          "mask_blur_x": (0, 64), "mask_blur_y": (0, 64), "mask_blur": (0, 64), "inpaint_full_res_padding": (0, 256)}
+from modules import generation_parameters, postprocessing, processing
 
 # Engine-side attributes that are not request fields (objects, or values the engine fills in).
 INTERNAL_FIELDS = {"sd_model", "outpath_samples", "outpath_grids", "extra_generation_params", "seed_enable_extras",
@@ -25,9 +17,6 @@ INTERNAL_FIELDS = {"sd_model", "outpath_samples", "outpath_grids", "extra_genera
                    "clip_skip", "is_api", "denoiser", "comments", "script_args", "hr_upscale_to_x", "hr_upscale_to_y",
                    "latent_mask", "mask", "init_images", "scripts", "scripts_setup_complete", "prompts", "negative_prompts",
                    "seeds", "subseeds"}
-
-# Where the API's default differs from the processing class's (reference a1111.md §6.2, §14).
-API_DEFAULTS = {"denoising_strength": 0.75}
 
 # Fields the API has besides the processing attributes.
 API_FIELDS: dict[str, tuple[Any, Any]] = {
@@ -41,45 +30,55 @@ API_FIELDS: dict[str, tuple[Any, Any]] = {
     "infotext": (str | None, None),  # A1111 1.8+: a pasted infotext fills the fields the request does not give
 }
 
-API_TYPES = {"prompt": str, "negative_prompt": str, "styles": list[str] | None,
-             "override_settings": dict[str, Any] | None}
+API_TYPES = {"override_settings": dict[str, Any] | None}  # request types of fields outside the parameter table
 
 
-def _field(name: str, annotation, default):
-    low, high = LIMITS.get(name, (None, None))
+def _field(name: str, annotation, default, limits=None):
+    low, high = limits or (None, None)
     longest = processing.MAX_PROMPT_LENGTH if name in processing.PROMPT_FIELDS else None
     return annotation, Field(default=default, ge=low, le=high, max_length=longest)
 
 
-def _processing_fields(cls) -> dict[str, tuple]:
+def _table_field(param: generation_parameters.Param) -> tuple:
+    """A request field from the parameter table: A1111's API default and the API's range."""
+    default = param.api_value
+    annotation = param.api_type or param.type
+    if default is None:
+        annotation = annotation | None
+    return _field(param.name, annotation, default, param.api_range)
+
+
+def _processing_fields(cls, tab: str) -> dict[str, tuple]:
+    """The table's parameters of the tab, then the processing class's other request fields."""
+    fields = {p.name: _table_field(p) for p in generation_parameters.params_for(tab) if p.api}
     hints = typing.get_type_hints(cls)
-    fields = {}
     for f in dataclasses.fields(cls):
-        if f.name in INTERNAL_FIELDS:
+        if f.name in INTERNAL_FIELDS or f.name in fields:
             continue
-        if f.default is not dataclasses.MISSING:
-            default = f.default
-        else:
-            default = f.default_factory()
-        default = API_DEFAULTS.get(f.name, default)
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         annotation = API_TYPES.get(f.name, hints[f.name] | None if default is None else hints[f.name])
         fields[f.name] = _field(f.name, annotation, default)
     return fields
 
 
-def generate_model(name: str, cls, extra: dict[str, tuple] | None = None) -> type[BaseModel]:
-    fields = _processing_fields(cls)
+def generate_model(name: str, cls, extra: dict[str, tuple] | None = None, tab: str = "txt2img") -> type[BaseModel]:
+    fields = _processing_fields(cls, tab)
     fields.update({k: _field(k, t, d) for k, (t, d) in API_FIELDS.items()})
     fields.update(extra or {})
     return create_model(name, __config__=ConfigDict(extra="ignore"), **fields)
 
 
-StableDiffusionTxt2ImgProcessingAPI = generate_model("StableDiffusionTxt2ImgProcessingAPI",
-                                                     processing.StableDiffusionProcessingTxt2Img)
-StableDiffusionImg2ImgProcessingAPI = generate_model(
-    "StableDiffusionImg2ImgProcessingAPI", processing.StableDiffusionProcessingImg2Img,
-    {"init_images": (list[str], Field(..., min_length=1, description="base64 images")),
-     "mask": (str | None, Field(default=None, description="base64 image; white = repaint"))})
+def build() -> tuple[type[BaseModel], type[BaseModel]]:
+    """The txt2img and img2img request models, made from the parameter table as it is now."""
+    txt2img = generate_model("StableDiffusionTxt2ImgProcessingAPI", processing.StableDiffusionProcessingTxt2Img)
+    img2img = generate_model(
+        "StableDiffusionImg2ImgProcessingAPI", processing.StableDiffusionProcessingImg2Img,
+        {"init_images": (list[str], Field(..., min_length=1, description="base64 images")),
+         "mask": (str | None, Field(default=None, description="base64 image; white = repaint"))}, tab="img2img")
+    return txt2img, img2img
+
+
+StableDiffusionTxt2ImgProcessingAPI, StableDiffusionImg2ImgProcessingAPI = build()
 
 
 class TextToImageResponse(BaseModel):

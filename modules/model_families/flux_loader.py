@@ -16,8 +16,7 @@ from accelerate import init_empty_weights
 from diffusers import AutoencoderKL, FluxTransformer2DModel
 from transformers import CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerFast, T5Config, T5EncoderModel
 
-from modules import sd_models_config as cfgs
-from modules import sd_models_loader
+from modules import sd_models_config as cfgs, sd_models_loader
 from modules.model_families import flux
 from modules.sd_models_loader import CheckpointLoadError
 

@@ -376,8 +376,7 @@ def test_ui_helpers_extensions_build_tabs_with():
 def test_registered_paste_button_sends_image_and_parameters(monkeypatch):
     import gradio as gr
 
-    from modules import generation_parameters_copypaste as send
-    from modules import infotext_utils, ui
+    from modules import generation_parameters_copypaste as send, infotext_utils, ui
 
     assert send.ParamBinding is infotext_utils.ParamBinding
     assert send.register_paste_params_button is infotext_utils.register_paste_params_button

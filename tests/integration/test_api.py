@@ -43,7 +43,7 @@ class Server:
         self.session.auth = auth
         self.process = None
 
-    def start(self) -> "Server":
+    def start(self) -> Server:
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1",
                "GRADIO_TEMP_DIR": str(self.data_dir / "gradio"), "NO_PROXY": "127.0.0.1,localhost"}
         command = [sys.executable, str(REPO / "launch.py"), "--skip-install", "--skip-torch-cuda-test", "--port",

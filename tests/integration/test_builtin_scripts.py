@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from modules import images, infotext_utils, paths_internal, processing
-from modules import scripts as scripts_module
+from modules import images, infotext_utils, paths_internal, processing, scripts as scripts_module
 from modules.shared_options import opts
 from modules.shared_state import state
 from tests.integration.engine_helpers import pixels, start_engine, txt2img

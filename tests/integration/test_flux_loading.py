@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from modules import sd_models
-from modules.shared_options import opts
 from modules.model_families import flow_sampling, flux
 from modules.sd_models_loader import CheckpointLoadError
+from modules.shared_options import opts
 from tests.fixtures import flux as tiny_flux
 from tests.integration.engine_helpers import start_engine
 

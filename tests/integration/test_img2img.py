@@ -6,8 +6,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from modules import img2img, images, processing
-from modules import processing_img2img as i2i
+from modules import images, img2img, processing, processing_img2img as i2i
 from modules.shared_options import opts
 from tests.fixtures import checkpoints
 from tests.integration.engine_helpers import pixels, start_engine, txt2img

@@ -388,8 +388,7 @@ def test_cards_list_networks_with_their_syntax_and_previews(engine, dirs, sd1_ck
 def test_extra_networks_panel_builds_with_a1111_ids(engine):
     import gradio as gr
 
-    from modules import ui_common
-    from modules import ui_extra_networks as ui
+    from modules import ui_common, ui_extra_networks as ui
 
     with gr.Blocks():
         panel = ui.create_ui("txt2img")

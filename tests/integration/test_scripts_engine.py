@@ -10,7 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modules import extensions, processing, script_callbacks, scripts
+from modules import (
+    extensions,
+    processing,
+    script_callbacks,
+    scripts,
+    ui_scripts,  # noqa: F401  (builds the undeclared test scripts' controls in a hidden page)
+)
 from modules.shared_options import opts
 from tests.integration.engine_helpers import pixels, start_engine
 
@@ -128,7 +134,7 @@ def load_extension_scripts(data_dir: Path, files: dict[str, str]) -> scripts.Scr
     opts.set("disable_all_extensions", "none")
     extensions.list_extensions()
     scripts.load_scripts()
-    return scripts.scripts_txt2img.ensure_ui(False)
+    return scripts.scripts_txt2img.ensure_args(False)
 
 
 def module_of(title: str):

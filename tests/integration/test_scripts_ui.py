@@ -168,7 +168,7 @@ def test_api_runs_the_named_scripts(api):
 @pytest.mark.parametrize(("body", "detail"), [
     ({"script_name": "no such script"}, "Script not found: no such script. Available scripts: "),
     ({"script_name": "recorder"}, "Script not found: recorder. Available scripts: "),
-    ({"alwayson_scripts": {"ControlNet": {"args": []}}}, "Always-on script not found: ControlNet. Available always-on scripts: "),
+    ({"alwayson_scripts": {"ADetailer": {"args": []}}}, "Always-on script not found: ADetailer. Available always-on scripts: "),
     ({"alwayson_scripts": {"Two prompts": {"args": []}}}, "Cannot have a selectable script in the always on scripts params"),
 ])
 def test_api_refuses_unknown_scripts_with_422(api, body, detail):

@@ -10,8 +10,8 @@ from modules import (
     hypernetworks,
     sd_models,
     textual_inversion,
+    textual_inversion_training as tit,
 )
-from modules import textual_inversion_training as tit
 from modules.shared_cmd_options import cmd_opts
 from tests.integration.test_train_embedding import (
     SD1,

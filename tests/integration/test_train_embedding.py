@@ -11,8 +11,16 @@ import safetensors.torch
 import torch
 from PIL import Image
 
-from modules import devices, hypernetworks, lowvram, processing, prompt_encoding, sd_models, textual_inversion
-from modules import textual_inversion_training as tit
+from modules import (
+    devices,
+    hypernetworks,
+    lowvram,
+    processing,
+    prompt_encoding,
+    sd_models,
+    textual_inversion,
+    textual_inversion_training as tit,
+)
 from modules.shared_cmd_options import cmd_opts
 from modules.shared_options import opts
 from modules.shared_state import state

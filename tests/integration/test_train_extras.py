@@ -17,9 +17,9 @@ from modules import (
     hypernetworks,
     image_embedding,
     textual_inversion,
+    textual_inversion_training as tit,
     ui_train,
 )
-from modules import textual_inversion_training as tit
 from modules.shared_options import opts
 from tests.integration.test_train_embedding import SD1, dataset, engine, model_of  # noqa: F401  (fixtures)
 

@@ -6,8 +6,7 @@ import os
 import pytest
 import torch
 
-from modules import hypernetwork_training, hypernetworks
-from modules import textual_inversion_training as tit
+from modules import hypernetwork_training, hypernetworks, textual_inversion_training as tit
 from modules.shared_state import state
 from tests.integration.test_train_embedding import (  # noqa: F401  (engine and dataset are fixtures)
     SD1,

@@ -54,8 +54,8 @@ def test_loads_through_the_model_manager_and_generates_noise_with_a_notice(demo_
     assert image.shape == (64, 64, 3) and image.std() > 0
     assert "Clip skip: 12" in result.info and "Model: atelier-demo-sd1" in result.info
     assert demo_model.DEMO_NOTICE in ui_txt2img.checkpoint_notice_html()
-    gallery, _, _, log_html = ui_txt2img.txt2img(
-        (), "noise", "", "Euler", "Automatic", 2, 64, 64, 1, 1, 7.0, 5, False, -1, 0.0, 0, 0, False, "None", 0.8)
+    gallery, _, _, log_html = ui_txt2img.txt2img(dict(prompt="noise", sampler_name="Euler", scheduler="Automatic", steps=2,
+                                                      width=64, height=64, seed=5))
     assert len(gallery) == 1 and f"<div class='demo-notice'>{demo_model.DEMO_NOTICE}</div>" in log_html
 
 

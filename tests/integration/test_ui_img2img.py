@@ -39,18 +39,18 @@ def controls(**changes) -> dict:
     values = dict(mode=ui_img2img.IMG2IMG, prompt="a red cube", negative_prompt="", styles=[], init_img=None, sketch=None,
                   inpaint=None, inpaint_color_sketch=None, inpaint_base=None, inpaint_mask=None, batch_input_dir="",
                   batch_output_dir="", batch_inpaint_mask_dir="", resize_mode=0, resize_by=False, scale_by=1.0,
-                  sampler_name="Euler", scheduler="Automatic", steps=4, width=64, height=64, batch_count=1, batch_size=1,
-                  cfg_scale=7.0, denoising_strength=0.75, seed=7, seed_extras=False, subseed=-1, subseed_strength=0.0,
-                  seed_resize_from_w=0, seed_resize_from_h=0, enable_refiner=False, refiner_checkpoint="None",
-                  refiner_switch_at=0.8, mask_blur=0, mask_mode=0, inpainting_fill=1, inpaint_full_res=False,
-                  inpaint_full_res_padding=32, override_entries=[])
+                  sampler_name="Euler", scheduler="Automatic", steps=4, width=64, height=64, n_iter=1, batch_size=1,
+                  cfg_scale=7.0, denoising_strength=0.75, seed=7, seed_enable_extras=False, subseed=-1,
+                  subseed_strength=0.0, seed_resize_from_w=0, seed_resize_from_h=0, enable_refiner=False,
+                  refiner_checkpoint="None", refiner_switch_at=0.8, mask_blur=0, inpainting_mask_invert=0,
+                  inpainting_fill=1, inpaint_full_res=False, inpaint_full_res_padding=32, override_settings=[])
     values.update(changes)
     return values
 
 
 def run(**changes):
-    job = call_queue.wrap_gradio_gpu_call(lambda *a: ui_img2img.img2img((), *a), extra_outputs=[None, "", ""])
-    return job(*controls(**changes).values())
+    job = call_queue.wrap_gradio_gpu_call(ui_img2img.img2img, extra_outputs=[None, "", ""])
+    return job(controls(**changes))
 
 
 def test_img2img_mode_uses_the_uploaded_image_and_resize_by(engine):
@@ -120,17 +120,24 @@ def test_batch_processes_a_folder_and_lists_the_bad_files(engine, tmp_path):
 def test_hires_controls_reach_the_processing_object(monkeypatch):
     seen = {}
     monkeypatch.setattr(ui_txt2img, "finish", lambda p: seen.setdefault("p", p))
-    hires = [True, "Latent (nearest)", 5, 0.4, 1.5, 0, 0, "Use same checkpoint", "Euler a", "Use same scheduler",
-             "hires prompt", ""]
-    base = ["p", "n", "Euler", "Automatic", 3, 64, 64, 1, 1, 7.0, 1, False, -1, 0.0, 0, 0, False, "None", 0.8]
-    ui_txt2img.generate((), *base, ["style"], *hires, ["Clip skip: 2"])
+    hires = dict(enable_hr=True, hr_upscaler="Latent (nearest)", hr_second_pass_steps=5, denoising_strength=0.4,
+                 hr_scale=1.5, hr_resize_x=0, hr_resize_y=0, hr_checkpoint_name="Use same checkpoint",
+                 hr_sampler_name="Euler a", hr_scheduler="Use same scheduler", hr_prompt="hires prompt",
+                 hr_negative_prompt="")
+    base = dict(prompt="p", negative_prompt="n", sampler_name="Euler", scheduler="Automatic", steps=3, width=64, height=64,
+                n_iter=1, batch_size=1, cfg_scale=7.0, seed=1, seed_enable_extras=False, subseed=-1, subseed_strength=0.0,
+                seed_resize_from_w=0, seed_resize_from_h=0, enable_refiner=False, refiner_checkpoint="None",
+                refiner_switch_at=0.8, styles=["style"], override_settings=["Clip skip: 2"])
+    values = {**base, **hires}
+    ui_txt2img.generate(tuple(values), (), *values.values())  # by name, as the page passes them
     p = seen["p"]
     assert isinstance(p, processing.StableDiffusionProcessingTxt2Img)
     assert (p.enable_hr, p.hr_upscaler, p.hr_second_pass_steps, p.denoising_strength, p.hr_scale) == \
         (True, "Latent (nearest)", 5, 0.4, 1.5)
     assert (p.hr_checkpoint_name, p.hr_sampler_name, p.hr_scheduler, p.hr_prompt) == (None, "Euler a", None, "hires prompt")
     assert p.styles == ["style"] and p.override_settings == {"CLIP_stop_at_last_layers": 2}
-    assert ui_txt2img.hires_fields(False, *hires[1:]) == {}
+    hires_off = ui_txt2img.job_fields("txt2img", {**values, "enable_hr": False})
+    assert not {"enable_hr", "hr_upscaler", "denoising_strength", "hr_scale"} & set(hires_off)
 
 
 def test_hires_upscalers_list_latent_modes_then_image_upscalers():

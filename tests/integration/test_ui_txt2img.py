@@ -27,19 +27,19 @@ def engine(tiny_models_dir, tmp_path):
     return manager
 
 
-def controls(**changes) -> list:
-    """The Generate inputs in the page's order, with the tab's defaults except for a small, quick job."""
+def controls(**changes) -> dict:
+    """The Generate inputs by name, with the tab's defaults except for a small, quick job."""
     values = dict(prompt="a red cube", negative_prompt="blurry", sampler_name="Euler", scheduler="Automatic", steps=3,
-                  width=64, height=64, batch_count=1, batch_size=1, cfg_scale=7.0, seed=1234, seed_extras=False,
+                  width=64, height=64, n_iter=1, batch_size=1, cfg_scale=7.0, seed=1234, seed_enable_extras=False,
                   subseed=-1, subseed_strength=0.0, seed_resize_from_w=0, seed_resize_from_h=0, enable_refiner=False,
                   refiner_checkpoint="None", refiner_switch_at=0.8)
     values.update(changes)
-    return list(values.values())
+    return values
 
 
-def run(*args, extra=()):
-    job = call_queue.wrap_gradio_gpu_call(lambda *a: ui_txt2img.txt2img(tuple(extra), *a), extra_outputs=[None, "", ""])
-    return job(*args)
+def run(values: dict, extra: dict | None = None):
+    job = call_queue.wrap_gradio_gpu_call(ui_txt2img.txt2img, extra_outputs=[None, "", ""])
+    return job(values, extra)
 
 
 def text_of(info_html: str) -> str:
@@ -47,7 +47,7 @@ def text_of(info_html: str) -> str:
 
 
 def test_generation_gives_images_whose_parameters_match_the_info_shown(engine):
-    gallery, js, info_html, log_html = run(*controls(batch_size=2))
+    gallery, js, info_html, log_html = run(controls(batch_size=2))
     data = json.loads(js)
     assert data["all_seeds"] == [1234, 1235] and data["index_of_first_image"] == 1  # grid first
     assert len(gallery) == 3 and gallery[1].size == (64, 64)
@@ -61,8 +61,8 @@ def test_generation_gives_images_whose_parameters_match_the_info_shown(engine):
 
 
 def test_variation_controls_apply_only_with_extra(engine):
-    _, off, _, _ = run(*controls(seed_extras=False, subseed=77, subseed_strength=0.5))
-    _, on, info, _ = run(*controls(seed_extras=True, subseed=77, subseed_strength=0.5))
+    _, off, _, _ = run(controls(seed_enable_extras=False, subseed=77, subseed_strength=0.5))
+    _, on, info, _ = run(controls(seed_enable_extras=True, subseed=77, subseed_strength=0.5))
     assert json.loads(off)["subseed_strength"] == 0.0
     assert json.loads(on)["subseed_strength"] == 0.5 and json.loads(on)["subseed"] == 77
     assert "Variation seed: 77, Variation seed strength: 0.5" in text_of(info)
@@ -71,7 +71,7 @@ def test_variation_controls_apply_only_with_extra(engine):
 
 def test_settings_in_ui_override_the_job_only(engine):
     before = opts.CLIP_stop_at_last_layers
-    _, _, info, _ = run(*controls(), 2.0, extra=["CLIP_stop_at_last_layers"])
+    _, _, info, _ = run(controls(), {"CLIP_stop_at_last_layers": 2.0})
     assert ", Clip skip: 2, " in text_of(info)
     assert opts.CLIP_stop_at_last_layers == before
 
@@ -83,15 +83,15 @@ def test_settings_in_ui_override_the_job_only(engine):
      "(SDXL refiner) cannot continue a SD1 image"),
 ])
 def test_impossible_requests_give_readable_errors_and_the_next_job_runs(engine, changes, message):
-    result = run(*controls(**changes))
+    result = run(controls(**changes))
     assert result[:3] == [None, "", ""]
     assert result[3].startswith("<div class='error'><b>Error:</b> ") and message in result[3]
     assert not call_queue.queue_lock.locked()
-    assert len(run(*controls())[0]) == 1
+    assert len(run(controls())[0]) == 1
 
 
 def test_refiner_checkbox_off_ignores_the_chosen_refiner(engine):
-    _, js, info, _ = run(*controls(enable_refiner=False, refiner_checkpoint="refiners/tiny_sdxl_refiner.safetensors"))
+    _, js, info, _ = run(controls(enable_refiner=False, refiner_checkpoint="refiners/tiny_sdxl_refiner.safetensors"))
     assert "Refiner" not in text_of(info)
 
 
@@ -103,15 +103,15 @@ def test_missing_checkpoint_file_is_reported(sd1_ckpt, tmp_path):
     opts.set("samples_save", False)
     opts.set("sd_model_checkpoint", "gone.safetensors")
     (models / "gone.safetensors").unlink()  # deleted after the list was made
-    result = run(*controls())
+    result = run(controls())
     assert result[3].startswith("<div class='error'><b>Error:</b> Could not read gone.safetensors: ")
     opts.set("sd_model_checkpoint", "no_such.safetensors")
-    assert "Checkpoint not found: no_such.safetensors. Available: gone.safetensors" in run(*controls())[3]
+    assert "Checkpoint not found: no_such.safetensors. Available: gone.safetensors" in run(controls())[3]
 
 
 def test_save_button_saves_the_selected_image_with_its_parameters_and_a_log_row(engine, tmp_path, monkeypatch):
     monkeypatch.setitem(opts.data, "outdir_save", str(tmp_path / "log" / "images"))
-    gallery, js, _, _ = run(*controls(batch_size=2))
+    gallery, js, _, _ = run(controls(batch_size=2))
     files = []
     for i, image in enumerate(gallery):  # the gallery hands functions the PNG files it served
         info = PngImagePlugin.PngInfo()

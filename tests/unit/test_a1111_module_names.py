@@ -108,8 +108,9 @@ def test_patching_the_same_field_twice_under_one_key_raises():
 # --- textual_inversion, shared, shared_items -------------------------------------------------------------------------
 
 def test_textual_inversion_imports_by_a1111_module_path():
-    import modules.textual_inversion
     import modules.textual_inversion.textual_inversion as by_a1111_path
+
+    import modules.textual_inversion
 
     assert by_a1111_path is modules.textual_inversion
     assert importlib.import_module("modules.textual_inversion.textual_inversion").Embedding is \

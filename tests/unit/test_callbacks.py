@@ -7,8 +7,7 @@ import os
 
 import pytest
 
-from modules import script_callbacks as sc
-from modules import scripts
+from modules import script_callbacks as sc, scripts
 
 
 @pytest.fixture(autouse=True)

@@ -8,8 +8,15 @@ import pytest
 from PIL import Image
 
 from modules import images
-from modules.images import (FilenameGenerator, get_next_sequence_number, image_grid, read_info_from_image, sanitize_filename_part,
-                            save_image, save_image_with_geninfo)
+from modules.images import (
+    FilenameGenerator,
+    get_next_sequence_number,
+    image_grid,
+    read_info_from_image,
+    sanitize_filename_part,
+    save_image,
+    save_image_with_geninfo,
+)
 
 INFOTEXT = '猫の絵, "quoted", café\nNegative prompt: ぼやけ, blurry\nSteps: 20, Sampler: Euler a, X Values: "5, 7, 9"'
 
@@ -115,7 +122,7 @@ def test_date_and_datetime_tokens():
     after = datetime.datetime.now()
     assert date in {before.strftime("%Y-%m-%d"), after.strftime("%Y-%m-%d")}
     assert default in {before.strftime("%Y%m%d%H%M%S"), after.strftime("%Y%m%d%H%M%S")}
-    assert year_utc == str(datetime.datetime.now(datetime.timezone.utc).year)
+    assert year_utc == str(datetime.datetime.now(datetime.UTC).year)
     assert bad_zone in {before.strftime("%H%M"), after.strftime("%H%M")}  # unknown zone: local time
 
 

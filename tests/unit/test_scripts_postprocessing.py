@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import gradio as gr
 from PIL import Image
 
-from modules import scripts_postprocessing as spp
+from modules import scripts_postprocessing as spp, ui_scripts
 
 
 class Tint(spp.ScriptPostprocessing):
@@ -42,7 +42,7 @@ def runner() -> spp.ScriptPostprocessingRunner:
     r = spp.ScriptPostprocessingRunner()
     r.initialize_scripts([SimpleNamespace(script_class=Tint, path="tint.py"), SimpleNamespace(script_class=Broken, path="broken.py")])
     with gr.Blocks():
-        inputs = r.setup_ui()
+        inputs = ui_scripts.setup_postprocessing_ui(r)
     assert [c.label for c in inputs] == ["Red", "Label"]
     return r
 
