@@ -170,6 +170,12 @@ PARAMETERS: list[Param] = [
           infotext=(Infotext("CFG scale", read=float, base=True),), axis=Axis("CFG Scale", float), file_option=float,
           note="UI slider 1-30 step 0.5 (A1111); the API also takes 0-1 (A1111's API has no minimum: guidance-free "
                "and distilled models are run at CFG 0-1), up to the UI's 30"),
+    Param("distilled_cfg_scale", float, 3.5, "base", api_range=(0, 30),
+          ui=_slider("Distilled CFG Scale", 3.5, 0.0, 30.0, 0.1),
+          infotext=(Infotext("Distilled CFG Scale", read=float, written=False),),
+          axis=Axis("Distilled CFG Scale", float), file_option=float,
+          note="Forge's: the guidance Flux.1 dev embeds (real CFG stays cfg_scale); written by the engine only for "
+               "models that embed it"),
     Param("width", int, 512, "base", api_range=(64, 2048), ui=_size("Width"),
           infotext=(Infotext("Size", part=1, read=_int, base=True),), file_option=int),
     Param("height", int, 512, "base", api_range=(64, 2048), ui=_size("Height"),

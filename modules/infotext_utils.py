@@ -344,6 +344,12 @@ def sampler_and_scheduler(params: dict) -> tuple[str | None, str]:
     return name, scheduler
 
 
+def module_keys(params: dict) -> list[str]:
+    """Forge's `Module N` keys of an infotext, in N order."""
+    keys = [key for key in params if key.startswith("Module ") and key[7:].isdigit()]
+    return sorted(keys, key=lambda key: int(key[7:]))
+
+
 def infotext_to_fields(params: dict, tab: str = "txt2img", *, opts=None, find_checkpoint=None,
                        find_refiner=None) -> PastedFields:
     """A parsed infotext as the fields of a txt2img or img2img job (A1111 names), setting overrides and unknown keys.
@@ -366,11 +372,15 @@ def infotext_to_fields(params: dict, tab: str = "txt2img", *, opts=None, find_ch
         out.fields["refiner_checkpoint"] = (find_refiner(params["Refiner"]) if find_refiner else None) or params["Refiner"]
     overrides = get_override_settings(params, opts=opts, find_checkpoint=find_checkpoint)
     out.override_settings = {setting: value for _, setting, value in overrides}
+    modules = module_keys(params)
+    if modules:  # Forge's "Module 1: ae, Module 2: clip_l, ...": the separate parts the image was made with
+        out.override_settings["forge_additional_modules"] = [params[key] for key in modules]
     if find_checkpoint is not None and (params.get("Model hash") or params.get("Model")) and _find_model(params, find_checkpoint) is None:
         out.missing_checkpoint = params.get("Model") or params["Model hash"]
     understood = {f.key for t in generation_parameters.TABS for f in paste_fields(t)} | INFORMATIONAL_KEYS | _ADDED_BY_PARSER
     understood |= {info.infotext for info in opts.data_labels.values() if info.infotext}
     understood |= {key for key, _ in infotext_to_setting_name_mapping}
+    understood |= set(modules)
     defaults = {**PARSE_DEFAULTS, **PARSE_DEFAULTS_LATE}
     for key, value in params.items():
         if key not in understood and key not in out.unknown and not (key in defaults and defaults[key] == value):

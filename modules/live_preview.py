@@ -49,6 +49,8 @@ def approx_cheap(latents: torch.Tensor, latent_space: str = "sd") -> list[Image.
 def effective_method(method: str, model) -> str:
     """The method that runs. Full becomes Approx NN under --medvram/--lowvram unless `live_preview_allow_lowvram_full`,
     as in A1111; Approx NN and TAESD become Approx cheap once their weights could not be had; no model: Approx cheap."""
+    if model is not None and model.latent_space not in LATENT_RGB_FACTORS:
+        return FULL  # a family without published factors or tiny decoders (Flux.1) previews through its own VAE
     if model is None or method not in (FULL, APPROX_NN, TAESD):
         return CHEAP
     if method == FULL and model.plan.memory_mode != "normal" and not opts.live_preview_allow_lowvram_full:

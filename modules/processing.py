@@ -37,6 +37,8 @@ from modules import (
     textual_inversion,
 )
 from modules.controlnet import apply as controlnet_apply
+from modules.model_families import flow_sampling
+from modules.model_families.flux_prompts import FluxPromptEncoder
 from modules.prompt_encoding import PromptEncoder
 from modules.rng import ImageRNG
 from modules.sd_samplers_cfg_denoiser import UNetStage
@@ -353,6 +355,8 @@ def prepare(p: StableDiffusionProcessing) -> None:
     p.all_seeds = [p.seed if varied else p.seed + i for i in range(count)]
     p.all_subseeds = [p.subseed + i for i in range(count)]
     p.clip_skip = int(settings.CLIP_stop_at_last_layers)
+    if p.sd_model.family.is_flow and p.scheduler == sd_samplers.AUTOMATIC:
+        p.scheduler = "Simple"  # a flow family's own schedule, as Forge labels it
     info = p.sd_model.sd_checkpoint_info
     p.sd_model_name, p.sd_model_hash = info.name_for_extra, info.shorthash
     vae_file = p.sd_model.loaded_vae_file
@@ -366,6 +370,8 @@ def prepare(p: StableDiffusionProcessing) -> None:
 
 def prepare_mode(p: StableDiffusionProcessing) -> None:
     """img2img's init images and mask, or txt2img's hires pass: after the scripts' process() had their say."""
+    if p.sd_model.family.is_flow and (isinstance(p, StableDiffusionProcessingImg2Img) or p.enable_hr):
+        raise ValueError(f"img2img and Hires. fix do not run with {p.sd_model.family.label} models yet: txt2img only")
     if isinstance(p, StableDiffusionProcessingImg2Img):
         prepare_img2img(p)
     elif p.enable_hr:
@@ -456,10 +462,13 @@ def make_stage(model, p: StableDiffusionProcessing, prompts: list[str], negative
     """One model's conditioning schedules for a batch; inpainting UNets without image conditioning get txt2img's."""
     settings = job_context.settings(p)
     state = job_context.state(p)
-    encoder = PromptEncoder(model, clip_skip=p.clip_skip, emphasis=settings.emphasis,
-                            comma_backtrack=settings.comma_padding_backtrack,
-                            embeddings=textual_inversion.embedding_db().usable_for(model),
-                            should_stop=lambda: state.interrupted or state.skipped)
+    should_stop = lambda: state.interrupted or state.skipped  # noqa: E731
+    if model.family.is_flow:
+        encoder = FluxPromptEncoder(model, should_stop=should_stop)
+    else:
+        encoder = PromptEncoder(model, clip_skip=p.clip_skip, emphasis=settings.emphasis,
+                                comma_backtrack=settings.comma_padding_backtrack,
+                                embeddings=textual_inversion.embedding_db().usable_for(model), should_stop=should_stop)
     # prompt editing counts UNet evaluations, two per step for second-order samplers (A1111's total_steps)
     steps = p.steps * (2 if sd_samplers.find_sampler(p.sampler_name).second_order else 1)
     schedule = dict(steps=steps, hires_steps=hires_steps, use_old_scheduling=settings.use_old_scheduling)
@@ -470,10 +479,16 @@ def make_stage(model, p: StableDiffusionProcessing, prompts: list[str], negative
         if image_conditioning is None:
             image_conditioning = txt2img_image_conditioning(model, len(prompts), height, width)
     p.extra_generation_params.update(encoder.infotext_params(prompts + negatives, settings.textual_inversion_add_hashes_to_infotext))
+    guidance = None
+    if model.family.is_flow and model.unet.config.guidance_embeds:
+        guidance = float(p.distilled_cfg_scale)
+        p.extra_generation_params["Distilled CFG Scale"] = guidance
+    for i, name in enumerate(model.extra.get("modules", ()), 1):  # Forge's keys for the separate parts used
+        p.extra_generation_params[f"Module {i}"] = os.path.splitext(name)[0]
     control = controlnet_apply.stack_for(p.controlnet_units, model, width, height, refiner=refiner,
                                          hires=hires_steps is not None) if p.controlnet_units else None
     return UNetStage(model, cond, uncond, sdxl_time_ids(model, len(prompts), width, height),
-                     image_conditioning if model.family.is_inpainting else None, control)
+                     image_conditioning if model.family.is_inpainting else None, control, guidance=guidance)
 
 
 def refiner_model(p: StableDiffusionProcessing, base):
@@ -506,6 +521,8 @@ def decode_first_stage(model, latents: torch.Tensor, method: str | None = None) 
     vae = model.vae
     with torch.inference_mode():
         scaled = latents / vae.config.scaling_factor
+        if getattr(vae.config, "shift_factor", None):  # Flux's VAE centres its latents
+            scaled = scaled + vae.config.shift_factor
         out = vae.decode(scaled.to(next(vae.parameters()).dtype)).sample
         if settings.auto_vae_precision and out.dtype != torch.float32 and torch.isnan(out).any():
             log.warning("VAE produced NaN in %s; decoding again in float32", out.dtype)
@@ -647,8 +664,12 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
     refiner = refiner_model(p, model)
     sampler = sd_samplers.find_sampler(p.sampler_name)
     options = p.sampling_options
-    sigmas = sd_samplers.get_sigmas(sampler, p.scheduler, p.steps, model.model_sigmas, is_sdxl=model.family.is_sdxl,
-                                    options=options).to(model.device)
+    if model.family.is_flow:
+        sigmas = flow_sampling.get_sigmas(model.family, p.sampler_name, p.scheduler, p.steps, p.width, p.height)
+    else:
+        sigmas = sd_samplers.get_sigmas(sampler, p.scheduler, p.steps, model.model_sigmas,
+                                        is_sdxl=model.family.is_sdxl, options=options)
+    sigmas = sigmas.to(model.device)
     output_images, infotexts = [], []
     with job_in_state(state, job_kind(p)):
         if state.job_count == -1:

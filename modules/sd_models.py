@@ -23,6 +23,7 @@ from modules import (
     devices,
     hashes,
     lowvram,
+    model_families,
     paths_internal,
     script_callbacks,
     sd_models_config,
@@ -30,6 +31,7 @@ from modules import (
     sd_unet_compile,
 )
 from modules.clip_tokenizer import load_tokenizer
+from modules.model_families import flow_sampling, flux_loader
 from modules.sd_models_loader import CheckpointLoadError
 from modules.sd_samplers_common import ModelSigmas
 from modules.shared_cmd_options import cmd_opts
@@ -337,7 +339,7 @@ class StableDiffusionModel:
     @property
     def latent_space(self) -> str:
         """Models that can hand a latent to each other (refiner switch) share this."""
-        return "sdxl" if self.family.is_sdxl else "sd"
+        return self.family.name if self.family.is_flow else "sdxl" if self.family.is_sdxl else "sd"
 
     @property
     def device(self) -> torch.device:
@@ -365,6 +367,9 @@ def build_model(info: CheckpointInfo, plan: devices.DevicePlan, cache_dir: Path,
     else:
         sd, metadata = state_dict, dict(info.metadata or {})
     try:
+        flow_family = model_families.detect_flow_family(sd)
+        if flow_family is not None:
+            return build_flow_model(info, flow_family, sd, metadata, plan, cache_dir, started)
         family = sd_models_config.detect_family(sd, metadata)
         encoders = {}
         for component, kind, prefix in sd_models_config.TEXT_ENCODERS[family.name]:
@@ -396,6 +401,26 @@ def build_model(info: CheckpointInfo, plan: devices.DevicePlan, cache_dir: Path,
     return model
 
 
+def build_flow_model(info: CheckpointInfo, family, sd: dict, metadata: dict, plan: devices.DevicePlan, cache_dir: Path,
+                     started: float) -> StableDiffusionModel:
+    """A flow-matching transformer (Flux.1) with its text encoders and VAE, from its file or the module folders;
+    the transformer is the model's `unet`, the part the sampling loop drives."""
+    chosen = tuple(opts.forge_additional_modules or ())
+    transformer, vae, encoders, t5_tokenizer, modules = flux_loader.load(sd, family, paths_internal.models_path,
+                                                                         info.filename, chosen)
+    tokenizers = {"tokenizer": load_tokenizer(cache_dir, sd_models_config.tokenizer_pads(family.name)["tokenizer"]),
+                  "tokenizer_2": t5_tokenizer}
+    for part in (transformer, *encoders.values()):
+        place(part, plan.device, plan.dtype)
+    place(vae, plan.device, plan.dtype_vae)
+    info.metadata = metadata
+    model = StableDiffusionModel(info, family, transformer, vae, encoders, tokenizers, flow_sampling.FlowSigmas(), plan,
+                                 base_vae=vae, sampling_unet=transformer,
+                                 extra={"modules": modules, "modules_chosen": chosen})
+    model.load_time = time.perf_counter() - started
+    return model
+
+
 class ModelManager:
     """Loads checkpoints for one device; an LRU of loaded models; a failed load leaves the current model in place."""
 
@@ -412,6 +437,10 @@ class ModelManager:
         """The loaded model of `info`, loaded first if needed (from state_dict's tensors when given)."""
         with self.lock:
             model = self.loaded.get(info.filename)
+            if model is not None and model.family.is_flow and state_dict is None \
+                    and model.extra["modules_chosen"] != tuple(opts.forge_additional_modules or ()):
+                self.unload(info.filename)  # other "VAE / Text Encoder" modules chosen: load it with those
+                model = None
             if model is None:
                 log.info("Loading weights from %s", "memory" if state_dict is not None else info.filename)
                 model = build_model(info, self.plan, self.cache_dir, state_dict)

@@ -45,6 +45,10 @@ class ModelFamily:
         return self.name in ("xl_base", "xl_refiner")
 
     @property
+    def is_flow(self) -> bool:  # UNet families; flow-matching ones are in modules.model_families
+        return False
+
+    @property
     def label(self) -> str:
         return FAMILY_LABELS[self.name] + (" inpainting" if self.is_inpainting else "")
 

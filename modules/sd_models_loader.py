@@ -47,7 +47,7 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     return data, {}
 
 
-def _materialize(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str, ignore_extra: tuple[str, ...] = ()) -> None:
+def materialize(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str, ignore_extra: tuple[str, ...] = ()) -> None:
     """Load tensors into a module built on the meta device; every parameter must be filled."""
     expected = set(module.state_dict())
     missing = expected - set(state)
@@ -65,7 +65,7 @@ def build_unet(sd: dict, family: cfgs.ModelFamily, pooled_dim: int | None) -> UN
     config = cfgs.unet_config(sd, family, pooled_dim)
     with init_empty_weights(include_buffers=False):
         unet = UNet2DConditionModel.from_config(config)
-    _materialize(unet, convert_ldm_unet_checkpoint(sd, config), "UNet")
+    materialize(unet, convert_ldm_unet_checkpoint(sd, config), "UNet")
     return unet
 
 
@@ -74,7 +74,7 @@ def build_vae(sd: dict, family: str, prefix: str = cfgs.VAE) -> AutoencoderKL:
     with init_empty_weights(include_buffers=False):
         vae = AutoencoderKL.from_config(config)
     part = {k: v for k, v in sd.items() if k.startswith(prefix)} if prefix else sd
-    _materialize(vae, convert_ldm_vae_checkpoint(part, config), "VAE")
+    materialize(vae, convert_ldm_vae_checkpoint(part, config), "VAE")
     return vae
 
 
@@ -86,7 +86,7 @@ def build_text_encoder(sd: dict, family: str, component: str, kind: str, prefix:
         state = convert_ldm_clip_checkpoint({k: v for k, v in sd.items() if k.startswith(prefix)}, prefix)
         if not hasattr(model, "text_model"):  # transformers >= 5.6 flattened CLIPTextModel
             state = {k.removeprefix("text_model."): v for k, v in state.items()}
-        _materialize(model, state, component, ignore_extra=("embeddings.position_ids", "text_model.embeddings.position_ids"))
+        materialize(model, state, component, ignore_extra=("embeddings.position_ids", "text_model.embeddings.position_ids"))
         return model
     config = CLIPTextConfig(**cfgs.open_clip_config(sd, family, component, prefix))
     cls = CLIPTextModelWithProjection if family != "v2" else CLIPTextModel
@@ -99,7 +99,7 @@ def build_text_encoder(sd: dict, family: str, component: str, kind: str, prefix:
         state.pop("text_projection.weight", None)
     # SD2 drops the last block (penultimate-layer conditioning); its weights are present in the file but unused.
     last = config.num_hidden_layers
-    _materialize(model, state, component, ignore_extra=(f"encoder.layers.{last}.", f"text_model.encoder.layers.{last}."))
+    materialize(model, state, component, ignore_extra=(f"encoder.layers.{last}.", f"text_model.encoder.layers.{last}."))
     return model
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from modules import prompt_parser, script_callbacks
+from modules.model_families import flow_sampling
 from modules.prompt_encoding import Conditioning
 from modules.sd_samplers_common import InterruptedException, ModelSigmas
 
@@ -27,6 +28,7 @@ class UNetStage:
     time_ids: torch.Tensor | None = None        # [2B, n] cond rows then uncond rows (SDXL)
     image_conditioning: torch.Tensor | None = None  # [B, 5, h, w] for 9-channel inpainting UNets
     control: object | None = None  # controlnet.apply.ControlStack: residuals added to the UNet's skip connections
+    guidance: float | None = None  # distilled guidance of flow models that embed it (Flux.1 dev)
 
 
 class CFGDenoiser:
@@ -157,6 +159,8 @@ class CFGDenoiser:
                  first_uncond: int) -> torch.Tensor:
         """UNet on rows of x: row r belongs to image images[r] and is an uncond row from index first_uncond on."""
         model = stage.model
+        if model.family.is_flow:
+            return flow_sampling.denoise(model, x, sigma, cond, stage.guidance)
         unet = model.unet if model.sampling_unet is None else model.sampling_unet
         dtype = next(model.unet.parameters()).dtype
         s = sigma.to(x.dtype)[:, None, None, None]

@@ -60,6 +60,12 @@ def vae_choices():
     return {"choices": shared_items.sd_vae_items()}
 
 
+def additional_module_choices():
+    from modules import paths_internal
+    from modules.model_families import flux_loader
+    return {"choices": [path.name for path in flux_loader.module_files(paths_internal.models_path)], "multiselect": True}
+
+
 def refresh_vae_list():
     from modules import sd_vae
     sd_vae.refresh_vae_list(cmd_opts)
@@ -222,6 +228,7 @@ For img2img, VAE is used to process user's input image before the sampling, and 
 """),
     "sd_vae_checkpoint_cache": OptionInfo(0, "VAE Checkpoints to cache in RAM", "Slider", {"minimum": 0, "maximum": 10, "step": 1}),
     "sd_vae": OptionInfo("Automatic", "SD VAE", "Dropdown", vae_choices, refresh=refresh_vae_list, infotext="VAE").info("choose VAE model: Automatic = use one with same filename as checkpoint; None = use VAE from checkpoint"),
+    "forge_additional_modules": OptionInfo([], "VAE / Text Encoder", "Dropdown", additional_module_choices).info("Forge's: the separate parts (VAE, CLIP-L, T5) a Flux checkpoint without them uses; none chosen: the first file of each kind in models/VAE and models/text_encoder"),
     "sd_vae_overrides_per_model_preferences": OptionInfo(True, "Selected VAE overrides per-model preferences").info("you can set per-model VAE either by editing user metadata for checkpoints, or by making the VAE have same name as checkpoint"),
     "auto_vae_precision_bfloat16": OptionInfo(False, "Automatically convert VAE to bfloat16").info("triggers when a tensor with NaNs is produced in VAE; disabling the option in this case will result in a black square image; if enabled, overrides the option below"),
     "auto_vae_precision": OptionInfo(True, "Automatically revert VAE to 32-bit floats").info("triggers when a tensor with NaNs is produced in VAE; disabling the option in this case will result in a black square image"),

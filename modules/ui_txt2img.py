@@ -381,6 +381,7 @@ def create_batch_column(controls: Controls):
 def create_common_tail(controls: Controls) -> CommonControls:
     """CFG, seed and refiner controls under the size row; with the sampler row and batch sliders made earlier."""
     tabname = controls.tabname
+    controls.make("distilled_cfg_scale")  # Forge places it above CFG Scale
     controls.make("cfg_scale")
     reuse, seed_extras, reuse_subseed = create_seed_inputs(controls)
     with InputAccordion(False, label="Refiner", elem_id=f"{tabname}_enable_refiner") as enable_refiner:

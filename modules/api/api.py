@@ -24,6 +24,7 @@ from modules import (
     hypernetworks,
     images,
     infotext_utils,
+    paths_internal,
     postprocessing,
     processing,
     progress as task_progress,
@@ -38,6 +39,7 @@ from modules import (
     upscaler,
 )
 from modules.api import errors, models, train as train_api
+from modules.model_families import flux_loader
 from modules.networks import networks
 from modules.shared_cmd_options import cmd_opts
 from modules.shared_options import opts
@@ -463,8 +465,10 @@ class Api:
                 if type(u.scaler).__name__ == "UpscalerRealESRGAN"]
 
     def get_sd_modules(self):
-        """Forge's list of the separate model parts one can add to a checkpoint: here, the VAE files."""
-        return [{"model_name": name, "filename": path} for name, path in sd_vae.vae_dict.items()]
+        """Forge's list of the separate model parts one can add to a checkpoint: the VAE and text encoder files."""
+        encoders = flux_loader.module_files(paths_internal.models_path, (flux_loader.TEXT_ENCODER_DIR,))
+        return [{"model_name": name, "filename": path} for name, path in sd_vae.vae_dict.items()] + \
+            [{"model_name": path.name, "filename": str(path)} for path in encoders]
 
     def get_latent_upscale_modes(self):
         return [{"name": name} for name in processing.LATENT_UPSCALE_MODES]

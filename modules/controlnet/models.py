@@ -18,7 +18,7 @@ from diffusers import ControlNetModel
 
 from modules import ldm_layout
 from modules.sd_models_config import FAMILY_LABELS
-from modules.sd_models_loader import CheckpointLoadError, _materialize, read_state_dict
+from modules.sd_models_loader import CheckpointLoadError, materialize, read_state_dict
 
 EXTENSIONS = (".safetensors", ".pth", ".pt", ".ckpt", ".bin")
 _CONFIG_KEYS = set(inspect.signature(ControlNetModel.__init__).parameters)
@@ -169,7 +169,7 @@ def load(path: str | Path, model) -> ControlNetModel:
         raise CheckpointLoadError(f"ControlNet {path.name}: {len(missing)} missing weights (e.g. {missing[:3]})")
     dtype = next(model.unet.parameters()).dtype
     state = {key: sd[original].to(device=model.device, dtype=dtype) for key, original in names.items()}
-    _materialize(controlnet, state, f"ControlNet {path.name}")
+    materialize(controlnet, state, f"ControlNet {path.name}")
     return controlnet.eval()
 
 

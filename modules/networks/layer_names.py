@@ -39,13 +39,13 @@ def kohya(prefix: str, path: str) -> str:
 def network_layer_mapping(model) -> dict[str, torch.nn.Module]:
     """Every kohya name of every patchable layer of the model's UNet and text encoders."""
     mapping: dict[str, torch.nn.Module] = {}
-    ldm_names = ldm_unet_names(model.unet)
+    ldm_names = {} if model.family.is_flow else ldm_unet_names(model.unet)  # flow transformers: diffusers names only
     for name, module in model.unet.named_modules():
         if isinstance(module, PATCHABLE):
             mapping[kohya("lora_unet_", name)] = module
             if name in ldm_names:
                 mapping[kohya("lora_unet_", ldm_names[name])] = module
-    for component, prefix in TEXT_ENCODER_PREFIXES[model.family.name]:
+    for component, prefix in TEXT_ENCODER_PREFIXES.get(model.family.name, []):
         for name, module in model.text_encoders[component].named_modules():
             if isinstance(module, PATCHABLE):
                 # transformers >= 5.6 dropped CLIPTextModel's `text_model.` level; kohya names keep it

@@ -1,0 +1,155 @@
+"""Build a Flux.1 model's parts from its file and, for the parts the file lacks, from models/text_encoder and models/VAE.
+
+Every part is built on the meta device from a config derived from its tensors and then filled; an unfilled or unknown
+weight is an error, as for SD checkpoints. The T5 tokenizer is not shipped (its vocabulary is not in any package this
+app installs): it is read from models/text_encoder/t5_tokenizer/tokenizer.json (FLUX.1-dev's tokenizer_2 folder).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import safetensors
+import torch
+from accelerate import init_empty_weights
+from diffusers import AutoencoderKL, FluxTransformer2DModel
+from transformers import CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerFast, T5Config, T5EncoderModel
+
+from modules import sd_models_config as cfgs, sd_models_loader
+from modules.model_families import flux
+from modules.sd_models_loader import CheckpointLoadError
+
+TEXT_ENCODER_DIR = "text_encoder"
+VAE_DIR = "VAE"
+T5_TOKENIZER_DIR = "t5_tokenizer"
+CLIP_MARKER = "text_model.embeddings.token_embedding.weight"
+T5_MARKER = "encoder.block.0.layer.0.SelfAttention.q.weight"
+VAE_MARKER = "decoder.conv_in.weight"
+FLUX_LATENT_CHANNELS = 16
+
+
+@dataclass
+class Part:
+    """Where one part's tensors are: a state dict and the key prefix of the part in it."""
+
+    state_dict: dict
+    prefix: str
+    source: str  # the file it came from, for messages and the infotext
+
+
+def module_files(models_dir: str | Path, folders: tuple[str, ...] = (TEXT_ENCODER_DIR, VAE_DIR)) -> list[Path]:
+    """Candidate part files: models/text_encoder and models/VAE, sorted by name."""
+    out = []
+    for sub in folders:
+        folder = Path(models_dir) / sub
+        if folder.is_dir():
+            out += sorted((p for p in folder.rglob("*.safetensors") if p.is_file()), key=lambda p: p.name.lower())
+    return out
+
+
+def part_kind(path: Path) -> str | None:
+    """clip_l | t5 | flux_vae | None, from the file's header alone."""
+    with safetensors.safe_open(str(path), framework="pt") as f:
+        keys = set(f.keys())
+        if CLIP_MARKER in keys:
+            return "clip_l"
+        if T5_MARKER in keys:
+            return "t5"
+        if VAE_MARKER in keys and f.get_slice(VAE_MARKER).get_shape()[1] == FLUX_LATENT_CHANNELS:
+            return "flux_vae"
+    return None
+
+
+def find_parts(sd: dict, models_dir: str | Path, source: str, preferred: list[str] = ()) -> dict[str, Part]:
+    """clip_l, t5 and vae: the module files chosen in `preferred` first (Forge's forge_additional_modules: paths,
+    file names or names without extension), then the checkpoint's own, then the first matching file of
+    models/text_encoder and models/VAE; a missing part is an error naming what to put where."""
+    wanted = {"clip_l": "clip_l", "t5": "t5", "flux_vae": "vae"}
+    files = module_files(models_dir)
+    chosen = [f for name in preferred for f in files if name in (f.name, f.stem, str(f))]  # infotexts name stems
+    parts: dict[str, Part] = {}
+
+    def take(paths):
+        for path in dict.fromkeys(paths):
+            part = wanted.get(part_kind(path))
+            if part is not None and part not in parts:
+                parts[part] = Part(sd_models_loader.read_state_dict(path)[0], "", str(path))
+
+    take(chosen)
+    for part, prefix in (("clip_l", flux.CLIP_L_PREFIX), ("t5", flux.T5_PREFIX), ("vae", flux.VAE_PREFIX)):
+        if part not in parts and any(k.startswith(prefix) for k in sd):
+            parts[part] = Part(sd, prefix, source)
+    take(files)
+    absent = [part for part in ("clip_l", "t5", "vae") if part not in parts]
+    if absent:
+        where = {"clip_l": f"a CLIP-L text encoder (clip_l.safetensors) in {Path(models_dir) / TEXT_ENCODER_DIR}",
+                 "t5": f"a T5-XXL text encoder (t5xxl_fp16.safetensors) in {Path(models_dir) / TEXT_ENCODER_DIR}",
+                 "vae": f"the Flux VAE (ae.safetensors) in {Path(models_dir) / VAE_DIR}"}
+        raise CheckpointLoadError(f"{Path(source).name} is a Flux.1 transformer without its other parts; put "
+                                  + " and ".join(where[p] for p in absent))
+    return parts
+
+
+def _strip(part: Part) -> dict[str, torch.Tensor]:
+    return {k[len(part.prefix):]: v for k, v in part.state_dict.items() if k.startswith(part.prefix)}
+
+
+def build_transformer(sd: dict, prefix: str) -> FluxTransformer2DModel:
+    config = flux.transformer_config(sd, prefix)
+    with init_empty_weights(include_buffers=False):
+        transformer = FluxTransformer2DModel.from_config(config)
+    hidden = config["num_attention_heads"] * config["attention_head_dim"]
+    sd_models_loader.materialize(transformer, flux.convert_transformer(sd, prefix, hidden), "Flux transformer")
+    return transformer
+
+
+def build_clip_l(part: Part) -> CLIPTextModel:
+    sd = _strip(part)
+    config = CLIPTextConfig(**cfgs.clip_l_config(sd, "v1", ""))  # CLIP-L is SD1's text encoder: same skeleton
+    with init_empty_weights(include_buffers=False):
+        model = CLIPTextModel(config)
+    if not hasattr(model, "text_model"):  # transformers >= 5.6 flattened CLIPTextModel
+        sd = {k.removeprefix("text_model."): v for k, v in sd.items()}
+    sd_models_loader.materialize(model, sd, "CLIP-L text encoder",
+                                 ignore_extra=("text_projection.", "logit_scale", "embeddings.position_ids",
+                                               "text_model.embeddings.position_ids"))
+    return model
+
+
+def build_t5(part: Part) -> T5EncoderModel:
+    sd = _strip(part)
+    config = T5Config(**flux.t5_config(sd, ""))
+    with init_empty_weights(include_buffers=False):
+        model = T5EncoderModel(config)
+    sd = {k: v for k, v in sd.items() if not k.startswith(("decoder.", "lm_head."))}  # full T5 files: encoder only
+    if "shared.weight" not in sd:
+        sd["shared.weight"] = sd["encoder.embed_tokens.weight"]
+    sd.setdefault("encoder.embed_tokens.weight", sd["shared.weight"])  # tied in the model, stored once in files
+    sd_models_loader.materialize(model, sd, "T5 text encoder")
+    return model
+
+
+def build_vae(part: Part) -> AutoencoderKL:
+    return sd_models_loader.build_vae(part.state_dict, "flux", part.prefix)
+
+
+def t5_tokenizer(models_dir: str | Path) -> PreTrainedTokenizerFast:
+    folder = Path(models_dir) / TEXT_ENCODER_DIR / T5_TOKENIZER_DIR
+    file = folder / "tokenizer.json"
+    if not file.is_file():
+        raise CheckpointLoadError(f"Flux needs the T5 tokenizer: put tokenizer.json (with its special_tokens_map.json "
+                                  f"and tokenizer_config.json: FLUX.1-dev's tokenizer_2 folder) in {folder}")
+    return PreTrainedTokenizerFast(tokenizer_file=str(file), pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+
+
+def load(sd: dict, family: flux.FluxFamily, models_dir: str | Path, source: str, preferred: list[str] = ()):
+    """(transformer, vae, text encoders, T5 tokenizer, the module files used) of a Flux.1 state dict."""
+    prefix = flux.transformer_prefix(sd)
+    parts = find_parts(sd, models_dir, source, preferred)
+    tokenizer_2 = t5_tokenizer(models_dir)
+    transformer = build_transformer(sd, prefix)
+    encoders = {"text_encoder": build_clip_l(parts["clip_l"]), "text_encoder_2": build_t5(parts["t5"])}
+    vae = build_vae(parts["vae"])
+    modules = [os.path.basename(p.source) for p in parts.values() if p.source != source]
+    return transformer, vae, encoders, tokenizer_2, list(dict.fromkeys(modules))
