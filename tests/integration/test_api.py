@@ -283,7 +283,7 @@ def test_lists(server):
     assert server.ok("GET", "/sdapi/v1/prompt-styles") == []
     assert server.ok("GET", "/sdapi/v1/embeddings") == {"loaded": {}, "skipped": {}}
     assert server.ok("GET", "/sdapi/v1/loras") == []
-    builtin = ["prompt matrix", "prompts from file or textbox", "x/y/z plot"]
+    builtin = ["controlnet", "prompt matrix", "prompts from file or textbox", "x/y/z plot"]
     assert server.ok("GET", "/sdapi/v1/scripts") == {"txt2img": builtin, "img2img": builtin}
     info = server.ok("GET", "/sdapi/v1/script-info")
     assert sorted((i["name"], i["is_img2img"]) for i in info) == sorted((n, b) for n in builtin for b in (False, True))
@@ -362,7 +362,10 @@ API_ROUTES = [("GET", "/sdapi/v1/progress"), ("POST", "/sdapi/v1/txt2img"), ("PO
               ("POST", "/sdapi/v1/extensions/install"), ("POST", "/sdapi/v1/extensions/update"),
               ("POST", "/sdapi/v1/extensions/delete"), ("POST", "/sdapi/v1/create/embedding"),
               ("POST", "/sdapi/v1/create/hypernetwork"), ("POST", "/sdapi/v1/train/embedding"),
-              ("POST", "/sdapi/v1/train/hypernetwork"), ("POST", "/internal/progress"), ("GET", "/docs"),
+              ("POST", "/sdapi/v1/train/hypernetwork"), ("POST", "/internal/progress"),
+              # the built-in ControlNet's routes, as sd-webui-controlnet serves them
+              ("GET", "/controlnet/version"), ("GET", "/controlnet/model_list"), ("GET", "/controlnet/module_list"),
+              ("GET", "/controlnet/settings"), ("POST", "/controlnet/detect"), ("GET", "/docs"),
               ("GET", "/openapi.json")]
 
 
@@ -384,7 +387,10 @@ def test_every_api_route_refuses_missing_or_wrong_credentials(auth_server, crede
     for method, path in API_ROUTES:
         response = requests.request(method, auth_server.url + path, auth=credentials, json={}, timeout=30)
         assert response.status_code == 401, (method, path, response.text)
-        assert response.json() == {"detail": "Incorrect username or password"}
+        # routes added at app start (the built-in ControlNet's, as an extension adds them) answer from the door
+        # extension_routes puts before them
+        door = "Not authenticated" if path.startswith("/controlnet/") else "Incorrect username or password"
+        assert response.json() == {"detail": door}
         assert response.headers["WWW-Authenticate"] == "Basic"
 
 
