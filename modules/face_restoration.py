@@ -162,5 +162,6 @@ def apply_if_enabled(image_np: np.ndarray, opts=None, enabled: bool | None = Non
 def _live_opts(opts):
     if opts is not None:
         return opts
-    from modules.shared_options import opts as live_opts
-    return live_opts
+    from modules import job_context
+
+    return job_context.settings()

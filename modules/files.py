@@ -5,7 +5,7 @@ import os
 import re
 from collections.abc import Iterable, Iterator
 
-from modules.shared_options import opts
+from modules import job_context
 
 _DIGITS = re.compile(r"(\d+)")
 
@@ -31,7 +31,7 @@ def walk_files(path: str, allowed_extensions: Iterable[str] | None = None) -> It
     allowed = {ext.lower() for ext in allowed_extensions} if allowed_extensions is not None else None
     for root, _, filenames in sorted(os.walk(path, followlinks=True), key=lambda item: natural_sort_key(item[0])):
         relative = os.path.relpath(root, path)
-        if not opts.list_hidden_files and any(part.startswith(".") for part in relative.split(os.sep) if part != "."):
+        if not job_context.settings().list_hidden_files and any(part.startswith(".") for part in relative.split(os.sep) if part != "."):
             continue
         for filename in sorted(filenames, key=natural_sort_key):
             if allowed is None or os.path.splitext(filename)[1].lower() in allowed:

@@ -15,8 +15,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, PngImagePlugin
 
-from modules import images
-from modules.shared_options import opts
+from modules import images, job_context
 
 EMBEDDING_CHUNK = "sd-ti-embedding"
 TENSOR_KEY = "TORCHTENSOR"
@@ -88,7 +87,7 @@ def _shade(image: Image.Image) -> Image.Image:
 
 def _fitting_size(draw: ImageDraw.ImageDraw, text: str, width: float, start: int = 32, largest: int = 72) -> int:
     """The font size at which `text` fills `width`, at most `largest`."""
-    measured = draw.textlength(text or " ", font=images.grid_font(opts.font or "", start))
+    measured = draw.textlength(text or " ", font=images.grid_font(job_context.settings().font or "", start))
     return max(8, min(int(start * width / max(measured, 1.0)), largest))
 
 
@@ -98,10 +97,10 @@ def caption_image_overlay(image: Image.Image, title: str, footer_left: str, foot
     captioned = _shade(image)
     draw = ImageDraw.Draw(captioned)
     width, height = captioned.size
-    title_font = images.grid_font(opts.font or "", _fitting_size(draw, title, width * 0.75 - PADDING * 4))
+    title_font = images.grid_font(job_context.settings().font or "", _fitting_size(draw, title, width * 0.75 - PADDING * 4))
     draw.text((PADDING, PADDING), title, anchor="lt", font=title_font, fill=TEXT_FILL)
     size = min(_fitting_size(draw, text, width / 3 - PADDING) for text in (footer_left, footer_mid, footer_right))
-    font = images.grid_font(opts.font or "", size)
+    font = images.grid_font(job_context.settings().font or "", size)
     bottom = height - PADDING
     draw.text((PADDING, bottom), footer_left, anchor="ls", font=font, fill=TEXT_FILL)
     draw.text((width / 2, bottom), footer_mid, anchor="ms", font=font, fill=TEXT_FILL)

@@ -236,8 +236,9 @@ def parse_generation_parameters(x: str, skip_fields: list[str] | None = None, *,
 def _live_opts(opts):
     if opts is not None:
         return opts
-    from modules.shared_options import opts as live_opts
-    return live_opts
+    from modules import job_context
+
+    return job_context.settings()
 
 
 # ---- pasting: infotext dict -> processing fields and setting overrides (what "Send to txt2img/img2img" fills) ----

@@ -7,8 +7,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from modules import images, processing, sd_models, sd_vae_approx, sd_vae_taesd
-from modules.shared_options import opts
+from modules import images, job_context, processing, sd_models, sd_vae_approx, sd_vae_taesd
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +52,7 @@ def effective_method(method: str, model) -> str:
         return FULL  # a family without published factors or tiny decoders (Flux.1) previews through its own VAE
     if model is None or method not in (FULL, APPROX_NN, TAESD):
         return CHEAP
-    if method == FULL and model.plan.memory_mode != "normal" and not opts.live_preview_allow_lowvram_full:
+    if method == FULL and model.plan.memory_mode != "normal" and not job_context.settings().live_preview_allow_lowvram_full:
         method = APPROX_NN
     return CHEAP if (method, model.latent_space) in _unavailable else method
 
@@ -85,4 +84,4 @@ def decode_preview(latents: torch.Tensor) -> Image.Image:
     """`state.preview_decoder`: the current model and the live-preview settings."""
     manager = sd_models.model_manager
     model = manager.current if manager is not None else None
-    return preview_image(latents, model, opts.show_progress_type, grid=bool(opts.show_progress_grid))
+    return preview_image(latents, model, job_context.settings().show_progress_type, grid=bool(job_context.settings().show_progress_grid))

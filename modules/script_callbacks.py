@@ -16,8 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from modules import dependency_order, extensions
-from modules.shared_options import opts
+from modules import dependency_order, extensions, job_context
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +223,7 @@ def _keep_cycles_in_registration_order(category: str, after: list[set[int]], lis
 
 
 def _prioritized(category: str) -> list[str]:
-    return list(getattr(opts, f"prioritized_callbacks_{category}", None) or [])
+    return list(getattr(job_context.settings(), f"prioritized_callbacks_{category}", None) or [])
 
 
 def ordered_callbacks(category: str, unordered_callbacks: list[ScriptCallback] | None = None, *,

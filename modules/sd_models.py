@@ -22,6 +22,7 @@ import torch
 from modules import (
     devices,
     hashes,
+    job_context,
     lowvram,
     model_families,
     paths_internal,
@@ -35,7 +36,6 @@ from modules.model_families import flow_sampling, flux_loader
 from modules.sd_models_loader import CheckpointLoadError
 from modules.sd_samplers_common import ModelSigmas
 from modules.shared_cmd_options import cmd_opts
-from modules.shared_options import opts
 
 log = logging.getLogger(__name__)
 CHECKPOINT_EXTENSIONS = (".safetensors", ".ckpt")
@@ -249,7 +249,7 @@ def no_checkpoint_message() -> str:
 
 def select_checkpoint() -> CheckpointInfo | None:
     """The checkpoint of the sd_model_checkpoint setting, else the first one (with a warning), else None (logged)."""
-    wanted = opts.sd_model_checkpoint
+    wanted = job_context.settings().sd_model_checkpoint
     info = get_closet_checkpoint_match(wanted) if wanted else None
     if info is not None:
         return info
@@ -272,7 +272,7 @@ def reload_model_weights(sd_model=None, info: CheckpointInfo | None = None, forc
     if forced_reload:
         manager.unload(info.filename)
     model = manager.get(info)
-    opts.data["sd_model_checkpoint"] = info.title  # as A1111: recorded without running the setting's callbacks
+    job_context.settings().data["sd_model_checkpoint"] = info.title  # as A1111: recorded without running the setting's callbacks
     return model
 
 
@@ -405,7 +405,7 @@ def build_flow_model(info: CheckpointInfo, family, sd: dict, metadata: dict, pla
                      started: float) -> StableDiffusionModel:
     """A flow-matching transformer (Flux.1) with its text encoders and VAE, from its file or the module folders;
     the transformer is the model's `unet`, the part the sampling loop drives."""
-    chosen = tuple(opts.forge_additional_modules or ())
+    chosen = tuple(job_context.settings().forge_additional_modules or ())
     transformer, vae, encoders, t5_tokenizer, modules = flux_loader.load(sd, family, paths_internal.models_path,
                                                                          info.filename, chosen)
     tokenizers = {"tokenizer": load_tokenizer(cache_dir, sd_models_config.tokenizer_pads(family.name)["tokenizer"]),
@@ -438,7 +438,7 @@ class ModelManager:
         with self.lock:
             model = self.loaded.get(info.filename)
             if model is not None and model.family.is_flow and state_dict is None \
-                    and model.extra["modules_chosen"] != tuple(opts.forge_additional_modules or ()):
+                    and model.extra["modules_chosen"] != tuple(job_context.settings().forge_additional_modules or ()):
                 self.unload(info.filename)  # other "VAE / Text Encoder" modules chosen: load it with those
                 model = None
             if model is None:

@@ -7,10 +7,9 @@ from collections.abc import Callable
 
 import torch
 
-from modules import sd_samplers_kdiffusion as kd, sd_samplers_timesteps as ts, sd_schedulers
+from modules import job_context, sd_samplers_kdiffusion as kd, sd_samplers_timesteps as ts, sd_schedulers
 from modules.sd_samplers_common import ModelSigmas, Sampler, SamplerData, SamplerOptions
 from modules.sd_schedulers import Scheduler
-from modules.shared_options import opts
 
 AUTOMATIC = "Automatic"
 
@@ -46,7 +45,7 @@ APPROXIMATIONS = ("Full", "Approx NN", "Approx cheap", "TAESD")
 
 def visible_samplers() -> list[SamplerData]:
     """The samplers the UI offers: all but those of the hide_samplers setting."""
-    hidden = set(opts.hide_samplers)
+    hidden = set(job_context.settings().hide_samplers)
     return [s for s in all_samplers if s.name not in hidden]
 
 
@@ -189,6 +188,6 @@ def sample_to_image(samples: torch.Tensor, index: int = 0, approximation: int | 
     # live_preview imports processing, which imports this module
     from modules import live_preview, sd_models
 
-    method = opts.show_progress_type if approximation is None else APPROXIMATIONS[approximation]
+    method = job_context.settings().show_progress_type if approximation is None else APPROXIMATIONS[approximation]
     model = sd_models.model_manager.current if sd_models.model_manager is not None else None
     return live_preview.latents_to_images(samples[index:index + 1], model, method)[0]

@@ -5,8 +5,8 @@ import sys
 
 import tqdm
 
+from modules import job_context
 from modules.shared_cmd_options import cmd_opts
-from modules.shared_options import opts
 from modules.shared_state import state
 
 
@@ -19,7 +19,7 @@ class TotalTQDM:
 
     @staticmethod
     def enabled() -> bool:
-        return bool(opts.multiple_tqdm) and not cmd_opts.disable_console_progressbars
+        return bool(job_context.settings().multiple_tqdm) and not cmd_opts.disable_console_progressbars
 
     def reset(self) -> None:
         """Start a new bar sized job_count x sampling_steps of the running job (no total while those are unknown)."""

@@ -25,8 +25,7 @@ from spandrel import (
     canonicalize_state_dict,
 )
 
-from modules import devices, sd_models
-from modules.shared_options import opts
+from modules import devices, job_context, sd_models
 from modules.upscaler import Upscaler, UpscalerData, default_models_path, tiled_upscale
 
 log = logging.getLogger(__name__)
@@ -130,7 +129,7 @@ class UpscalerSpandrel(Upscaler):
         return _cached_model(os.path.abspath(path), os.path.getmtime(path), model_device("esrgan", cmd_opts), prefer_half)
 
     def do_upscale(self, img: Image.Image, selected_model: str | None) -> Image.Image:
-        return upscale_with_model(self.load_model(selected_model), img, int(opts.ESRGAN_tile), int(opts.ESRGAN_tile_overlap))
+        return upscale_with_model(self.load_model(selected_model), img, int(job_context.settings().ESRGAN_tile), int(job_context.settings().ESRGAN_tile_overlap))
 
 
 class UpscalerESRGAN(UpscalerSpandrel):

@@ -225,7 +225,7 @@ def test_live_previews_run_the_real_decoders():
 @pytest.mark.parametrize("memory_mode, allow, expected", [
     ("normal", False, "Full"), ("medvram", False, "Approx NN"), ("lowvram", True, "Full")])
 def test_full_becomes_approx_nn_under_medvram_and_lowvram(monkeypatch, memory_mode, allow, expected):
-    monkeypatch.setitem(live_preview.opts.data, "live_preview_allow_lowvram_full", allow)
+    monkeypatch.setitem(shared_options.opts.data, "live_preview_allow_lowvram_full", allow)
     assert live_preview.effective_method("Full", model_stub(memory_mode=memory_mode)) == expected
 
 

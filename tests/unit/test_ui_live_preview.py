@@ -6,7 +6,7 @@ import pytest
 import torch
 from diffusers import AutoencoderKL
 
-from modules import live_preview
+from modules import live_preview, shared_options
 
 
 def model_stub(latent_space="sd", memory_mode="normal", vae=None):
@@ -56,7 +56,7 @@ def test_preview_of_a_batch_is_a_grid_or_the_first_image():
     ("Approx cheap", "normal", False, "Approx cheap"),
 ])
 def test_effective_method(monkeypatch, method, memory_mode, allow, expected):
-    monkeypatch.setitem(live_preview.opts.data, "live_preview_allow_lowvram_full", allow)
+    monkeypatch.setitem(shared_options.opts.data, "live_preview_allow_lowvram_full", allow)
     assert live_preview.effective_method(method, model_stub(memory_mode=memory_mode)) == expected
 
 
@@ -73,8 +73,8 @@ def test_full_decodes_with_the_vae_at_image_size():
 
 def test_decode_preview_without_a_model_uses_sd_factors(monkeypatch):
     monkeypatch.setattr(live_preview.sd_models, "model_manager", None)
-    monkeypatch.setitem(live_preview.opts.data, "show_progress_type", "Full")
-    monkeypatch.setitem(live_preview.opts.data, "show_progress_grid", True)
+    monkeypatch.setitem(shared_options.opts.data, "show_progress_type", "Full")
+    monkeypatch.setitem(shared_options.opts.data, "show_progress_grid", True)
     latents = torch.zeros(1, 4, 2, 2)
     latents[0, 0] = 0.5
     image = live_preview.decode_preview(latents)
