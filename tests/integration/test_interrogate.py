@@ -147,3 +147,15 @@ def test_img2img_buttons_fill_the_prompt_from_the_modes_image(models_dir, monkey
     assert from_img2img == from_sketch and "long hair" in from_img2img
     with pytest.raises(Exception, match="upload an image first"):
         ui_interrogate.run("clip", ui_img2img.INPAINT_UPLOAD, None, None, None, None, None, "", "")
+
+
+def test_only_img2img_has_the_buttons_with_a1111s_ids():
+    import gradio as gr
+
+    from modules import ui_toprow
+
+    with gr.Blocks():
+        img2img, txt2img = ui_toprow.create_toprow("img2img"), ui_toprow.create_toprow("txt2img")
+    assert (img2img.interrogate.elem_id, img2img.deepbooru.elem_id) == ("interrogate", "deepbooru")
+    assert (img2img.interrogate.value, img2img.deepbooru.value) == ("\U0001f4ce", "\U0001f4e6")
+    assert txt2img.interrogate is None and txt2img.deepbooru is None
