@@ -125,10 +125,7 @@ def create_toprow(tabname: str) -> Toprow:
 def create_interrogate_buttons(tabname: str) -> tuple[ToolButton, ToolButton]:
     """img2img's 📎 and 📦 (A1111's ids "interrogate" and "deepbooru", in the tab's tools row)."""
     with gr.Row(elem_id=f"{tabname}_tools"):
-        return (ToolButton("\U0001f4ce", elem_id="interrogate", tooltip="Interrogate CLIP - use CLIP neural network to "
-                           "create a text describing the image, and put it into the prompt field"),
-                ToolButton("\U0001f4e6", elem_id="deepbooru", tooltip="Interrogate DeepBooru - use DeepBooru neural "
-                           "network to create a text describing the image, and put it into the prompt field"))
+        return ToolButton("\U0001f4ce", elem_id="interrogate"), ToolButton("\U0001f4e6", elem_id="deepbooru")
 
 
 def wire_toprow(toprow: Toprow, steps: gr.Slider) -> None:
