@@ -47,6 +47,10 @@ def __getattr__(name):
         return shared_items.hypernetworks()
     if name == "latent_upscale_modes":
         return shared_items.latent_upscale_modes()
+    if name == "interrogator":  # A1111's CLIP interrogator, imported when first asked for (it brings transformers)
+        from modules import interrogate
+
+        return interrogate.interrogator
     if name == "device":
         manager = job_context.model_manager()
         return manager.plan.device if manager else None

@@ -82,6 +82,11 @@ def localization_choices():
     return {"choices": ["None", *sorted(localization.localizations)]}
 
 
+def interrogate_category_choices():
+    from modules import interrogate
+    return {"choices": interrogate.category_types()}
+
+
 GRADIO_THEMES = ["Default", "Base", "Citrus", "Glass", "Monochrome", "Ocean", "Origin", "Soft"]  # Gradio's own, offline
 
 # the page's main tab labels, filled while the page is built (A1111's shared.tab_names)
@@ -192,6 +197,21 @@ options_templates.update(options_section(("API", "API", "system"), {
 options_templates.update(options_section(("training", "Training", "training"), {
     "save_optimizer_state": OptionInfo(False, "Saves Optimizer state as separate *.optim file. Training of embedding or HN can be resumed with the matching optim file."),
     "training_write_csv_every": OptionInfo(500, "Save an csv containing the loss to log directory every N steps, 0 to disable"),
+}))
+
+options_templates.update(options_section(("interrogate", "Interrogate", "training"), {
+    "interrogate_keep_models_in_memory": OptionInfo(False, "Keep models in VRAM"),
+    "interrogate_return_ranks": OptionInfo(False, "Include ranks of model tags matches in results.").info("booru only"),
+    "interrogate_clip_num_beams": OptionInfo(1, "BLIP: num_beams", "Slider", {"minimum": 1, "maximum": 16, "step": 1}),
+    "interrogate_clip_min_length": OptionInfo(24, "BLIP: minimum description length", "Slider", {"minimum": 1, "maximum": 128, "step": 1}),
+    "interrogate_clip_max_length": OptionInfo(48, "BLIP: maximum description length", "Slider", {"minimum": 1, "maximum": 256, "step": 1}),
+    "interrogate_clip_dict_limit": OptionInfo(1500, "CLIP: maximum number of lines in text file").info("0 = No limit"),
+    "interrogate_clip_skip_categories": OptionInfo([], "CLIP: skip inquire categories", "CheckboxGroup", interrogate_category_choices),
+    "interrogate_deepbooru_score_threshold": OptionInfo(0.5, "deepbooru: score threshold", "Slider", {"minimum": 0, "maximum": 1, "step": 0.01}),
+    "deepbooru_sort_alpha": OptionInfo(True, "deepbooru: sort tags alphabetically").info("if not: sort by score"),
+    "deepbooru_use_spaces": OptionInfo(True, "deepbooru: use spaces in tags").info("if not: use underscores"),
+    "deepbooru_escape": OptionInfo(True, "deepbooru: escape (\\) brackets").info("so they are used as literal brackets and not for emphasis"),
+    "deepbooru_filter_tags": OptionInfo("", "deepbooru: filter out those tags").info("separate by comma"),
 }))
 
 options_templates.update(options_section(("sd", "Stable Diffusion", "sd"), {

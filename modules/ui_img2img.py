@@ -17,6 +17,7 @@ from modules import (
     scripts,
     ui_common,
     ui_extra_networks,
+    ui_interrogate,
     ui_toprow,
     ui_txt2img,
 )
@@ -281,6 +282,7 @@ def build_ui(loadsave, extra_option_component, runner: scripts.ScriptRunner) -> 
                                           extra_outputs=[gr.skip(), gr.skip(), gr.skip()])
     ui_txt2img.wire_generate(toprow, output, job, inputs)
     ui_toprow.wire_toprow(toprow, common.steps)
+    ui_interrogate.wire(toprow, mode, images, batch_dirs)
     ui_txt2img.wire_common(common, output)
     ui_extra_networks.setup_ui(extra_networks_ui, output.gallery, output.selected_index)
 

@@ -33,6 +33,8 @@ class Toprow:
     styles: gr.Dropdown
     style_apply: ToolButton
     style_create: ToolButton
+    interrogate: ToolButton | None = None  # img2img only
+    deepbooru: ToolButton | None = None
 
 
 def token_count(text: str, steps: int = 20) -> tuple[int, int]:
@@ -115,8 +117,15 @@ def create_toprow(tabname: str) -> Toprow:
                                      elem_id=f"{tabname}_styles", scale=4)
                 style_apply = ToolButton(apply_style_symbol, elem_id=f"{tabname}_style_apply")
                 style_create = ToolButton(save_style_symbol, elem_id=f"{tabname}_style_create")
+            interrogators = create_interrogate_buttons(tabname) if tabname == "img2img" else (None, None)
     return Toprow(prompt, negative_prompt, counter, negative_counter, generate, interrupt, skip, chosen, style_apply,
-                  style_create)
+                  style_create, *interrogators)
+
+
+def create_interrogate_buttons(tabname: str) -> tuple[ToolButton, ToolButton]:
+    """img2img's 📎 and 📦 (A1111's ids "interrogate" and "deepbooru", in the tab's tools row)."""
+    with gr.Row(elem_id=f"{tabname}_tools"):
+        return ToolButton("\U0001f4ce", elem_id="interrogate"), ToolButton("\U0001f4e6", elem_id="deepbooru")
 
 
 def wire_toprow(toprow: Toprow, steps: gr.Slider) -> None:

@@ -19,6 +19,7 @@ from modules import (
     textual_inversion_training as ti_training,
     training_dataset,
     ui_common,
+    ui_preprocess,
 )
 from modules.shared_state import state
 from modules.ui_components import FormRow, ToolButton
@@ -160,6 +161,8 @@ def create_ui(txt2img_preview_params: list | None = None) -> TrainUI:
                                                          elem_id="train_overwrite_old_hypernetwork")
                 create_hypernetwork_button = gr.Button(value="Create hypernetwork", variant="primary",
                                                        elem_id="train_create_hypernetwork")
+            with gr.Tab(label="Preprocess images", id="preprocess_images"):
+                ui_preprocess.create_ui()
             with gr.Tab(label="Train", id="train"):
                 gr.HTML("<p>Train an embedding or Hypernetwork; you must specify a directory with a set of 1:1 ratio "
                         "images</p>")

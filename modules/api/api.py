@@ -145,6 +145,7 @@ class Api:
             ("extra-single-image", self.extras_single_image_api, post, models.ExtrasSingleImageResponse),
             ("extra-batch-images", self.extras_batch_images_api, post, models.ExtrasBatchImagesResponse),
             ("png-info", self.pnginfoapi, post, models.PNGInfoResponse),
+            ("interrogate", self.interrogateapi, post, models.InterrogateResponse),
             ("progress", self.progressapi, get, models.ProgressResponse),
             ("interrupt", self.interruptapi, post, None),
             ("skip", self.skip, post, None),
@@ -343,6 +344,23 @@ class Api:
         items = {k: v for k, v in items.items() if isinstance(v, str)}
         params = infotext_utils.parse_generation_parameters(geninfo) if geninfo else {}
         return {"info": geninfo or "", "items": items, "parameters": params}
+
+    def interrogateapi(self, req: models.InterrogateRequest):
+        """A1111's: 404 without an image or for a model other than clip and deepdanbooru; a model file that is missing
+        and cannot be downloaded is a 503 naming the file and its folder."""
+        from modules import deepbooru, interrogate
+        from modules.interrogate_files import ModelFileMissing
+
+        if not req.image:
+            raise HTTPException(status_code=404, detail="Image not found")
+        image = decode_base64_to_image(req.image).convert("RGB")
+        describe = {"clip": interrogate.interrogator.interrogate, "deepdanbooru": deepbooru.model.tag}.get(req.model)
+        if describe is None:
+            raise HTTPException(status_code=404, detail="Model not found")
+        try:
+            return {"caption": self.run_job("interrogate", describe, image)}
+        except ModelFileMissing as e:
+            raise HTTPException(status_code=503, detail=str(e)) from e
 
     # progress and control
 

@@ -148,6 +148,15 @@ class PNGInfoResponse(BaseModel):
     parameters: dict
 
 
+class InterrogateRequest(BaseModel):
+    image: str = Field(default="", title="Image", description="Image to work on, must be a Base64 string containing the image's data.")
+    model: str = Field(default="clip", title="Model", description="The interrogate model used: clip or deepdanbooru.")
+
+
+class InterrogateResponse(BaseModel):
+    caption: str | None = Field(default=None, title="Caption", description="The generated caption for the image.")
+
+
 class ProgressResponse(BaseModel):
     progress: float
     eta_relative: float
