@@ -132,7 +132,6 @@ def save_files(js_data: str, gallery: list, index: int | None, make_zip: bool = 
     if opts.save_write_log_csv:
         append_log_csv(os.path.join(folder, "log.csv"), rows)
     if make_zip:
-        p.all_seeds = data.get("all_seeds") or [data.get("seed")]
         name = images.FilenameGenerator(p, data.get("seed"), data.get("prompt"), None).apply(
             opts.grid_zip_filename_pattern or "[datetime]_[[model_name]]_[seed]-[seed_last]")
         saved.insert(0, write_zip(os.path.join(folder, f"{name}.zip"), saved))
