@@ -59,7 +59,8 @@ document.addEventListener("contextmenu", function(event) {
     closeContextMenu();
 });
 document.addEventListener("click", function(event) {
-    if (!event.composedPath().some(function(node) { return node.id === "context-menu"; })) closeContextMenu();
+    // a user's click elsewhere closes the menu (Generate forever's own presses do not)
+    if (event.isTrusted && !event.composedPath().some(function(node) { return node.id === "context-menu"; })) closeContextMenu();
 });
 
 // Generate forever: press Generate again whenever the tab is idle (Interrupt hidden), until cancelled
@@ -94,4 +95,5 @@ function cancelGenerateForever() {
         generateOnRepeat("#" + tab + "_generate", "#" + tab + "_interrupt");
     });
     appendContextMenuOption("#" + tab + "_generate", "Cancel generate forever", cancelGenerateForever);
+    appendContextMenuOption("#" + tab + "_interrupt", "Cancel generate forever", cancelGenerateForever);  // while a job runs
 });

@@ -100,7 +100,7 @@ def test_a_png_dropped_on_the_prompt_fills_every_field(page):
     meta.add_text("parameters", INFOTEXT)
     buffer = io.BytesIO()
     Image.new("RGB", (32, 32), (10, 20, 30)).save(buffer, format="PNG", pnginfo=meta)
-    page.locator("#tab_img2img-button, #tabs button:has-text('img2img')").first.dispatch_event("click")
+    page.locator("#tab_img2img-button").dispatch_event("click")
     page.wait_for_selector("#img2img_prompt textarea", state="visible")
     page.evaluate("""(data) => {
         const bytes = Uint8Array.from(atob(data), c => c.charCodeAt(0));
@@ -130,7 +130,14 @@ def test_generate_forever_until_cancelled(page, app):
     while time.time() < deadline and pngs(app) < before + 2:
         time.sleep(0.5)
     assert pngs(app) >= before + 2  # a second job started by itself
-    page.click("#txt2img_generate", button="right")
+    # a right-click on Generate or, while a job runs, Interrupt (both have the menu), whichever is shown at that moment
+    page.evaluate("""() => {
+        const button = ["#txt2img_interrupt", "#txt2img_generate"].map(s => gradioApp().querySelector(s))
+            .find(b => b && b.offsetParent !== null);
+        const box = button.getBoundingClientRect();
+        button.dispatchEvent(new MouseEvent("contextmenu", {bubbles: true, cancelable: true, composed: true, button: 2,
+                                                            clientX: box.x + 5, clientY: box.y + 5}));
+    }""")
     page.locator("#context-menu li", has_text="Cancel generate forever").first.click()
     wait_for_job(page)
     settled = pngs(app)
