@@ -55,6 +55,11 @@ def image_format_choices():
     return {"choices": [ext for ext in ("png", "jpg", "jpeg", "webp", "avif", "gif", "bmp", "tif", "tiff") if ext in writable]}
 
 
+def image_upscaler_choices():
+    from modules import processing
+    return {"choices": processing.image_upscaler_names()}
+
+
 def vae_choices():
     from modules import shared_items
     return {"choices": shared_items.sd_vae_items()}
@@ -170,6 +175,8 @@ options_templates.update(options_section(("upscaling", "Upscaling", "postprocess
     "ESRGAN_tile_overlap": OptionInfo(8, "Tile overlap for ESRGAN upscalers.", "Slider", {"minimum": 0, "maximum": 48, "step": 1}).info("Low values = visible seam"),
     "upscaler_for_img2img": OptionInfo(None, "Upscaler for img2img", "Dropdown", {"choices": ["None", "Lanczos", "Nearest"]}),
     "set_scale_by_when_changing_upscaler": OptionInfo(False, "Automatically set the Scale by factor based on the name of the selected Upscaler."),
+    "upscale_button_upscaler": OptionInfo("Lanczos", "Upscaler of the ✨ button under the gallery", "Dropdown", image_upscaler_choices),
+    "upscale_button_scale": OptionInfo(2.0, "Scale of the ✨ button under the gallery", "Slider", {"minimum": 1.0, "maximum": 4.0, "step": 0.05}),
 }))
 
 options_templates.update(options_section(("face-restoration", "Face restoration", "postprocessing"), {

@@ -152,6 +152,7 @@ def create_ui() -> gr.Blocks:
         pages = Pages(tabs, txt2img, img2img, extras, settings.quicksettings.get(ui_settings.CHECKPOINT_KEY))
         _wire_send_buttons(pages, pnginfo, history)
         _wire_param_bindings(pages)
+        _wire_prompt_paste(pages)
         _wire_checkpoint_views(demo, settings, txt2img, img2img, merger, footer)
     loadsave.dump_defaults()
     return demo
@@ -196,19 +197,78 @@ def send_values(pages: Pages, name: str, image, params: dict, has_checkpoint: bo
     """The values for Pages.outputs(name): the image in the target's input, the pasted fields, the tab switch."""
     if name == "extras":
         return [image if image is not None else gr.skip(), gr.Tabs(selected="extras")]
-    target = pages.target(name)
+    pasted = paste_values(pages.target(name), params, has_checkpoint)
+    if name == "txt2img":
+        return [gr.skip(), *pasted, gr.Tabs(selected="txt2img"), gr.skip(), gr.skip()]
+    mode_tab, mode = SEND_MODES[name]
+    image_update = gr.skip() if image is None else (
+        {"background": image, "layers": [], "composite": image} if name == "inpaint" else image)
+    return [image_update, *pasted, gr.Tabs(selected="img2img"), gr.Tabs(selected=mode_tab), mode]
+
+
+def paste_outputs(pages: Pages, target) -> list:
+    """What pasting parameters into a generation tab sets: its fields, the checkpoint, the report under its gallery."""
+    checkpoint = [pages.checkpoint] if pages.checkpoint is not None else []
+    return [*target.paste.components(), *checkpoint, target.output.html_log]
+
+
+def paste_values(target, params: dict, has_checkpoint: bool) -> list:
+    """The values for paste_outputs: every field the parameters name (a checkpoint they name that is here is loaded)."""
     updates, checkpoint, report = ui_common.paste_updates(params, target.paste)
     checkpoint_update = []
     if has_checkpoint:
         checkpoint_update = [ui_settings.checkpoint_dropdown_update(_switch_checkpoint(checkpoint)) if checkpoint
                              else gr.skip()]
-    if name == "txt2img":
-        return [gr.skip(), *updates, *checkpoint_update, report, gr.Tabs(selected="txt2img"), gr.skip(), gr.skip()]
-    mode_tab, mode = SEND_MODES[name]
-    image_update = gr.skip() if image is None else (
-        {"background": image, "layers": [], "composite": image} if name == "inpaint" else image)
-    return [image_update, *updates, *checkpoint_update, report, gr.Tabs(selected="img2img"),
-            gr.Tabs(selected=mode_tab), mode]
+    return [*updates, *checkpoint_update, report]
+
+
+def last_generation_text() -> str:
+    """params.txt in the data dir: the last generation's infotext ('' when none, or when --hide-ui-dir-config or
+    --no-prompt-history keep it private, as A1111)."""
+    path = os.path.join(paths_internal.data_path, "params.txt")
+    if cmd_opts.hide_ui_dir_config or cmd_opts.no_prompt_history or not os.path.isfile(path):
+        return ""
+    with open(path, encoding="utf8") as file:
+        return file.read()
+
+
+def prompt_paste_params(prompt: str) -> dict:
+    """↙️: the prompt box read as an infotext, or the last generation's when the box is empty (A1111)."""
+    text = prompt if (prompt or "").strip() else last_generation_text()
+    if not text.strip():
+        raise gr.Error("Nothing to paste: the prompt is empty and no image was generated yet")
+    return infotext_utils.parse_generation_parameters(text)
+
+
+def dropped_image_params(path: str | None) -> dict:
+    """A PNG (or JPEG/WebP) dropped or pasted on the prompt: its infotext, parsed."""
+    with Image.open(path) as image:
+        text = images.read_info_from_image(image)[0]
+    if not text:
+        raise gr.Error(f"{os.path.basename(path)} holds no generation parameters")
+    return infotext_utils.parse_generation_parameters(text)
+
+
+def _wire_prompt_paste(pages: Pages) -> None:
+    """The prompt row's ↙️ and an image dropped on the prompt fill every control of their tab (A1111's paste)."""
+    has_checkpoint = pages.checkpoint is not None
+    for target in (pages.txt2img, pages.img2img):
+        outputs = paste_outputs(pages, target)
+        toprow = target.toprow
+        skips = [gr.skip()] * (len(outputs) - 1)  # on an error: the fields stay, the log says why
+        toprow.paste.click(fn=call_queue.wrap_gradio_call(
+            lambda prompt, target=target: paste_values(target, prompt_paste_params(prompt), has_checkpoint),
+            extra_outputs=skips), inputs=[toprow.prompt], outputs=outputs, show_progress="hidden")
+
+        def paste_image(path, target=target, skips=skips):
+            if not path:
+                return [*skips, gr.skip(), ""]
+            *values, report = paste_values(target, dropped_image_params(path), has_checkpoint)
+            return [*values, None, report]  # the file input empties, so the same file may be dropped again
+
+        toprow.prompt_image.upload(fn=call_queue.wrap_gradio_call(paste_image, extra_outputs=[*skips, None]),
+                                   inputs=[toprow.prompt_image], outputs=[*outputs[:-1], toprow.prompt_image, outputs[-1]],
+                                   show_progress="hidden")
 
 
 def _switch_checkpoint(title: str) -> str:

@@ -14,13 +14,14 @@ import subprocess
 import sys
 import time
 import types
+import zipfile
 from dataclasses import dataclass
 
 import gradio as gr
 from PIL import Image
 from tqdm import tqdm
 
-from modules import call_queue, images, infotext_utils, sd_models
+from modules import call_queue, images, infotext_utils, sd_models, upscaler
 from modules.shared_cmd_options import cmd_opts
 from modules.shared_options import opts
 from modules.shared_state import state
@@ -28,6 +29,8 @@ from modules.ui_components import ToolButton
 
 folder_symbol = "\U0001f4c2"  # 📂
 save_symbol = "\U0001f4be"  # 💾
+zip_symbol = "\U0001f5c3\ufe0f"  # 🗃️
+upscale_symbol = "\u2728"  # ✨
 refresh_symbol = "\U0001f504"  # 🔄
 send_symbols = {"img2img": "\U0001f5bc\ufe0f", "inpaint": "\U0001f3a8\ufe0f", "extras": "\U0001f4d0"}  # 🖼️ 🎨️ 📐
 LOG_CSV_FIELDS = ["prompt", "seed", "width", "height", "sampler", "cfgs", "steps", "filename", "negative_prompt",
@@ -49,6 +52,8 @@ class OutputPanel:
     selected_index: gr.State
     button_open_folder: ToolButton
     button_save: ToolButton
+    button_save_zip: ToolButton
+    button_upscale: ToolButton | None  # txt2img's ✨
     download_files: gr.File
     send_buttons: dict  # "img2img", "inpaint", "extras" -> ToolButton; the page wires them
 
@@ -101,9 +106,10 @@ def _nth(values, index: int, default=None):
     return values[min(index, len(values) - 1)] if values else default
 
 
-def save_files(js_data: str, gallery: list, index: int | None):
+def save_files(js_data: str, gallery: list, index: int | None, make_zip: bool = False):
     """The 💾 button: save the shown images (only the selected one with `save_selected_only`) to `outdir_save`,
-    list them in its log.csv, and offer them for download."""
+    list them in its log.csv, and offer them for download; 🗃️ (make_zip) offers them as one zip archive, named by
+    `grid_zip_filename_pattern` (A1111)."""
     data = json.loads(js_data or "{}")
     if not gallery or not data:
         return gr.File(visible=False), plaintext_to_html("Nothing to save: generate images first.", "error")
@@ -125,7 +131,46 @@ def save_files(js_data: str, gallery: list, index: int | None):
                      data.get("sd_model_hash")])
     if opts.save_write_log_csv:
         append_log_csv(os.path.join(folder, "log.csv"), rows)
+    if make_zip:
+        name = images.FilenameGenerator(p, data.get("seed"), data.get("prompt"), None).apply(
+            opts.grid_zip_filename_pattern or "[datetime]_[[model_name]]_[seed]-[seed_last]")
+        saved.insert(0, write_zip(os.path.join(folder, f"{name}.zip"), saved))
     return gr.File(value=saved, visible=True), plaintext_to_html(f"Saved: {os.path.basename(saved[0])}")
+
+
+def write_zip(path: str, files: list[str]) -> str:
+    """The files, by their names, in one archive (written beside, then moved into place)."""
+    tmp = f"{path}.tmp"
+    with zipfile.ZipFile(tmp, "w") as archive:
+        for file in files:
+            archive.write(file, os.path.basename(file))
+    os.replace(tmp, path)
+    return path
+
+
+def upscale_selected(js_data: str, gallery: list, index: int | None, outdir: str):
+    """✨: the selected image enlarged by the upscaler and scale the settings choose (`upscale_button_upscaler`,
+    `upscale_button_scale`), saved beside the tab's images with its infotext, in the selected image's place."""
+    image = selected_image(gallery, index)
+    if image is None:
+        raise gr.Error("Generate an image first: ✨ upscales the image selected in the gallery")
+    name, scale = opts.upscale_button_upscaler or "Lanczos", float(opts.upscale_button_scale)
+    width, height = int(image.width * scale), int(image.height * scale)
+    upscaled = upscaler.upscale_to(image.convert("RGB"), width, height, name)
+    data = json.loads(js_data or "{}")
+    position = min(max(index or 0, 0), len(gallery) - 1)
+    k = max(position - data.get("index_of_first_image", 0), 0)
+    info = _nth(data.get("infotexts"), position, "") or ""
+    info = f"{info}, Postprocess upscale by: {scale:g}, Postprocess upscaler: {name}" if info else ""
+    if opts.samples_save:
+        p = types.SimpleNamespace(**data)
+        images.save_image(upscaled, resolve_path(opts.outdir_samples or outdir), "",
+                          seed=_nth(data.get("all_seeds"), k, data.get("seed")),
+                          prompt=_nth(data.get("all_prompts"), k, data.get("prompt")), extension=opts.samples_format,
+                          info=info or None, p=p, suffix="-upscaled")
+    shown = [item[0] if isinstance(item, (list, tuple)) else item for item in gallery]
+    shown[position] = upscaled
+    return shown, plaintext_to_html(f"Upscaled to {width}x{height} with {name}")
 
 
 def append_log_csv(path: str, rows: list[list]) -> None:
@@ -158,8 +203,10 @@ def create_output_panel(tabname: str, outdir: str) -> OutputPanel:
             button_open_folder = ToolButton(folder_symbol, elem_id=f"{tabname}_open_folder",
                                             visible=not cmd_opts.hide_ui_dir_config)
             button_save = ToolButton(save_symbol, elem_id=f"save_{tabname}")
+            button_save_zip = ToolButton(zip_symbol, elem_id=f"save_zip_{tabname}")
             send_buttons = {target: ToolButton(symbol, elem_id=f"{tabname}_send_to_{target}")
                             for target, symbol in send_symbols.items()}
+            button_upscale = ToolButton(upscale_symbol, elem_id=f"{tabname}_upscale") if tabname == "txt2img" else None
         download_files = gr.File(None, file_count="multiple", interactive=False, show_label=False, visible=False,
                                  elem_id=f"download_files_{tabname}")
         generation_info = gr.Textbox(visible="hidden", elem_id=f"generation_info_{tabname}")
@@ -173,8 +220,17 @@ def create_output_panel(tabname: str, outdir: str) -> OutputPanel:
     button_save.click(fn=call_queue.wrap_gradio_call(save_files, extra_outputs=[gr.File(visible=False)]),
                       inputs=[generation_info, gallery, selected_index], outputs=[download_files, html_log],
                       show_progress="hidden")
+    button_save_zip.click(fn=call_queue.wrap_gradio_call(lambda *args: save_files(*args, make_zip=True),
+                                                         extra_outputs=[gr.File(visible=False)]),
+                          inputs=[generation_info, gallery, selected_index], outputs=[download_files, html_log],
+                          show_progress="hidden")
+    if button_upscale is not None:
+        button_upscale.click(fn=call_queue.wrap_gradio_gpu_call(lambda *args: upscale_selected(*args, outdir),
+                                                                extra_outputs=[gr.skip()]),
+                             inputs=[generation_info, gallery, selected_index], outputs=[gallery, html_log],
+                             show_progress="hidden")
     return OutputPanel(gallery, generation_info, infotext, html_log, progress, selected_index, button_open_folder,
-                       button_save, download_files, send_buttons)
+                       button_save, button_save_zip, button_upscale, download_files, send_buttons)
 
 
 def selected_image(gallery: list | None, index: int | None) -> Image.Image | None:

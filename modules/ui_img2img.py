@@ -3,6 +3,9 @@ denoising and mask controls, and the generation controls txt2img has (but Hires.
 from __future__ import annotations
 
 import functools
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 
 import gradio as gr
@@ -112,6 +115,10 @@ def scaled_size(image: Image.Image | None, width: int, height: int, scale_by: fl
 # "Resize by" switch and scale.
 IMAGE_INPUTS = ("init_img", "sketch", "inpaint", "inpaint_color_sketch", "inpaint_base", "inpaint_mask")
 BATCH_INPUTS = ("batch_input_dir", "batch_output_dir", "batch_inpaint_mask_dir")
+BATCH_UPLOAD, BATCH_FROM_DIR = "upload", "from dir"  # the Batch sub-tab chosen (A1111's img2img_batch_source_type)
+# "Copy image to": (button title, mode tab id) of the four modes that hold one image, as A1111's row lists them
+COPY_TARGETS = (("img2img", "img2img"), ("sketch", "img2img_sketch"), ("inpaint", "inpaint"),
+                ("inpaint sketch", "inpaint_sketch"))
 
 
 def img2img(values: dict, extra_options: dict | None = None, script_args=()):
@@ -129,9 +136,22 @@ def img2img(values: dict, extra_options: dict | None = None, script_args=()):
         override_settings=ui_txt2img.override_settings(values.get("override_settings"), tuple(extra_options),
                                                        extra_options.values()),
         scripts=scripts.scripts_img2img, script_args=list(script_args))
+    if mode == BATCH and values.get("batch_source") == BATCH_UPLOAD:
+        return run_uploaded_batch(p, values.get("batch_files"), *(values.get(k, "") for k in BATCH_INPUTS[1:]))
     if mode == BATCH:
         return run_batch(p, *(values.get(k, "") for k in BATCH_INPUTS))
     return ui_txt2img.finish(p)
+
+
+def run_uploaded_batch(p, files: list | None, output_dir: str, inpaint_mask_dir: str):
+    """Batch's Upload sub-tab: the uploaded files, under their own names, through the folder batch."""
+    if not files:
+        raise gr.Error("Batch: upload the images first")
+    with tempfile.TemporaryDirectory(prefix="img2img-batch-") as folder:
+        for file in files:
+            path = file if isinstance(file, str) else file.name
+            shutil.copy(path, os.path.join(folder, os.path.basename(getattr(file, "orig_name", None) or path)))
+        return run_batch(p, folder, output_dir, inpaint_mask_dir)
 
 
 def generate(names: tuple, extra_option_keys: tuple, *values):
@@ -168,6 +188,35 @@ def scale_preview(image: Image.Image | None, scale_by: float) -> str:
     return f"<span class='resize-preview'>resize: from {image.width}x{image.height} to {width}x{height}</span>"
 
 
+def copied_image(source: int, value):
+    """The image a "Copy image to" button takes from mode `source` (a sketch with its strokes, inpaint's picture)."""
+    if source == IMG2IMG or value is None:
+        return value
+    return value.get("background" if source == INPAINT else "composite")
+
+
+def copy_image(source: int, target: int, value):
+    """"Copy image to": the source mode's image into the target mode, which is then shown (A1111)."""
+    image = copied_image(source, value)
+    if image is None:
+        raise gr.Error(f"{MODES[source]}: upload an image first")
+    placed = image if target == IMG2IMG else {"background": image, "layers": [], "composite": image}
+    return placed, gr.Tabs(selected=COPY_TARGETS[target][1]), target
+
+
+def _copy_image_row(source: int) -> list:
+    """A1111's "Copy image to:" row under a mode's image: (button, target mode) for the other three modes."""
+    name = COPY_TARGETS[source][1].removeprefix("img2img_") if source else "img2img"
+    buttons = []
+    with FormRow(elem_id=f"img2img_copy_to_{name}"):
+        gr.HTML("Copy image to: ", elem_id=f"img2img_label_copy_to_{name}")
+        for target, (title, _) in enumerate(COPY_TARGETS):
+            button = gr.Button(title, interactive=target != source, size="sm")
+            if target != source:
+                buttons.append((source, target, button))
+    return buttons
+
+
 def _editor(label: str, elem_id: str, brush: dict | None = None) -> gr.ImageEditor:
     return gr.ImageEditor(label=label, elem_id=elem_id, type="pil", image_mode="RGBA", height=480, format="png",
                           sources=["upload", "clipboard"], brush=gr.Brush(**brush) if brush else gr.Brush(),
@@ -180,29 +229,50 @@ def create_mode_tabs(mode: gr.State):
         with gr.Tab("img2img", id="img2img", elem_id="img2img_img2img_tab") as tabs["img2img"]:
             init_img = gr.Image(label="Image for img2img", elem_id="img2img_image", type="pil", image_mode="RGBA",
                                 height=480, format="png", sources=["upload", "clipboard"])
+            copy_buttons = _copy_image_row(IMG2IMG)
         with gr.Tab("Sketch", id="img2img_sketch", elem_id="img2img_img2img_sketch_tab") as tabs["Sketch"]:
             sketch = _editor("Image for img2img", "img2img_sketch")
+            copy_buttons += _copy_image_row(SKETCH)
         with gr.Tab("Inpaint", id="inpaint", elem_id="img2img_inpaint_tab") as tabs["Inpaint"]:
             inpaint = _editor("Image for inpainting with mask", "img2maskimg", WHITE_BRUSH)
+            copy_buttons += _copy_image_row(INPAINT)
         with gr.Tab("Inpaint sketch", id="inpaint_sketch", elem_id="img2img_inpaint_sketch_tab") as tabs["Inpaint sketch"]:
             inpaint_color_sketch = _editor("Color sketch inpainting", "inpaint_sketch")
+            copy_buttons += _copy_image_row(INPAINT_SKETCH)
         with gr.Tab("Inpaint upload", id="inpaint_upload", elem_id="img2img_inpaint_upload_tab") as tabs["Inpaint upload"]:
             inpaint_base = gr.Image(label="Image for img2img", elem_id="img_inpaint_base", type="pil", format="png",
                                     sources=["upload", "clipboard"])
             inpaint_mask = gr.Image(label="Mask", elem_id="img_inpaint_mask", type="pil", image_mode="L", format="png",
                                     sources=["upload", "clipboard"])
         with gr.Tab("Batch", id="batch", elem_id="img2img_batch_tab") as tabs["Batch"]:
-            hidden = "<br>Disabled when launched with --hide-ui-dir-config." if cmd_opts.hide_ui_dir_config else ""
-            gr.HTML("<p>Process images in a directory on the same machine where the server is running. Use an empty "
-                    f"output directory to save pictures normally instead of writing to the output directory.{hidden}</p>")
-            batch_dirs = [gr.Textbox(label=label, elem_id=elem_id, visible=not cmd_opts.hide_ui_dir_config)
-                          for label, elem_id in (("Input directory", "img2img_batch_input_dir"),
-                                                 ("Output directory", "img2img_batch_output_dir"),
-                                                 ("Inpaint batch mask directory (required for inpaint batch processing only)",
-                                                  "img2img_batch_inpaint_mask_dir"))]
+            batch_source = gr.Textbox(BATCH_UPLOAD, visible="hidden", elem_id="img2img_batch_source_type")
+            with gr.Tabs(elem_id="img2img_batch_source"):
+                with gr.Tab("Upload", id="batch_upload", elem_id="img2img_batch_upload_tab") as upload_tab:
+                    batch_files = gr.File(label="Files", file_count="multiple", file_types=["image"],
+                                          elem_id="img2img_image_batch")
+                with gr.Tab("From directory", id="batch_from_directory",
+                            elem_id="img2img_batch_from_dir_tab") as from_dir_tab:
+                    hidden = "<br>Disabled when launched with --hide-ui-dir-config." if cmd_opts.hide_ui_dir_config else ""
+                    gr.HTML("<p>Process images in a directory on the same machine where the server is running. Use an "
+                            "empty output directory to save pictures normally instead of writing to the output "
+                            f"directory.{hidden}</p>")
+                    batch_input_dir = gr.Textbox(label="Input directory", elem_id="img2img_batch_input_dir",
+                                                 visible=not cmd_opts.hide_ui_dir_config)
+            batch_dirs = [batch_input_dir, *(gr.Textbox(label=label, elem_id=elem_id, visible=not cmd_opts.hide_ui_dir_config)
+                                             for label, elem_id in (("Output directory", "img2img_batch_output_dir"),
+                                                                    ("Inpaint batch mask directory (required for inpaint "
+                                                                     "batch processing only)",
+                                                                     "img2img_batch_inpaint_mask_dir")))]
+    upload_tab.select(fn=None, js=f"() => {BATCH_UPLOAD!r}", outputs=[batch_source], show_progress="hidden")
+    from_dir_tab.select(fn=None, js=f"() => {BATCH_FROM_DIR!r}", outputs=[batch_source], show_progress="hidden")
     for index, tab in enumerate(tabs.values()):
         tab.select(fn=None, js=f"() => {index}", outputs=[mode], show_progress="hidden")
-    return mode_tabs, [init_img, sketch, inpaint, inpaint_color_sketch, inpaint_base, inpaint_mask], batch_dirs
+    editors = [init_img, sketch, inpaint, inpaint_color_sketch]
+    for source, target, button in copy_buttons:
+        button.click(fn=functools.partial(copy_image, source, target), inputs=[editors[source]],
+                     outputs=[editors[target], mode_tabs, mode], show_progress="hidden")
+    batch = {"batch_source": batch_source, "batch_files": batch_files}
+    return mode_tabs, [init_img, sketch, inpaint, inpaint_color_sketch, inpaint_base, inpaint_mask], batch_dirs, batch
 
 
 def create_ui(loadsave, extra_option_component) -> Img2ImgUI:
@@ -223,7 +293,7 @@ def build_ui(loadsave, extra_option_component, runner: scripts.ScriptRunner) -> 
         with gr.Column(variant="compact", elem_id="img2img_settings_outer"):
             with gr.Tabs(elem_id="img2img_generation_tabs"):
                 with gr.Tab("Generation", id="img2img_generation", elem_id="img2img_generation_tab"):
-                    mode_tabs, images, batch_dirs = create_mode_tabs(mode)
+                    mode_tabs, images, batch_dirs, batch = create_mode_tabs(mode)
                     with gr.Column(variant="compact", elem_id="img2img_settings") as settings_column:
                         controls.make("resize_mode")
                         ui_txt2img.create_sampler_row(controls)
@@ -276,7 +346,7 @@ def build_ui(loadsave, extra_option_component, runner: scripts.ScriptRunner) -> 
 
     named = ui_txt2img.named_inputs(toprow, common, controls, override)
     named.update(mode=mode, **dict(zip(IMAGE_INPUTS, images)), **dict(zip(BATCH_INPUTS, batch_dirs)), resize_by=resize_by,
-                 scale_by=scale_by)
+                 scale_by=scale_by, **batch)
     inputs = [*named.values(), *extra_options, *script_inputs]
     job = call_queue.wrap_gradio_gpu_call(functools.partial(generate, tuple(named), extra_option_keys),
                                           extra_outputs=[gr.skip(), gr.skip(), gr.skip()])

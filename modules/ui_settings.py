@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import gradio as gr
 
-from modules import call_queue, script_callbacks, scripts, sd_models
+from modules import call_queue, script_callbacks, scripts, sd_models, ui_settings_pages
 from modules.options import OptionHTML, OptionInfo, categories, options_section
 from modules.shared_cmd_options import cmd_opts
 from modules.shared_options import opts
@@ -230,6 +230,7 @@ class UiSettings:
                 with gr.Column(elem_id="settings_section_defaults", elem_classes=["settings-section"]):
                     gr.HTML("<h2>Defaults</h2>", elem_classes=["settings-section-title"])
                     loadsave.create_ui()
+                ui_settings_pages.create_ui()
 
     @staticmethod
     def _nav_html(page: list[Section]) -> str:
@@ -241,6 +242,9 @@ class UiSettings:
             items.append(f"<a href='#' data-section='{section.elem_id}'>{html.escape(section.label)}</a>")
         items.append("<div class='settings-category'>Other</div>"
                      "<a href='#' data-section='settings_section_defaults'>Defaults</a>"
+                     + "".join(f"<a href='#' data-section='{elem_id}'>{label}</a>"
+                               for elem_id, label in ui_settings_pages.PAGES)
+                     +
                      "<a href='#' data-section='*' class='settings-show-all'>Show all pages</a>")
         return "<nav class='settings-nav'>" + "".join(items) + "</nav>"
 

@@ -1,4 +1,5 @@
-"""The prompt row of txt2img and img2img (A1111's ids): prompts, token counters, Generate/Interrupt/Skip and styles."""
+"""The prompt row of txt2img and img2img (A1111's ids): prompts, token counters, Generate/Interrupt/Skip, the tools
+(↙️ paste, 🗑️ clear) and styles with their editor (🖌️)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -19,6 +20,11 @@ from modules.ui_components import ToolButton
 PROMPT_HINT = "(Press Ctrl+Enter to generate, Alt+Enter to skip, Esc to interrupt)"
 apply_style_symbol = "\U0001f4cb"  # 📋
 save_style_symbol = "\U0001f4be"  # 💾
+paste_symbol = "\u2199\ufe0f"  # ↙️
+clear_prompt_symbol = "\U0001f5d1\ufe0f"  # 🗑️
+edit_styles_symbol = "\U0001f58c\ufe0f"  # 🖌️
+copy_prompt_symbol = "\u2b07\ufe0f"  # ⬇️
+PASTE_TITLE = "Read generation parameters from prompt or last generation if prompt is empty into user interface."
 
 
 @dataclass
@@ -33,8 +39,28 @@ class Toprow:
     styles: gr.Dropdown
     style_apply: ToolButton
     style_create: ToolButton
+    paste: ToolButton  # wired by the page (it fills every control of the tab)
+    clear_prompt: ToolButton
+    prompt_image: gr.File  # a PNG dropped or pasted on the prompt (javascript/dragdrop.js); wired by the page
+    style_editor: StyleEditor
     interrogate: ToolButton | None = None  # img2img only
     deepbooru: ToolButton | None = None
+
+
+@dataclass
+class StyleEditor:
+    """A1111's 🖌️ "Edit styles" dialog: choose or name a style, edit its texts, save or delete it."""
+
+    open_button: ToolButton
+    dialog: gr.Group
+    selection: gr.Dropdown
+    prompt: gr.Textbox
+    negative_prompt: gr.Textbox
+    apply: ToolButton  # the main row's chosen styles into the prompts (as 📋)
+    copy: ToolButton  # the main prompts into the edited style
+    delete: gr.Button
+    save: gr.Button
+    close: gr.Button
 
 
 def token_count(text: str, steps: int = 20) -> tuple[int, int]:
@@ -89,6 +115,50 @@ def save_style(name: str | None, prompt: str, negative_prompt: str):
     return gr.update(choices=style_names())
 
 
+def style_texts(name: str | None):
+    """The edited style's texts when the dialog's choice names one; a new name keeps what is typed."""
+    style = styles.prompt_styles().styles.get(name or "")
+    if style is None:
+        return gr.skip(), gr.skip()
+    return style.prompt, style.negative_prompt
+
+
+def save_edited_style(name: str | None, prompt: str, negative_prompt: str):
+    """Save in the dialog: the style (new, or replaced in its own file); both style lists show it."""
+    save_style(name, prompt, negative_prompt)
+    names = style_names()
+    return gr.update(choices=names), gr.update(choices=names, value=(name or "").strip())
+
+
+def delete_edited_style(name: str | None):
+    """Delete in the dialog (after the page's confirm; None when cancelled)."""
+    if name is None:
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    name = name.strip()
+    if name not in styles.prompt_styles().styles:
+        raise gr.Error(f"No style named {name!r}" if name else "Choose the style to delete")
+    styles.prompt_styles().delete_style(name)
+    names = style_names()
+    return gr.update(choices=names), gr.update(choices=names, value=None), "", ""
+
+
+def _create_style_editor(tabname: str) -> StyleEditor:
+    open_button = ToolButton(edit_styles_symbol, elem_id=f"{tabname}_styles_edit_button")
+    with gr.Group(visible=False, elem_id=f"{tabname}_styles_dialog", elem_classes=["styles-dialog"]) as dialog:
+        with gr.Row():
+            selection = gr.Dropdown(label="Styles", choices=style_names(), value=None, allow_custom_value=True,
+                                    elem_id=f"{tabname}_styles_edit_select", scale=4)
+            apply = ToolButton(apply_style_symbol, elem_id=f"{tabname}_style_apply_dialog")
+            copy = ToolButton(copy_prompt_symbol, elem_id=f"{tabname}_style_copy")
+        prompt = gr.Textbox(label="Prompt", lines=3, elem_id=f"{tabname}_edit_style_prompt")
+        negative_prompt = gr.Textbox(label="Negative prompt", lines=3, elem_id=f"{tabname}_edit_style_neg_prompt")
+        with gr.Row():
+            delete = gr.Button("Delete", variant="stop", elem_id=f"{tabname}_edit_style_delete")
+            save = gr.Button("Save", variant="primary", elem_id=f"{tabname}_edit_style_save")
+            close = gr.Button("Close", elem_id=f"{tabname}_edit_style_close")
+    return StyleEditor(open_button, dialog, selection, prompt, negative_prompt, apply, copy, delete, save, close)
+
+
 def _prompt_box(tabname: str, negative: bool):
     label = "Negative prompt" if negative else "Prompt"
     key = "neg_prompt" if negative else "prompt"
@@ -112,20 +182,25 @@ def create_toprow(tabname: str) -> Toprow:
                 interrupt = gr.Button("Interrupt", elem_id=f"{tabname}_interrupt", visible=False, variant="stop")
                 skip = gr.Button("Skip", elem_id=f"{tabname}_skip", visible=False)
                 generate = gr.Button("Generate", elem_id=f"{tabname}_generate", variant="primary")
+            with gr.Row(elem_id=f"{tabname}_tools", elem_classes=["prompt-tools"]):
+                paste = ToolButton(paste_symbol, elem_id="paste")  # A1111's id, the same on both tabs
+                clear_prompt = ToolButton(clear_prompt_symbol, elem_id=f"{tabname}_clear_prompt")
+                interrogators = create_interrogate_buttons() if tabname == "img2img" else (None, None)
             with gr.Row(elem_id=f"{tabname}_styles_row", elem_classes=["styles-row"]):
                 chosen = gr.Dropdown(label="Styles", show_label=False, choices=style_names(), value=[], multiselect=True,
                                      elem_id=f"{tabname}_styles", scale=4)
                 style_apply = ToolButton(apply_style_symbol, elem_id=f"{tabname}_style_apply")
                 style_create = ToolButton(save_style_symbol, elem_id=f"{tabname}_style_create")
-            interrogators = create_interrogate_buttons(tabname) if tabname == "img2img" else (None, None)
+                style_editor = _create_style_editor(tabname)
+        prompt_image = gr.File(label="", file_count="single", type="filepath", visible="hidden",
+                               elem_id=f"{tabname}_prompt_image")
     return Toprow(prompt, negative_prompt, counter, negative_counter, generate, interrupt, skip, chosen, style_apply,
-                  style_create, *interrogators)
+                  style_create, paste, clear_prompt, prompt_image, style_editor, *interrogators)
 
 
-def create_interrogate_buttons(tabname: str) -> tuple[ToolButton, ToolButton]:
-    """img2img's 📎 and 📦 (A1111's ids "interrogate" and "deepbooru", in the tab's tools row)."""
-    with gr.Row(elem_id=f"{tabname}_tools"):
-        return ToolButton("\U0001f4ce", elem_id="interrogate"), ToolButton("\U0001f4e6", elem_id="deepbooru")
+def create_interrogate_buttons() -> tuple[ToolButton, ToolButton]:
+    """img2img's 📎 and 📦 (A1111's ids "interrogate" and "deepbooru"), in the tab's tools row."""
+    return ToolButton("\U0001f4ce", elem_id="interrogate"), ToolButton("\U0001f4e6", elem_id="deepbooru")
 
 
 def wire_toprow(toprow: Toprow, steps: gr.Slider) -> None:
@@ -138,3 +213,26 @@ def wire_toprow(toprow: Toprow, steps: gr.Slider) -> None:
     name = gr.Textbox(visible=False, elem_id=f"{toprow.prompt.elem_id}_style_name")  # filled by the page's prompt()
     toprow.style_create.click(fn=save_style, inputs=[name, toprow.prompt, toprow.negative_prompt], outputs=[toprow.styles],
                               js="(name, p, n) => [prompt('Style name:'), p, n]", show_progress="hidden")
+    toprow.clear_prompt.click(fn=None, inputs=[toprow.prompt, toprow.negative_prompt],
+                              outputs=[toprow.prompt, toprow.negative_prompt], show_progress="hidden",
+                              js="(p, n) => confirm('Delete prompt?') ? ['', ''] : [p, n]")
+    wire_style_editor(toprow)
+
+
+def wire_style_editor(toprow: Toprow) -> None:
+    editor = toprow.style_editor
+    hidden = dict(show_progress="hidden", queue=False)
+    editor.open_button.click(fn=lambda: (gr.update(visible=True), gr.update(choices=style_names())),
+                             outputs=[editor.dialog, editor.selection], **hidden)
+    editor.close.click(fn=lambda: gr.update(visible=False), outputs=[editor.dialog], **hidden)
+    editor.selection.change(fn=style_texts, inputs=[editor.selection], outputs=[editor.prompt, editor.negative_prompt],
+                            **hidden)
+    editor.copy.click(fn=None, inputs=[toprow.prompt, toprow.negative_prompt],
+                      outputs=[editor.prompt, editor.negative_prompt], js="(p, n) => [p, n]", show_progress="hidden")
+    editor.apply.click(fn=apply_styles, inputs=[toprow.prompt, toprow.negative_prompt, toprow.styles],
+                       outputs=[toprow.prompt, toprow.negative_prompt, toprow.styles], show_progress="hidden")
+    editor.save.click(fn=save_edited_style, inputs=[editor.selection, editor.prompt, editor.negative_prompt],
+                      outputs=[toprow.styles, editor.selection], show_progress="hidden")
+    editor.delete.click(fn=delete_edited_style, inputs=[editor.selection],
+                        outputs=[toprow.styles, editor.selection, editor.prompt, editor.negative_prompt],
+                        js="(name) => confirm(`Delete style ${name}?`) ? (name || '') : null", show_progress="hidden")
