@@ -470,7 +470,7 @@ def make_stage(model, p: StableDiffusionProcessing, prompts: list[str], negative
         if image_conditioning is None:
             image_conditioning = txt2img_image_conditioning(model, len(prompts), height, width)
     p.extra_generation_params.update(encoder.infotext_params(prompts + negatives, settings.textual_inversion_add_hashes_to_infotext))
-    control = controlnet_apply.stack_for(p.controlnet_units, model, width, height, refiner=refiner,
+    control = controlnet_apply.stack_for(p.controlnet_units, model, width, height, manager_for(p), refiner=refiner,
                                          hires=hires_steps is not None) if p.controlnet_units else None
     return UNetStage(model, cond, uncond, sdxl_time_ids(model, len(prompts), width, height),
                      image_conditioning if model.family.is_inpainting else None, control)

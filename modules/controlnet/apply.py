@@ -20,8 +20,6 @@ from modules.controlnet.units import CONTROL_MODES, ControlNetUnit, decode_image
 
 log = logging.getLogger(__name__)
 _SOFT_IN_HIRES = ("canny", "mlsd")
-_CACHE_SIZE = 4
-_cache: dict[tuple, object] = {}  # recently used ControlNets, so the next job with the same unit loads nothing
 
 
 @dataclass
@@ -81,15 +79,11 @@ def hint_tensor(image: Image.Image, device, dtype) -> torch.Tensor:
     return array.to(device=device, dtype=dtype)
 
 
-def cached_load(path: Path, model):
-    key = (str(path), path.stat().st_mtime, str(model.device), next(model.unet.parameters()).dtype,
+def cached_load(path: Path, model, manager):
+    """The control model at `path` built for `model`, kept by the job's model manager (one per device)."""
+    key = ("controlnet", str(path), path.stat().st_mtime, str(model.device), next(model.unet.parameters()).dtype,
            model.unet.config.cross_attention_dim, model.unet.config.addition_time_embed_dim)
-    if key not in _cache:
-        while len(_cache) >= _CACHE_SIZE:
-            _cache.pop(next(iter(_cache)))
-        _cache[key] = models.load(path, model)
-    _cache[key] = _cache.pop(key)  # most recently used last
-    return _cache[key]
+    return manager.auxiliary_model(key, lambda: models.load(path, model))
 
 
 @dataclass
@@ -137,7 +131,7 @@ class ControlStack:
         return [weight * 0.825 ** float(12 - i) for i in range(count)] if soft else [weight] * count
 
 
-def stack_for(prepared: list[PreparedUnit], model, width: int, height: int, *, refiner: bool = False,
+def stack_for(prepared: list[PreparedUnit], model, width: int, height: int, manager, *, refiner: bool = False,
               hires: bool = False) -> ControlStack | None:
     """The units bound to `model` at width x height; a wrong-family unit is an error, except for the refiner,
     which just runs without it (an SD1 ControlNet cannot guide an SDXL refiner)."""
@@ -145,7 +139,7 @@ def stack_for(prepared: list[PreparedUnit], model, width: int, height: int, *, r
     dtype = next(model.unet.parameters()).dtype
     for p in prepared:
         try:
-            controlnet = cached_load(p.info.path, model)
+            controlnet = cached_load(p.info.path, model, manager)
         except models.ControlNetFamilyError as e:
             if not refiner:
                 raise
