@@ -166,9 +166,7 @@ class CFGDenoiser:
         added = self._added(stage, cond, images, first_uncond, dtype)
         residuals = {}
         if stage.control is not None:  # ControlNets see the 4 latent channels, as in the extension
-            control = stage.control.residuals(x_in, t, cond.context, added, first_uncond, self.step, self.total_steps)
-            if control is not None:
-                residuals = {"down_block_additional_residuals": control[0], "mid_block_additional_residual": control[1]}
+            residuals = stage.control.residuals(x_in, t, cond.context, added, first_uncond, self.step, self.total_steps)
         if stage.image_conditioning is not None:
             same = images == list(range(len(stage.image_conditioning)))
             x_in = torch.cat([x_in, stage.image_conditioning if same else stage.image_conditioning[images]], dim=1)

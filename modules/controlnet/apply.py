@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from diffusers import ControlNetUnionModel, T2IAdapter
 from PIL import Image, ImageOps
 
-from modules.controlnet import models, preprocessors
+from modules.controlnet import models, preprocessors, t2i_adapter
 from modules.controlnet.units import CONTROL_MODES, ControlNetUnit, decode_image
 
 log = logging.getLogger(__name__)
@@ -89,8 +90,10 @@ def cached_load(path: Path, model, manager):
 @dataclass
 class _Bound:
     prepared: PreparedUnit
-    controlnet: object
+    controlnet: object  # ControlNetModel, ControlNetUnionModel or T2IAdapter
     hint: torch.Tensor
+    features: list[torch.Tensor] | None = None  # a T2I-Adapter's, computed once from the map
+    union_type: int | None = None  # a union ControlNet's control type
 
 
 @dataclass
@@ -101,34 +104,66 @@ class ControlStack:
     hires: bool = False
     applied: list[tuple[int, int]] = field(default_factory=list)
 
-    def residuals(self, x, t, context, added, first_uncond: int, step: int, total_steps: int):
-        """(down residuals, mid residual) summed over the units active at this step, or None when none is."""
+    def residuals(self, x, t, context, added, first_uncond: int, step: int, total_steps: int) -> dict:
+        """The UNet's extra arguments summed over the units active at this step: ControlNets' down/mid block
+        residuals, T2I-Adapters' intra-block ones; empty when no unit is active."""
         progress = step / max(total_steps, 1)
-        total = None
+        control, adapter = None, None
         for b in self.bound:
             unit = b.prepared.unit
             if progress < unit.guidance_start or progress > unit.guidance_end:
                 continue
             self.applied.append((step, b.prepared.index))
             dtype = b.hint.dtype
-            down, mid = b.controlnet(x.to(dtype), t.to(dtype), encoder_hidden_states=context.to(dtype),
-                                     controlnet_cond=b.hint.expand(x.shape[0], -1, -1, -1),
-                                     added_cond_kwargs=None if added is None else {k: v.to(dtype) for k, v in added.items()},
-                                     return_dict=False)
-            outputs = [*down, mid]
-            for i, (out, scale) in enumerate(zip(outputs, self._scales(b.prepared, len(outputs)))):
-                outputs[i] = out * scale
+            if b.features is not None:
+                outputs = [f.expand(x.shape[0], -1, -1, -1) * float(unit.weight) for f in b.features]
+            else:
+                outputs = self._controlnet(b, x.to(dtype), t.to(dtype), context.to(dtype),
+                                           None if added is None else {k: v.to(dtype) for k, v in added.items()})
             if unit.control_mode == CONTROL_MODES[2] and first_uncond < x.shape[0]:
                 rows = (torch.arange(x.shape[0], device=x.device) < first_uncond).to(dtype)[:, None, None, None]
                 outputs = [out * rows for out in outputs]
-            total = outputs if total is None else [a + o for a, o in zip(total, outputs)]
-        return None if total is None else (tuple(total[:-1]), total[-1])
+            if b.features is not None:
+                adapter = outputs if adapter is None else [a + o for a, o in zip(adapter, outputs)]
+            else:
+                control = outputs if control is None else [a + o for a, o in zip(control, outputs)]
+        residuals = {}
+        if control is not None:
+            residuals.update(down_block_additional_residuals=tuple(control[:-1]), mid_block_additional_residual=control[-1])
+        if adapter is not None:  # a list: the UNet consumes it
+            residuals["down_intrablock_additional_residuals"] = list(adapter)
+        return residuals
+
+    def _controlnet(self, b: _Bound, x, t, context, added) -> list[torch.Tensor]:
+        hint = b.hint.expand(x.shape[0], -1, -1, -1)
+        if b.union_type is None:
+            down, mid = b.controlnet(x, t, encoder_hidden_states=context, controlnet_cond=hint,
+                                     added_cond_kwargs=added, return_dict=False)
+        else:
+            types = torch.zeros(x.shape[0], b.controlnet.config.num_control_type, device=x.device, dtype=x.dtype)
+            types[:, b.union_type] = 1
+            down, mid = b.controlnet(x, t, encoder_hidden_states=context, controlnet_cond=[hint], control_type=types,
+                                     control_type_idx=[b.union_type], added_cond_kwargs=added, return_dict=False)
+        outputs = [*down, mid]
+        return [out * scale for out, scale in zip(outputs, self._scales(b.prepared, len(outputs)))]
 
     def _scales(self, prepared: PreparedUnit, count: int) -> list[float]:
         weight = float(prepared.unit.weight)
         soft = prepared.unit.control_mode == CONTROL_MODES[1] or \
             (self.hires and any(name in prepared.unit.module for name in _SOFT_IN_HIRES))
         return [weight * 0.825 ** float(12 - i) for i in range(count)] if soft else [weight] * count
+
+
+def union_type(prepared: PreparedUnit) -> int:
+    """A union ControlNet's control type: the unit's `union_control_type` (the extension's field), else the one
+    its preprocessor's name tells."""
+    unit = prepared.unit
+    for name in (str(unit.extra.get("union_control_type", "")), unit.module):
+        for word, index in models.UNION_TYPES.items():
+            if word in name.lower():
+                return index
+    raise ValueError(f"ControlNet {prepared.index}: the union model {prepared.info.name} needs a control type; "
+                     f"set union_control_type or use a preprocessor of one of: {', '.join(models.UNION_TYPES)}")
 
 
 def stack_for(prepared: list[PreparedUnit], model, width: int, height: int, manager, *, refiner: bool = False,
@@ -146,5 +181,7 @@ def stack_for(prepared: list[PreparedUnit], model, width: int, height: int, mana
             log.info("ControlNet %d is not applied to the refiner: %s", p.index, e)
             continue
         hint = hint_tensor(fit(p.detected, width, height, p.unit.resize_mode), model.device, dtype)
-        bound.append(_Bound(p, controlnet, hint))
+        features = t2i_adapter.features(controlnet, hint) if isinstance(controlnet, T2IAdapter) else None
+        union = union_type(p) if isinstance(controlnet, ControlNetUnionModel) else None
+        bound.append(_Bound(p, controlnet, hint, features, union))
     return ControlStack(bound, hires=hires) if bound else None
