@@ -17,7 +17,7 @@ from accelerate import init_empty_weights
 from diffusers import ControlNetModel, ControlNetUnionModel
 
 from modules import ldm_layout
-from modules.controlnet import t2i_adapter
+from modules.controlnet import ip_adapter, t2i_adapter
 from modules.sd_models_config import FAMILY_LABELS
 from modules.sd_models_loader import CheckpointLoadError, _materialize, read_state_dict
 
@@ -172,13 +172,15 @@ def union_config(sd: dict[str, torch.Tensor]) -> dict:
             "num_proj_channel": int(sd["spatial_ch_projs.weight"].shape[0])}
 
 
-def load(path: str | Path, model) -> ControlNetModel | ControlNetUnionModel | t2i_adapter.T2IAdapter:
-    """The ControlNet, union ControlNet or T2I-Adapter at `path` (told apart by its keys), built for `model` (the
+def load(path: str | Path, model):
+    """The ControlNet, union ControlNet, T2I-Adapter or IP-Adapter at `path` (told apart by its keys), built for `model` (the
     checkpoint it will guide); a wrong family is refused."""
     path = Path(path)
     raw = read_state_dict(path)[0]
     if t2i_adapter.is_t2i_adapter(raw):
         return t2i_adapter.load(path, raw, model)
+    if ip_adapter.is_ip_adapter(raw):
+        return ip_adapter.load(path, raw, model)
     union = "task_embedding" in raw
     sd = original_layout({k: v for k, v in raw.items() if not k.startswith(_UNION_PARTS)})
     family = family_of(sd)
