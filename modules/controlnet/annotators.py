@@ -8,6 +8,7 @@ and offline an error names the file and where to put it.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,8 @@ from modules import modelloader
 from modules.sd_models_loader import _materialize, read_state_dict
 
 URL = "https://huggingface.co/lllyasviel/Annotators/resolve/main/{file}"
+URLS = {"depth_anything_v2_vitl.pth":  # not among lllyasviel's: the authors' own repository
+        "https://huggingface.co/depth-anything/Depth-Anything-V2-Large/resolve/main/depth_anything_v2_vitl.pth"}
 
 
 class AnnotatorMissingError(FileNotFoundError):
@@ -31,7 +34,8 @@ def annotator_file(name: str, folder: str, file: str, dirs: list[Path]) -> Path:
         if (d / folder / file).is_file():
             return d / folder / file
     try:
-        return Path(modelloader.load_file_from_url(URL.format(file=file), model_dir=str(dirs[0] / folder)))
+        url = URLS.get(file, URL.format(file=file))
+        return Path(modelloader.load_file_from_url(url, model_dir=str(dirs[0] / folder)))
     except modelloader.DownloadError as e:
         where = " or ".join(str(d / folder / file) for d in dirs)
         raise AnnotatorMissingError(f"Preprocessor {name} needs the annotator file {file}, which could not be "
@@ -132,3 +136,84 @@ def lineart(path: Path, img: np.ndarray) -> np.ndarray:
     with torch.inference_mode():
         line = model(x)[0, 0, :h, :w]
     return 255 - (line.numpy() * 255.0).clip(0, 255).astype(np.uint8)
+
+
+def _depth_anything_names(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Depth Anything (V2)'s original names (`pretrained.*` DINOv2, `depth_head.*` DPT) -> transformers'."""
+    block = {"ls1.gamma": "layer_scale1.lambda1", "ls2.gamma": "layer_scale2.lambda1", "attn.proj": "attention.output.dense"}
+    fusion = {"out_conv": "projection", "resConfUnit1.conv1": "residual_layer1.convolution1",
+              "resConfUnit1.conv2": "residual_layer1.convolution2", "resConfUnit2.conv1": "residual_layer2.convolution1",
+              "resConfUnit2.conv2": "residual_layer2.convolution2"}
+    head = {"output_conv1": "conv1", "output_conv2.0": "conv2", "output_conv2.2": "conv3"}
+    top = {"pretrained.cls_token": "backbone.embeddings.cls_token", "pretrained.mask_token": "backbone.embeddings.mask_token",
+           "pretrained.pos_embed": "backbone.embeddings.position_embeddings",
+           "pretrained.patch_embed.proj.weight": "backbone.embeddings.patch_embeddings.projection.weight",
+           "pretrained.patch_embed.proj.bias": "backbone.embeddings.patch_embeddings.projection.bias",
+           "pretrained.norm.weight": "backbone.layernorm.weight", "pretrained.norm.bias": "backbone.layernorm.bias"}
+    out = {}
+    for key, value in sd.items():
+        module, _, param = key.rpartition(".")
+        if key in top:
+            out[top[key]] = value
+        elif m := re.match(r"pretrained\.blocks\.(\d+)\.(.+)$", module if param in ("weight", "bias") else key):
+            layer, part = f"backbone.encoder.layer.{m.group(1)}", m.group(2)
+            if part == "attn.qkv":
+                for name, chunk in zip(("query", "key", "value"), value.chunk(3)):
+                    out[f"{layer}.attention.attention.{name}.{param}"] = chunk
+            elif part in block:
+                out[f"{layer}.{block[part]}" + ("" if part.endswith("gamma") else f".{param}")] = value
+            else:  # norm1, norm2, mlp.fc1, mlp.fc2 keep their names
+                out[f"{layer}.{part}.{param}"] = value
+        elif m := re.match(r"depth_head\.projects\.(\d)$", module):
+            out[f"neck.reassemble_stage.layers.{m.group(1)}.projection.{param}"] = value
+        elif m := re.match(r"depth_head\.resize_layers\.(\d)$", module):
+            out[f"neck.reassemble_stage.layers.{m.group(1)}.resize.{param}"] = value
+        elif m := re.match(r"depth_head\.scratch\.refinenet(\d)\.(.+)$", module):
+            out[f"neck.fusion_stage.layers.{4 - int(m.group(1))}.{fusion[m.group(2)]}.{param}"] = value
+        elif m := re.match(r"depth_head\.scratch\.layer(\d)_rn$", module):
+            out[f"neck.convs.{int(m.group(1)) - 1}.{param}"] = value
+        elif m := re.match(r"depth_head\.scratch\.(output_conv1|output_conv2\.0|output_conv2\.2)$", module):
+            out[f"head.{head[m.group(1)]}.{param}"] = value
+    return out
+
+
+def _depth_anything(sd: dict[str, torch.Tensor]):
+    """DepthAnythingForDepthEstimation sized from the original file's tensors (V2's intermediate layers)."""
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
+
+    width = int(sd["pretrained.cls_token"].shape[-1])
+    layers = len({k.split(".")[2] for k in sd if k.startswith("pretrained.blocks.")})
+    patch = int(sd["pretrained.patch_embed.proj.weight"].shape[-1])
+    backbone = Dinov2Config(hidden_size=width, num_hidden_layers=layers, num_attention_heads=max(width // 64, 1),
+                            mlp_ratio=int(sd["pretrained.blocks.0.mlp.fc1.weight"].shape[0]) // width, patch_size=patch,
+                            image_size=patch * round((sd["pretrained.pos_embed"].shape[1] - 1) ** 0.5),
+                            apply_layernorm=True, reshape_hidden_states=False)
+    # the layers V2's head reads: vits/vitb 3,6,9,12; vitl 5,12,18,24; vitg 10,20,30,40 (else evenly spaced)
+    backbone.out_indices = {12: [3, 6, 9, 12], 24: [5, 12, 18, 24], 40: [10, 20, 30, 40]}.get(
+        layers, [round(layers * k / 4) for k in range(1, 5)])
+    config = DepthAnythingConfig(backbone_config=backbone, reassemble_hidden_size=width, patch_size=patch,
+                                 neck_hidden_sizes=[int(sd[f"depth_head.projects.{i}.weight"].shape[0]) for i in range(4)],
+                                 fusion_hidden_size=int(sd["depth_head.scratch.layer1_rn.weight"].shape[0]),
+                                 head_hidden_size=int(sd["depth_head.scratch.output_conv2.0.weight"].shape[0]))
+    return DepthAnythingForDepthEstimation(config)
+
+
+def depth_anything_v2(path: Path, img: np.ndarray) -> np.ndarray:
+    """Relative depth, near bright: the short side at 518 (a multiple of the patch), ImageNet normalisation, the
+    prediction back at the image's size, stretched to 0..255."""
+    sd = {k: v.float() for k, v in read_state_dict(path)[0].items()}
+    model = _depth_anything(sd)
+    _materialize(model, _depth_anything_names(sd), f"annotator {path.name}")
+    model.eval()
+    patch = model.config.patch_size
+    h, w = img.shape[:2]
+    scale = 518 / min(h, w)
+    size = (max(round(h * scale / patch), 1) * patch, max(round(w * scale / patch), 1) * patch)
+    x = torch.from_numpy(img.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
+    x = F.interpolate(x, size=size, mode="bicubic", align_corners=False)
+    x = (x - torch.tensor([0.485, 0.456, 0.406])[:, None, None]) / torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+    with torch.inference_mode():
+        depth = model(pixel_values=x).predicted_depth[:, None]
+        depth = F.interpolate(depth, size=(h, w), mode="bilinear", align_corners=False)[0, 0]
+    depth = (depth - depth.min()) / max(float(depth.max() - depth.min()), 1e-8)
+    return (depth.numpy() * 255.0).clip(0, 255).astype(np.uint8)

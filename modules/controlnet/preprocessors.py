@@ -170,7 +170,8 @@ MODEL_BASED = [
 ]
 PREPROCESSORS = {p.name: p for p in MODEL_FREE + MODEL_BASED}
 # the model-based ones built in: name -> (annotator file, rgb array) -> map
-BUILT = {"softedge_hed": annotators.hed, "lineart_realistic": annotators.lineart, "lineart_coarse": annotators.lineart}
+BUILT = {"softedge_hed": annotators.hed, "lineart_realistic": annotators.lineart, "lineart_coarse": annotators.lineart,
+         "depth_anything_v2": annotators.depth_anything_v2}
 # the extension's older names and its UI labels -> names
 ALIASES = {
     "invert (from white bg & black line)": "invert",

@@ -12,7 +12,7 @@ from PIL import Image
 
 from modules import modelloader
 from modules.controlnet import preprocessors
-from tests.fixtures.controlnets import write_annotator
+from tests.fixtures.controlnets import write_annotator, write_depth_anything
 
 
 def picture() -> Image.Image:
@@ -87,3 +87,33 @@ def test_when_the_file_cannot_be_had_the_message_names_it_and_where_it_goes(tmp_
     assert "annotator/downloads/hed" in message
     assert ("HF_HUB_OFFLINE" if offline else "no network") in message
     assert not (tmp_path / "models" / "ControlNetAnnotators" / "hed" / "ControlNetHED.pth").exists()
+
+
+def test_depth_anything_v2_from_the_original_layout_matches_transformers_model(tmp_path):
+    path = tmp_path / "models" / "ControlNetAnnotators" / "depth_anything_v2" / "depth_anything_v2_vitl.pth"
+    made = write_depth_anything(path)
+    image = picture()
+    result = np.asarray(preprocessors.detect("depth_anything_v2", image, 40, -1, -1, dirs(tmp_path)))
+    # the same steps by hand over the model the file was made from: 518 on the short side in multiples of 14
+    x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
+    x = torch.nn.functional.interpolate(x, size=(518, 728), mode="bicubic", align_corners=False)
+    x = (x - torch.tensor([0.485, 0.456, 0.406])[:, None, None]) / torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+    with torch.no_grad():
+        depth = made(pixel_values=x).predicted_depth[:, None]
+    depth = torch.nn.functional.interpolate(depth, size=(40, 56), mode="bilinear", align_corners=False)[0, 0]
+    expected = ((depth - depth.min()) / (depth.max() - depth.min()) * 255.0).clamp(0, 255).numpy().astype(np.uint8)
+    assert result.shape == (40, 56, 3) and len(np.unique(expected)) > 8
+    assert np.abs(result[..., 0].astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_depth_anything_v2_is_fetched_from_its_authors_repository(tmp_path, monkeypatch):
+    calls = []
+
+    def unreachable(url, path, timeout=None):
+        calls.append(url)
+        raise httpx.ConnectError("no network")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(modelloader, "download", unreachable)
+    with pytest.raises(preprocessors.AnnotatorMissingError, match="depth_anything_v2_vitl.pth"):
+        preprocessors.detect("depth_anything_v2", picture(), 32, -1, -1, dirs(tmp_path))
+    assert calls == ["https://huggingface.co/depth-anything/Depth-Anything-V2-Large/resolve/main/depth_anything_v2_vitl.pth"]
