@@ -243,8 +243,16 @@ def find_extensions(disabled: list[str]) -> list[Extension]:
     return found
 
 
+# extensions whose feature is built in: their own copy would register a second one (Forge skips them too), and
+# sd-webui-controlnet's install.py would pin pydantic<=1.10.17 and break the app
+SUPERSEDED = {"sd-webui-controlnet": "ControlNet"}
+
+
 def allowed(extension: Extension, disable_all: str) -> bool:
-    """Whether the "Disable all extensions" setting ("none", "extra", "all") and the command line let it load."""
+    """Whether the "Disable all extensions" setting ("none", "extra", "all") and the command line let it load;
+    an extension whose feature is built in never loads."""
+    if extension.canonical_name in SUPERSEDED:
+        return False
     if disable_all == "all" or cmd_opts.disable_all_extensions:
         return False
     if disable_all == "extra" or cmd_opts.disable_extra_extensions:
@@ -258,6 +266,9 @@ def list_extensions() -> None:
         log.warning('"Disable all extensions" is set to "%s": %s', opts.disable_all_extensions,
                     "no extensions load" if opts.disable_all_extensions == "all" else "only built-in extensions load")
     extensions[:] = find_extensions(opts.disabled_extensions)
+    for ext in extensions:
+        if ext.enabled and ext.canonical_name in SUPERSEDED:
+            log.info('Extension "%s" is not loaded: %s is built in', ext.name, SUPERSEDED[ext.canonical_name])
     check_requirements(extensions)
 
 

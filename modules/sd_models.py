@@ -432,6 +432,9 @@ class ModelManager:
         self.loaded: collections.OrderedDict[str, StableDiffusionModel] = collections.OrderedDict()
         self.current: StableDiffusionModel | None = None
         self.lock = threading.RLock()
+        # models that guide a checkpoint (ControlNets, adapters, image encoders, annotators) on this device, by key
+        self.auxiliary: collections.OrderedDict[tuple, object] = collections.OrderedDict()
+        self.auxiliary_limit = 4
 
     def get(self, info: CheckpointInfo, make_current: bool = True, state_dict: dict | None = None) -> StableDiffusionModel:
         """The loaded model of `info`, loaded first if needed (from state_dict's tensors when given)."""
@@ -476,8 +479,20 @@ class ModelManager:
             del model
             devices.torch_gc()
 
+    def auxiliary_model(self, key: tuple, load):
+        """The auxiliary model under `key` (made by load() the first time); the least recently used beyond
+        auxiliary_limit are dropped, so the next job with the same unit loads nothing."""
+        with self.lock:
+            if key not in self.auxiliary:
+                while len(self.auxiliary) >= max(self.auxiliary_limit, 1):
+                    self.auxiliary.popitem(last=False)
+                self.auxiliary[key] = load()
+            self.auxiliary.move_to_end(key)
+            return self.auxiliary[key]
+
     def unload_all(self) -> None:
         with self.lock:
+            self.auxiliary.clear()
             for model in self.loaded.values():
                 lowvram.release(model)
             self.loaded.clear()

@@ -42,6 +42,8 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
         raise CheckpointLoadError(f"Could not read {path.name}: the file is corrupt, truncated or not a checkpoint ({e})") from e
     if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
         data = data["state_dict"]
+    if isinstance(data, dict) and data and all(isinstance(v, dict) for v in data.values()):  # IP-Adapter's .bin
+        data = {f"{part}.{key}": value for part, tensors in data.items() for key, value in tensors.items()}
     if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise CheckpointLoadError(f"Could not read {path.name}: it holds no state dict of tensors")
     return data, {}

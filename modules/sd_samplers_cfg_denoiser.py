@@ -6,6 +6,7 @@ denoised = uncond + sum_i weight_i * cfg * (cond_i - uncond)  (A1111's composabl
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -170,14 +171,15 @@ class CFGDenoiser:
         added = self._added(stage, cond, images, first_uncond, dtype)
         residuals = {}
         if stage.control is not None:  # ControlNets see the 4 latent channels, as in the extension
-            control = stage.control.residuals(x_in, t, cond.context, added, first_uncond, self.step, self.total_steps)
-            if control is not None:
-                residuals = {"down_block_additional_residuals": control[0], "mid_block_additional_residual": control[1]}
+            residuals = stage.control.residuals(x_in, t, cond.context, added, first_uncond, self.step, self.total_steps)
         if stage.image_conditioning is not None:
             same = images == list(range(len(stage.image_conditioning)))
             x_in = torch.cat([x_in, stage.image_conditioning if same else stage.image_conditioning[images]], dim=1)
-        out = unet(x_in.to(dtype), t.to(dtype), encoder_hidden_states=cond.context.to(dtype), added_cond_kwargs=added,
-                   return_dict=False, **residuals)[0].to(x.dtype)
+        context = cond.context.to(dtype)
+        ip_tokens = residuals.pop("ip_adapter_image_tokens", None)  # IP-Adapters read them beside the text's
+        with contextlib.nullcontext() if ip_tokens is None else stage.control.attention(model.unet):
+            out = unet(x_in.to(dtype), t.to(dtype), encoder_hidden_states=context if ip_tokens is None else (context, ip_tokens),
+                       added_cond_kwargs=added, return_dict=False, **residuals)[0].to(x.dtype)
         if model.family.prediction_type == "v_prediction":
             return x * (1.0 / (s**2 + 1.0)) - out * (s / (s**2 + 1.0) ** 0.5)
         return x - out * s

@@ -14,14 +14,21 @@ from pathlib import Path
 
 import torch
 from accelerate import init_empty_weights
-from diffusers import ControlNetModel
+from diffusers import ControlNetModel, ControlNetUnionModel
 
 from modules import ldm_layout
+from modules.controlnet import ip_adapter, t2i_adapter
 from modules.sd_models_config import FAMILY_LABELS
 from modules.sd_models_loader import CheckpointLoadError, materialize, read_state_dict
 
 EXTENSIONS = (".safetensors", ".pth", ".pt", ".ckpt", ".bin")
 _CONFIG_KEYS = set(inspect.signature(ControlNetModel.__init__).parameters)
+_UNION_CONFIG_KEYS = set(inspect.signature(ControlNetUnionModel.__init__).parameters)
+# what the SDXL union ControlNets (xinsir's "union"/"promax", diffusers layout) have beyond a ControlNet
+_UNION_PARTS = ("task_embedding", "transformer_layes.", "spatial_ch_projs.", "control_add_embedding.")
+# the union model's control types, in its task_embedding's order, and the preprocessor words that pick each
+UNION_TYPES = {"openpose": 0, "depth": 1, "softedge": 2, "hed": 2, "pidi": 2, "scribble": 2, "canny": 3,
+               "lineart": 3, "mlsd": 3, "normal": 4, "seg": 5, "tile": 6, "blur": 6, "inpaint": 7}
 
 
 class ControlNetFamilyError(ValueError):
@@ -143,27 +150,54 @@ def config_from_tensors(sd: dict[str, torch.Tensor], family: str, addition_time_
     return config
 
 
+def model_family(model) -> str:
+    """The family a ControlNet or adapter must be made for to guide `model` (inpainting variants included)."""
+    return "xl_base" if model.family.is_sdxl and model.family.name != "xl_refiner" else model.family.name
+
+
 def check_family(name: str, family: str, width: int, model) -> None:
     """Refuse a ControlNet for another family than `model` (an sd_models model), naming both."""
-    model_family = "xl_base" if model.family.is_sdxl and model.family.name != "xl_refiner" else model.family.name
     model_width = int(model.unet.config.cross_attention_dim)
-    if family != model_family or width != model_width:
+    if family != model_family(model) or width != model_width:
         raise ControlNetFamilyError(
             f"ControlNet {name} is for {FAMILY_LABELS[family]} (context width {width}), but the checkpoint "
             f"{model.sd_checkpoint_info.short_title} is {model.family.label} (context width {model_width})")
 
 
-def load(path: str | Path, model) -> ControlNetModel:
-    """The ControlNet at `path`, built for `model` (the checkpoint it will guide); a wrong family is refused."""
+def union_config(sd: dict[str, torch.Tensor]) -> dict:
+    """The union model's own sizes from its tensors (the head count is not in them: xinsir's 8)."""
+    tasks, width = sd["task_embedding"].shape
+    return {"num_control_type": int(tasks), "num_trans_channel": int(width), "num_trans_head": 8,
+            "num_trans_layer": _count(sd, r"transformer_layes\.(\d+)\."),
+            "num_proj_channel": int(sd["spatial_ch_projs.weight"].shape[0])}
+
+
+def load(path: str | Path, model):
+    """The ControlNet, union ControlNet, T2I-Adapter or IP-Adapter at `path` (told apart by its keys), built for `model` (the
+    checkpoint it will guide); a wrong family is refused."""
     path = Path(path)
-    sd = original_layout(read_state_dict(path)[0])
+    raw = read_state_dict(path)[0]
+    if t2i_adapter.is_t2i_adapter(raw):
+        return t2i_adapter.load(path, raw, model)
+    if ip_adapter.is_ip_adapter(raw):
+        return ip_adapter.load(path, raw, model)
+    union = "task_embedding" in raw
+    sd = original_layout({k: v for k, v in raw.items() if not k.startswith(_UNION_PARTS)})
     family = family_of(sd)
     check_family(path.stem, family, context_width(sd), model)
     config = config_from_tensors(sd, family, model.unet.config.addition_time_embed_dim)
-    with init_empty_weights(include_buffers=False):
-        controlnet = ControlNetModel.from_config({k: v for k, v in config.items() if k in _CONFIG_KEYS})
     layers, hint_blocks = config["layers_per_block"], 2 * (len(config["conditioning_embedding_out_channels"]) - 1)
-    names = {key: ldm_layout.controlnet_key(key, layers, hint_blocks) for key in controlnet.state_dict()}
+    with init_empty_weights(include_buffers=False):
+        if union:
+            controlnet = ControlNetUnionModel.from_config(
+                {k: v for k, v in {**config, **union_config(raw)}.items() if k in _UNION_CONFIG_KEYS})
+        else:
+            controlnet = ControlNetModel.from_config({k: v for k, v in config.items() if k in _CONFIG_KEYS})
+    if union:  # only released in diffusers' layout
+        sd = raw
+        names = {key: key for key in controlnet.state_dict()}
+    else:
+        names = {key: ldm_layout.controlnet_key(key, layers, hint_blocks) for key in controlnet.state_dict()}
     missing = [original for original in names.values() if original not in sd]
     if missing:
         raise CheckpointLoadError(f"ControlNet {path.name}: {len(missing)} missing weights (e.g. {missing[:3]})")

@@ -1,7 +1,8 @@
 """The extension's preprocessors ("modules") by its names: model-free ones in numpy/scipy, model-based ones listed.
 
 Each takes an RGB uint8 array and gives the detected map the ControlNet sees (RGB uint8; inpaint_only: RGBA, the
-alpha being the area to repaint). Model-based ones need annotator files that are never downloaded here.
+alpha being the area to repaint). Model-based ones need annotator files: those built in (BUILT, annotators.py) fetch a
+missing one once; the others name the file and where it goes.
 """
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from scipy import ndimage
+
+from modules.controlnet import annotators
 
 
 @dataclass(frozen=True)
@@ -32,8 +35,7 @@ class Preprocessor:
     uses_resolution: bool = True
 
 
-class AnnotatorMissingError(FileNotFoundError):
-    pass
+AnnotatorMissingError = annotators.AnnotatorMissingError
 
 
 def _gray(img: np.ndarray) -> np.ndarray:
@@ -146,7 +148,11 @@ MODEL_FREE = [
     Preprocessor("shuffle", shuffle, (_RES,)),
     Preprocessor("color", color, (_RES,)),
     Preprocessor("lineart_standard", lineart_standard, (_RES,)),
+    # IP-Adapter's: the image goes as it is to the CLIP vision encoder the name picks (IP_ADAPTER_ENCODERS)
+    Preprocessor("ip-adapter_clip_h", None, uses_resolution=False),
+    Preprocessor("ip-adapter_clip_g", None, uses_resolution=False),
 ]
+IP_ADAPTER_ENCODERS = {"ip-adapter_clip_h": "clip_h", "ip-adapter_clip_g": "clip_g"}
 # model-based ones: (name, folder under annotator/downloads, file)
 MODEL_BASED = [
     Preprocessor("depth_midas", None, (_RES,), ("midas", "dpt_hybrid-midas-501f0c75.pt")),
@@ -154,6 +160,7 @@ MODEL_BASED = [
     Preprocessor("openpose", None, (_RES,), ("openpose", "body_pose_model.pth")),
     Preprocessor("dw_openpose_full", None, (_RES,), ("openpose", "dw-ll_ucoco_384.onnx")),
     Preprocessor("lineart_realistic", None, (_RES,), ("lineart", "sk_model.pth")),
+    Preprocessor("lineart_coarse", None, (_RES,), ("lineart", "sk_model2.pth")),
     Preprocessor("lineart_anime", None, (_RES,), ("lineart_anime", "netG.pth")),
     Preprocessor("softedge_hed", None, (_RES,), ("hed", "ControlNetHED.pth")),
     Preprocessor("softedge_pidinet", None, (_RES,), ("pidinet", "table5_pidinet.pth")),
@@ -162,6 +169,9 @@ MODEL_BASED = [
     Preprocessor("seg_ofade20k", None, (_RES,), ("oneformer", "250_16_swin_l_oneformer_ade20k_160k.pth")),
 ]
 PREPROCESSORS = {p.name: p for p in MODEL_FREE + MODEL_BASED}
+# the model-based ones built in: name -> (annotator file, rgb array) -> map
+BUILT = {"softedge_hed": annotators.hed, "lineart_realistic": annotators.lineart, "lineart_coarse": annotators.lineart,
+         "depth_anything_v2": annotators.depth_anything_v2}
 # the extension's older names and its UI labels -> names
 ALIASES = {
     "invert (from white bg & black line)": "invert",
@@ -173,6 +183,9 @@ ALIASES = {
     "lineart": "lineart_realistic",
     "oneformer_ade20k": "seg_ofade20k",
     "binary": "threshold",
+    "ip-adapter_clip_sd15": "ip-adapter_clip_h",
+    "ip-adapter_clip_sdxl_plus_vith": "ip-adapter_clip_h",
+    "ip-adapter_clip_sdxl": "ip-adapter_clip_g",
 }
 
 LABELS = {"invert": "invert (from white bg & black line)",
@@ -192,22 +205,26 @@ def annotator_dirs(models_path: str, data_path: str) -> list[Path]:
 
 
 def detect(name: str, image: Image.Image, resolution: int, threshold_a: float, threshold_b: float,
-           annotators: list[Path], mask: Image.Image | None = None) -> Image.Image:
+           annotator_dirs: list[Path], mask: Image.Image | None = None) -> Image.Image:
     """The detected map of `image` at `resolution` (its short side), thresholds -1 meaning the module's defaults."""
     pre = resolve(name)
+    annotator = None
     if pre.annotator is not None:
         folder, file = pre.annotator
-        where = " or ".join(str(d / folder / file) for d in annotators)
-        if not any((d / folder / file).is_file() for d in annotators):
-            raise AnnotatorMissingError(f"Preprocessor {pre.name} needs the annotator file {file}: put it at {where} "
-                                        f"(it is not downloaded automatically)")
-        raise NotImplementedError(f"Preprocessor {pre.name} is not built in yet (found {file}); use 'none' with a "
-                                  f"ready-made map")
+        if pre.name in BUILT:
+            annotator = annotators.annotator_file(pre.name, folder, file, annotator_dirs)
+        else:
+            where = " or ".join(str(d / folder / file) for d in annotator_dirs)
+            if not any((d / folder / file).is_file() for d in annotator_dirs):
+                raise AnnotatorMissingError(f"Preprocessor {pre.name} needs the annotator file {file}: put it at "
+                                            f"{where} (it is not downloaded automatically)")
+            raise NotImplementedError(f"Preprocessor {pre.name} is not built in yet (found {file}); use 'none' with "
+                                      f"a ready-made map")
     image = image.convert("RGB")
     if pre.name == "inpaint_only":
         alpha = (mask.convert("L") if mask is not None else Image.new("L", image.size, 0)).resize(image.size)
         return Image.merge("RGBA", (*image.split(), alpha))
-    if pre.run is None:
+    if pre.run is None and annotator is None:
         return image
     if pre.uses_resolution and resolution > 0:
         scale = resolution / min(image.size)
@@ -216,6 +233,8 @@ def detect(name: str, image: Image.Image, resolution: int, threshold_a: float, t
     defaults = [s.value for s in pre.sliders if s is not _RES] + [0.0, 0.0]
     a = threshold_a if threshold_a is not None and threshold_a >= 0 else defaults[0]
     b = threshold_b if threshold_b is not None and threshold_b >= 0 else defaults[1]
+    if annotator is not None:
+        return Image.fromarray(_rgb(BUILT[pre.name](annotator, np.asarray(image))))
     return Image.fromarray(pre.run(np.asarray(image), float(a), float(b)))
 
 

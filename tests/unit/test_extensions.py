@@ -331,3 +331,19 @@ def test_fixture_repo_branches(tmp_path):
     repo = GitRepo(tmp_path / "r")
     first = repo.commit({"a.txt": "1"}, "one")
     assert repo.url.startswith("file://") and len(first) == 40 and repo.head() == first
+
+
+def test_the_controlnet_extension_is_not_loaded_since_controlnet_is_built_in(ext_dirs, tmp_path, caplog):
+    user = ext_dirs[0]
+    for name in ("sd-webui-controlnet", "other"):
+        (user / name / "scripts").mkdir(parents=True)
+        (user / name / "install.py").write_text(INSTALLER)
+    with caplog.at_level("INFO", logger="modules.extensions"):
+        extensions.list_extensions()
+    assert names(extensions.active()) == ["other"]
+    assert 'Extension "sd-webui-controlnet" is not loaded: ControlNet is built in' in caplog.text
+    settings = tmp_path / "config.json"
+    settings.write_text("{}")
+    launch.run_extensions_installers(str(settings))  # its install.py (pydantic<=1.10.17) never runs
+    assert not (user / "sd-webui-controlnet" / "installed.txt").exists()
+    assert (user / "other" / "installed.txt").exists()
