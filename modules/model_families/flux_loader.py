@@ -110,7 +110,7 @@ def find_parts(sd: dict, models_dir: str | Path, source: str, preferred: list[st
         folders = {"text_encoder": Path(models_dir) / TEXT_ENCODER_DIR, "vae": Path(models_dir) / VAE_DIR}
         raise CheckpointLoadError(f"{Path(source).name} is a {spec.label} transformer without its other parts; put "
                                   + " and ".join(spec.parts[p][1].format(**folders) for p in absent))
-    return parts
+    return {part: parts[part] for part in spec.parts}  # the spec's order: the infotext's Module N order
 
 
 def _strip(part: Part) -> dict[str, torch.Tensor]:
