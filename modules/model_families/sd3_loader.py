@@ -10,6 +10,7 @@ from transformers import CLIPTextConfig, CLIPTextModelWithProjection
 
 from modules import sd_models_loader
 from modules.model_families import flux_loader, sd3
+from modules.sd_models_loader import CheckpointLoadError
 
 PARTS = flux_loader.PartSpec("SD 3.5", {
     "clip_l": (sd3.CLIP_L_PREFIX, "a CLIP-L text encoder (clip_l.safetensors) in {text_encoder}"),
@@ -29,6 +30,9 @@ def build_transformer(sd: dict, prefix: str) -> SD3Transformer2DModel:
 
 def build_clip(part: flux_loader.Part, component: str, what: str) -> CLIPTextModelWithProjection:
     sd = {k[len(part.prefix):]: v for k, v in part.state_dict.items() if k.startswith(part.prefix)}
+    if "text_projection.weight" not in sd:  # SD 3.5's pooled vector is the projected one
+        raise CheckpointLoadError(f"{Path(part.source).name} has no text_projection: SD 3.5 needs its {what} with the "
+                                  "projection (Stability's text_encoders/ files have it)")
     config = CLIPTextConfig(**sd3.clip_config(sd, "", component))
     with init_empty_weights(include_buffers=False):
         model = CLIPTextModelWithProjection(config)

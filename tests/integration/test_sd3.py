@@ -8,14 +8,14 @@ import pytest
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler, StableDiffusion3Pipeline
 
-from modules import infotext_utils, processing, sd_models, sd_samplers
+from modules import infotext_utils, ldm_layout, processing, sd_models, sd_samplers
 from modules.model_families import flow_sampling, sd3
 from modules.rng import ImageRNG
 from modules.sd_models_config import skeleton
 from modules.sd_models_loader import CheckpointLoadError
 from modules.sd_samplers_cfg_denoiser import CFGDenoiser
 from modules.shared_state import state
-from tests.fixtures import sd3 as tiny_sd3
+from tests.fixtures import flux as tiny_flux, sd3 as tiny_sd3
 from tests.integration.engine_helpers import pixels, start_engine, txt2img
 
 CHECKPOINT = "sd3.5_medium"
@@ -32,6 +32,8 @@ def files(tmp_path_factory, tiny):
     root = tmp_path_factory.mktemp("sd3")
     tiny_sd3.write_transformer_only(root / "models" / "Stable-diffusion" / f"{CHECKPOINT}.safetensors", tiny)
     tiny_sd3.write_parts(root / "models", tiny)
+    flux_vae = {k: v + 1 for k, v in ldm_layout.vae_to_ldm(tiny.vae, "").items()}  # Flux's ae: same shapes, sorts first
+    tiny_flux._save(root / "models" / "VAE" / "ae.safetensors", flux_vae)
     return root
 
 
@@ -63,7 +65,7 @@ def _assert_all_parts(model, tiny):
 def test_transformer_only_with_separate_parts(engine, tiny):
     model = engine.get(sd_models.get_closet_checkpoint_match(CHECKPOINT))
     assert model.family.label == "SD 3.5 Medium" and not model.family.distilled_guidance
-    _assert_all_parts(model, tiny)
+    _assert_all_parts(model, tiny)  # the VAE with sd3 in its name, not Flux's ae beside it
     assert model.unet.config.dual_attention_layers == (0,)
     assert model.extra["modules"] == MODULES
 
@@ -93,6 +95,17 @@ def test_large_and_all_in_one_and_missing_parts(tmp_path, tiny):
     assert "SD 3.5 transformer" in message and "CLIP-G" in message and "clip_g.safetensors" in message
     assert "VAE" in message and str(models / "VAE") in message
     assert "CLIP-L" not in message and "T5" not in message
+
+
+def test_a_clip_without_its_projection_is_named(tmp_path, tiny):
+    models = tmp_path / "models"
+    tiny_sd3.write_transformer_only(models / "Stable-diffusion" / "sd3.5_medium.safetensors", tiny)
+    tiny_sd3.write_parts(models, tiny, clip_l=False)
+    flat = {k: v for k, v in tiny_sd3.clip_file_dict(tiny.clip_l).items() if not k.startswith("text_projection.")}
+    tiny_flux._save(models / "text_encoder" / "clip_l.safetensors", flat)
+    start_engine(models, tmp_path / "data")
+    with pytest.raises(CheckpointLoadError, match="clip_l.safetensors has no text_projection: SD 3.5 needs its CLIP-L"):
+        sd_models.model_manager.get(sd_models.get_closet_checkpoint_match("sd3.5_medium"))
 
 
 def test_euler_matches_diffusers_sd3_pipeline(engine):
