@@ -11,7 +11,7 @@ from diffusers import FlowMatchEulerDiscreteScheduler, StableDiffusion3Pipeline
 from modules import infotext_utils, ldm_layout, processing, sd_models, sd_samplers
 from modules.model_families import flow_sampling, sd3
 from modules.rng import ImageRNG
-from modules.sd_models_config import skeleton
+from modules.sd_models_config import UnknownModelError, skeleton
 from modules.sd_models_loader import CheckpointLoadError
 from modules.sd_samplers_cfg_denoiser import CFGDenoiser
 from modules.shared_state import state
@@ -71,9 +71,17 @@ def test_transformer_only_with_separate_parts(engine, tiny):
 
 
 def test_sizes_come_from_the_tensors(tiny):
-    config = sd3.transformer_config(tiny.transformer_sai, "")
-    expected = {k: v for k, v in tiny.transformer.config.items() if k in config and k != "sample_size"}
-    assert {k: config[k] for k in expected} == expected
+    sd3_medium = tiny_sd3.make(seed=33, medium=False, qk_norm=False)  # SD 3 Medium: no q/k norms, 64-wide heads
+    for source, label in ((tiny, "SD 3.5 Medium"), (sd3_medium, "SD 3")):
+        config = sd3.transformer_config(source.transformer_sai, "")
+        expected = {k: v for k, v in source.transformer.config.items() if k in config and k != "sample_size"}
+        assert {k: config[k] for k in expected} == expected
+        assert sd3.detect({tiny_sd3.PREFIX + k: v for k, v in source.transformer_sai.items()}).label == label
+    assert sd3_medium.transformer.config.qk_norm is None
+    assert sd3.detect(tiny.transformer_sai).label == "SD 3.5 Medium"  # Stability's keys without the prefix
+    narrow = {**tiny.transformer_sai, "joint_blocks.0.x_block.mlp.fc1.weight": torch.zeros(3 * 64, 64)}
+    with pytest.raises(UnknownModelError, match="SD3 blocks with an MLP of 192 for width 64"):
+        sd3.transformer_config(narrow, "")
     assert sd3.clip_config(tiny_sd3.clip_file_dict(tiny.clip_g), "", "text_encoder_2")["hidden_size"] == 128
 
 
