@@ -8,12 +8,13 @@ import pytest
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler, StableDiffusion3Pipeline
 
-from modules import infotext_utils, ldm_layout, processing, sd_models, sd_samplers
+from modules import infotext_utils, ldm_layout, model_families, processing, sd_models, sd_samplers
 from modules.model_families import flow_sampling, sd3
 from modules.rng import ImageRNG
 from modules.sd_models_config import UnknownModelError, skeleton
 from modules.sd_models_loader import CheckpointLoadError
 from modules.sd_samplers_cfg_denoiser import CFGDenoiser
+from modules.sd_samplers_common import InterruptedException
 from modules.shared_state import state
 from tests.fixtures import flux as tiny_flux, sd3 as tiny_sd3
 from tests.integration.engine_helpers import pixels, start_engine, txt2img
@@ -89,7 +90,7 @@ def test_large_and_all_in_one_and_missing_parts(tmp_path, tiny):
     large = tiny_sd3.make(seed=32, medium=False)
     models = tmp_path / "models"
     tiny_sd3.write_all_in_one(models / "Stable-diffusion" / "sd3.5_large_aio.safetensors", large)
-    tiny_sd3.write_transformer_only(models / "Stable-diffusion" / "sd3.5_large.safetensors", large)
+    tiny_sd3.write_transformer_only(models / "Stable-diffusion" / "sd3.5_large.safetensors", large, with_vae=True)
     tiny_sd3.write_parts(models, large, clip_g=False, vae=False)
     start_engine(models, tmp_path / "data")
     model = sd_models.model_manager.get(sd_models.get_closet_checkpoint_match("sd3.5_large_aio"))
@@ -101,8 +102,13 @@ def test_large_and_all_in_one_and_missing_parts(tmp_path, tiny):
         sd_models.model_manager.get(sd_models.get_closet_checkpoint_match("sd3.5_large.safetensors"))
     message = str(err.value)
     assert "SD 3.5 transformer" in message and "CLIP-G" in message and "clip_g.safetensors" in message
-    assert "VAE" in message and str(models / "VAE") in message
-    assert "CLIP-L" not in message and "T5" not in message
+    assert str(models / "text_encoder") in message
+    assert "CLIP-L" not in message and "T5" not in message and "VAE" not in message  # the file's own VAE counts
+    tiny_sd3.write_transformer_only(models / "Stable-diffusion" / "sd3.5_bare.safetensors", tiny)
+    sd_models.list_models()
+    with pytest.raises(CheckpointLoadError) as err:
+        sd_models.model_manager.get(sd_models.get_closet_checkpoint_match("sd3.5_bare"))
+    assert "CLIP-G" in str(err.value) and f"sd3.5_vae.safetensors) in {models / 'VAE'}" in str(err.value)
 
 
 def test_a_clip_without_its_projection_is_named(tmp_path, tiny):
@@ -161,6 +167,17 @@ def test_prompt_embedding_is_diffusers(engine):
     assert cond.context.shape == (1, 77 + 256, tiny_sd3.T5_WIDTH)
     torch.testing.assert_close(cond.context, context.float(), rtol=0, atol=1e-5)
     torch.testing.assert_close(cond.pooled, pooled.float(), rtol=0, atol=1e-5)
+
+
+def test_long_prompts_are_cut_with_a_warning_and_encoding_stops_when_asked(engine, caplog):
+    model = engine.get(sd_models.get_closet_checkpoint_match(CHECKPOINT))
+    encoder = model_families.prompt_encoder(model)
+    with caplog.at_level("WARNING"):
+        cond = encoder.get_learned_conditioning(["ab" * 200])[0]  # 400 T5 tokens (one a character)
+    assert cond.context.shape == (1, 77 + 256, tiny_sd3.T5_WIDTH)
+    assert "longer than 256 T5 tokens" in caplog.text
+    with pytest.raises(InterruptedException):
+        model_families.prompt_encoder(model, should_stop=lambda: True).get_learned_conditioning(["abc"])
 
 
 def test_same_seed_same_pixels_and_batch_image_k_is_seed_plus_k(engine):
