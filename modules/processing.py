@@ -23,6 +23,7 @@ from modules import (
     infotext_utils,
     job_context,
     masking,
+    model_families,
     paths_internal,
     processing_img2img as i2i,
     prompt_parser,
@@ -38,7 +39,6 @@ from modules import (
 )
 from modules.controlnet import apply as controlnet_apply
 from modules.model_families import flow_sampling
-from modules.model_families.flux_prompts import FluxPromptEncoder
 from modules.prompt_encoding import PromptEncoder
 from modules.rng import ImageRNG
 from modules.sd_samplers_cfg_denoiser import UNetStage
@@ -464,7 +464,7 @@ def make_stage(model, p: StableDiffusionProcessing, prompts: list[str], negative
     state = job_context.state(p)
     should_stop = lambda: state.interrupted or state.skipped  # noqa: E731
     if model.family.is_flow:
-        encoder = FluxPromptEncoder(model, should_stop=should_stop)
+        encoder = model_families.prompt_encoder(model, should_stop=should_stop)
     else:
         encoder = PromptEncoder(model, clip_skip=p.clip_skip, emphasis=settings.emphasis,
                                 comma_backtrack=settings.comma_padding_backtrack,
@@ -480,7 +480,7 @@ def make_stage(model, p: StableDiffusionProcessing, prompts: list[str], negative
             image_conditioning = txt2img_image_conditioning(model, len(prompts), height, width)
     p.extra_generation_params.update(encoder.infotext_params(prompts + negatives, settings.textual_inversion_add_hashes_to_infotext))
     guidance = None
-    if model.family.is_flow and model.unet.config.guidance_embeds:
+    if model.family.is_flow and model.family.distilled_guidance:
         guidance = float(p.distilled_cfg_scale)
         p.extra_generation_params["Distilled CFG Scale"] = guidance
     for i, name in enumerate(model.extra.get("modules", ()), 1):  # Forge's keys for the separate parts used

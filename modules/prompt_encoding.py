@@ -21,10 +21,12 @@ PromptChunkFix = namedtuple("PromptChunkFix", ["offset", "embedding"])  # embedd
 
 @dataclass
 class Conditioning:
-    """Cross-attention context [B, T, D] and, for SDXL, the pooled text embedding [B, P]."""
+    """Cross-attention context [B, T, D] and, for SDXL, the pooled text embedding [B, P]; `mask` [B, T] (1: attend)
+    for models that mask padding tokens (Chroma)."""
 
     context: torch.Tensor
     pooled: torch.Tensor | None = None
+    mask: torch.Tensor | None = None
 
     def batch(self) -> int:
         return self.context.shape[0]
@@ -37,7 +39,10 @@ class Conditioning:
         longest = max(c.context.shape[1] for c in conds)
         context = torch.cat([_pad_tokens(c.context, longest) for c in conds])
         pooled = torch.cat([c.pooled for c in conds]) if conds[0].pooled is not None else None
-        return Conditioning(context, pooled)
+        mask = None
+        if conds[0].mask is not None:  # padded tokens stay masked out
+            mask = torch.cat([torch.nn.functional.pad(c.mask, (0, longest - c.mask.shape[1])) for c in conds])
+        return Conditioning(context, pooled, mask)
 
 
 @dataclass

@@ -32,7 +32,7 @@ from modules import (
     sd_unet_compile,
 )
 from modules.clip_tokenizer import load_tokenizer
-from modules.model_families import flow_sampling, flux_loader
+from modules.model_families import flow_sampling
 from modules.sd_models_loader import CheckpointLoadError
 from modules.sd_samplers_common import ModelSigmas
 from modules.shared_cmd_options import cmd_opts
@@ -403,13 +403,13 @@ def build_model(info: CheckpointInfo, plan: devices.DevicePlan, cache_dir: Path,
 
 def build_flow_model(info: CheckpointInfo, family, sd: dict, metadata: dict, plan: devices.DevicePlan, cache_dir: Path,
                      started: float) -> StableDiffusionModel:
-    """A flow-matching transformer (Flux.1) with its text encoders and VAE, from its file or the module folders;
+    """A flow-matching transformer (Flux.1, Chroma, SD 3.5) with its text encoders and VAE, from its file or the module folders;
     the transformer is the model's `unet`, the part the sampling loop drives."""
     chosen = tuple(job_context.settings().forge_additional_modules or ())
-    transformer, vae, encoders, t5_tokenizer, modules = flux_loader.load(sd, family, paths_internal.models_path,
-                                                                         info.filename, chosen)
-    tokenizers = {"tokenizer": load_tokenizer(cache_dir, sd_models_config.tokenizer_pads(family.name)["tokenizer"]),
-                  "tokenizer_2": t5_tokenizer}
+    transformer, vae, encoders, tokenizers, modules = model_families.load(family, sd, paths_internal.models_path,
+                                                                          info.filename, chosen)
+    pads = sd_models_config.tokenizer_pads(family.name)
+    tokenizers = {name: load_tokenizer(cache_dir, pad) for name, pad in pads.items()} | tokenizers
     for part in (transformer, *encoders.values()):
         place(part, plan.device, plan.dtype)
     place(vae, plan.device, plan.dtype_vae)

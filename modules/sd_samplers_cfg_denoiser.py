@@ -13,8 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from modules import prompt_parser, script_callbacks
-from modules.model_families import flow_sampling
+from modules import model_families, prompt_parser, script_callbacks
 from modules.prompt_encoding import Conditioning
 from modules.sd_samplers_common import InterruptedException, ModelSigmas
 
@@ -161,7 +160,7 @@ class CFGDenoiser:
         """UNet on rows of x: row r belongs to image images[r] and is an uncond row from index first_uncond on."""
         model = stage.model
         if model.family.is_flow:
-            return flow_sampling.denoise(model, x, sigma, cond, stage.guidance)
+            return model_families.denoise(model, x, sigma, cond, stage.guidance)
         unet = model.unet if model.sampling_unet is None else model.sampling_unet
         dtype = next(model.unet.parameters()).dtype
         s = sigma.to(x.dtype)[:, None, None, None]
@@ -206,4 +205,5 @@ def _our_cond(c) -> Conditioning:
 
 def _cat_cond(a: Conditioning, b: Conditioning) -> Conditioning:
     pooled = None if a.pooled is None else torch.cat([a.pooled, b.pooled])
-    return Conditioning(torch.cat([a.context, b.context]), pooled)
+    mask = None if a.mask is None else torch.cat([a.mask, b.mask])
+    return Conditioning(torch.cat([a.context, b.context]), pooled, mask)

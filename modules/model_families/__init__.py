@@ -1,23 +1,42 @@
 """Model families behind one interface (ARCHITECTURE "Model families").
 
 Two kinds: UNet models (SD1/SD2/SDXL: modules.sd_models_config.ModelFamily, loaded by sd_models.build_model) and
-flow-matching transformers (here). A family object answers the same questions for both kinds:
+flow-matching transformers (here: Flux.1, Chroma, SD 3.5). A family object answers the same questions for both kinds:
 
 - `name`, `label`, `in_channels`, `prediction_type` ("epsilon" | "v_prediction" | "flow"), `is_sdxl`,
   `is_inpainting`, `is_flow`;
 and a flow family also says
-- which parts it needs and where they come from (`parts`: its loader module finds and builds them),
-- how prompts become conditioning (`prompt_encoder`),
-- how sigmas and timesteps map (`sigmas`: the schedule with the family's shift; `denoise`: one model evaluation
-  returning the denoised latent, so the shared samplers, CFG and callbacks drive it like a UNet).
+- whether its transformer takes distilled guidance (`distilled_guidance`: Flux.1 dev) or runs real CFG only,
+- how its schedule is shifted (`shift`, `uses_dynamic_shift`, `train_spacing`: see flow_sampling.get_sigmas).
+What differs by family beyond those attributes goes through this module's functions: `load` (which parts it needs
+and where they come from), `prompt_encoder` (how prompts become conditioning) and `denoise` (one model evaluation
+returning the denoised latent, so the shared samplers, CFG and callbacks drive it like a UNet).
 
 `detect_flow_family(sd)` tells a flow family from a state dict's keys, or None (then the SD loader decides).
 """
 from __future__ import annotations
 
-from modules.model_families import flux
+from modules.model_families import chroma, flow_sampling, flux, flux_loader, flux_prompts, sd3, sd3_loader, sd3_prompts
+
+_LOAD = {"flux": flux_loader.load, "chroma": chroma.load, "sd3": sd3_loader.load}
+_PROMPTS = {"flux": flux_prompts.FluxPromptEncoder, "chroma": flux_prompts.ChromaPromptEncoder,
+            "sd3": sd3_prompts.SD3PromptEncoder}
+_DENOISE = {"flux": flow_sampling.denoise, "chroma": flow_sampling.denoise_chroma, "sd3": flow_sampling.denoise_sd3}
 
 
 def detect_flow_family(sd: dict):
     """The flow-matching family of a single-file state dict, or None when it is not one this app knows."""
-    return flux.detect(sd)
+    return flux.detect(sd) or chroma.detect(sd) or sd3.detect(sd)
+
+
+def load(family, sd: dict, models_dir, source: str, preferred: list[str] = ()):
+    """(transformer, vae, text encoders, tokenizers other than CLIP's, the separate module files used)."""
+    return _LOAD[family.name](sd, family, models_dir, source, preferred)
+
+
+def prompt_encoder(model, should_stop=None):
+    return _PROMPTS[model.family.name](model, should_stop=should_stop)
+
+
+def denoise(model, x, sigma, cond, guidance: float | None):
+    return _DENOISE[model.family.name](model, x, sigma, cond, guidance)

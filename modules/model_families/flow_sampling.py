@@ -46,19 +46,27 @@ def image_seq_len(width: int, height: int) -> int:
     return (height // 16) * (width // 16)  # 8x VAE, then 2x2 packing
 
 
+def shifted(sigmas, shift: float):
+    """A fixed timestep shift: sigma' = s*sigma / (1 + (s-1)*sigma)."""
+    return shift * sigmas / (1 + (shift - 1) * sigmas)
+
+
 def get_sigmas(family, sampler_name: str, scheduler: str | None, steps: int, width: int, height: int,
                shift: float | None = None) -> torch.Tensor:
-    """steps + 1 sigmas from 1 to 0: FlowMatchEulerDiscreteScheduler's linspace(1, 1/steps) shifted as the family
-    says (dev: mu from the image size; schnell: none), or by `shift` when given (sigma' = s*sigma / (1 + (s-1)*sigma))."""
+    """steps + 1 sigmas from 1 to 0, as the family's diffusers pipeline makes them: Flux.1 and Chroma pass
+    linspace(1, 1/steps) shifted by mu from the image size (dev, Chroma) or not at all (schnell); SD 3.5 spaces its
+    steps over the shifted training range and shifts them by its fixed 3.0. `shift` replaces the family's shift."""
     if sampler_name not in FLOW_SAMPLERS:
         raise ValueError(f"Sampler {sampler_name} does not apply to {family.label} (flow matching); "
                          f"use one of: {', '.join(FLOW_SAMPLERS)}")
     if scheduler not in (None, *FLOW_SCHEDULERS):
         raise ValueError(f"Schedule type {scheduler} does not apply to {family.label} yet; use Automatic or Simple")
     config = cfgs.skeleton(family.name, "scheduler")
-    sigmas = np.linspace(1.0, 1.0 / steps, steps)
+    shift = family.shift if shift is None else shift
+    end = shifted(1.0 / config["num_train_timesteps"], shift) if family.train_spacing else 1.0 / steps
+    sigmas = np.linspace(1.0, end, steps)
     if shift is not None:
-        sigmas = shift * sigmas / (1 + (shift - 1) * sigmas)
+        sigmas = shifted(sigmas, shift)
     elif family.uses_dynamic_shift:
         mu = calculate_mu(image_seq_len(width, height), config)
         sigmas = math.exp(mu) / (math.exp(mu) + (1 / sigmas - 1))
@@ -87,10 +95,17 @@ def image_ids(height: int, width: int, device, dtype) -> torch.Tensor:
     return ids.reshape(-1, 3).to(device=device, dtype=dtype)
 
 
+def _transformer(model):
+    return (model.unet if model.sampling_unet is None else model.sampling_unet), next(model.unet.parameters()).dtype
+
+
+def _denoised(x: torch.Tensor, v: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    return x - v.to(x.dtype) * sigma.to(x.dtype)[:, None, None, None]
+
+
 def denoise(model, x: torch.Tensor, sigma: torch.Tensor, cond, guidance: float | None) -> torch.Tensor:
-    """One transformer evaluation on latents x [B, C, H, W] at sigma [B]; returns the denoised x0 = x - sigma * v."""
-    transformer = model.unet if model.sampling_unet is None else model.sampling_unet
-    dtype = next(model.unet.parameters()).dtype
+    """One Flux.1 evaluation on latents x [B, C, H, W] at sigma [B]; returns the denoised x0 = x - sigma * v."""
+    transformer, dtype = _transformer(model)
     b, _, h, w = x.shape
     guidance_in = None
     if model.unet.config.guidance_embeds:
@@ -100,4 +115,25 @@ def denoise(model, x: torch.Tensor, sigma: torch.Tensor, cond, guidance: float |
                     img_ids=image_ids(h, w, x.device, dtype),
                     txt_ids=torch.zeros(cond.context.shape[1], 3, device=x.device, dtype=dtype),
                     return_dict=False)[0]
-    return x - unpack(v.to(x.dtype), h, w) * sigma.to(x.dtype)[:, None, None, None]
+    return _denoised(x, unpack(v, h, w), sigma)
+
+
+def denoise_chroma(model, x: torch.Tensor, sigma: torch.Tensor, cond, guidance: float | None) -> torch.Tensor:
+    """One Chroma evaluation: Flux's packing, no pooled vector, the text mask extended over the image tokens."""
+    transformer, dtype = _transformer(model)
+    b, _, h, w = x.shape
+    mask = torch.cat([cond.mask, torch.ones(b, (h // 2) * (w // 2), device=x.device)], dim=1).to(dtype)
+    v = transformer(hidden_states=pack(x).to(dtype), encoder_hidden_states=cond.context.to(dtype),
+                    timestep=sigma.to(dtype), img_ids=image_ids(h, w, x.device, dtype),
+                    txt_ids=torch.zeros(cond.context.shape[1], 3, device=x.device, dtype=dtype),
+                    attention_mask=mask, return_dict=False)[0]
+    return _denoised(x, unpack(v, h, w), sigma)
+
+
+def denoise_sd3(model, x: torch.Tensor, sigma: torch.Tensor, cond, guidance: float | None) -> torch.Tensor:
+    """One SD 3.5 evaluation: the transformer patches the latent itself and takes the timestep as sigma * 1000."""
+    transformer, dtype = _transformer(model)
+    v = transformer(hidden_states=x.to(dtype), encoder_hidden_states=cond.context.to(dtype),
+                    pooled_projections=cond.pooled.to(dtype), timestep=(sigma * 1000).to(dtype),
+                    return_dict=False)[0]
+    return _denoised(x, v, sigma)

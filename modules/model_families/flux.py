@@ -36,10 +36,17 @@ class FluxFamily:
     is_sdxl: bool = False
     is_inpainting: bool = False
     is_flow: bool = True
+    shift: float | None = None  # no fixed shift: dev shifts by the image size, schnell not at all
+    train_spacing: bool = False
 
     @property
     def label(self) -> str:
         return "Flux.1" if self.guidance_embeds else "Flux.1 schnell"
+
+    @property
+    def distilled_guidance(self) -> bool:
+        """Whether the transformer takes Forge's `Distilled CFG Scale` as an input."""
+        return self.guidance_embeds
 
     @property
     def uses_dynamic_shift(self) -> bool:
@@ -100,16 +107,18 @@ def transformer_config(sd: dict, prefix: str) -> dict:
     return cfg
 
 
-def convert_transformer(sd: dict, prefix: str, hidden: int) -> dict[str, torch.Tensor]:
-    """BFL keys -> diffusers keys through diffusers' converter. It splits the single blocks' fused q/k/v/MLP weight at
-    the released width, so it gets shape-only placeholders for those and we split the real tensors at the file's."""
+def convert_transformer(sd: dict, prefix: str, hidden: int,
+                        converter=convert_flux_transformer_checkpoint_to_diffusers) -> dict[str, torch.Tensor]:
+    """BFL keys -> diffusers keys through diffusers' converter (Flux's, or Chroma's for its pruned blocks). It splits
+    the single blocks' fused q/k/v/MLP weight at the released width, so it gets shape-only placeholders for those and
+    we split the real tensors at the file's."""
     part = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
     fused = {}
     for key in [k for k in part if k.startswith("single_blocks.") and ".linear1." in k]:
         fused[key] = part[key]
         shape = (3 * _CONVERTER_WIDTH + _CONVERTER_MLP, *part[key].shape[1:])
         part[key] = torch.empty(shape, device="meta")
-    converted = convert_flux_transformer_checkpoint_to_diffusers(part)
+    converted = converter(part)
     split = (hidden, hidden, hidden, MLP_RATIO * hidden)
     for key, tensor in fused.items():
         block = "single_transformer_blocks." + key.split(".")[1] + "."

@@ -26,7 +26,8 @@ T5_TOKENIZER_DIR = "t5_tokenizer"
 CLIP_MARKER = "text_model.embeddings.token_embedding.weight"
 T5_MARKER = "encoder.block.0.layer.0.SelfAttention.q.weight"
 VAE_MARKER = "decoder.conv_in.weight"
-FLUX_LATENT_CHANNELS = 16
+FLOW_LATENT_CHANNELS = 16  # Flux.1's ae and SD 3.5's VAE: same shapes, told apart by name only (vae_hint)
+CLIP_G_WIDTH, CLIP_L_WIDTH = 1280, 768
 
 
 @dataclass
@@ -36,6 +37,23 @@ class Part:
     state_dict: dict
     prefix: str
     source: str  # the file it came from, for messages and the infotext
+
+
+@dataclass(frozen=True)
+class PartSpec:
+    """The parts a family needs besides its transformer: part name -> (prefix in an all-in-one file, what to put
+    where, said when missing); `vae_hint`: a word in the names of the family's own VAE files, tried first."""
+
+    label: str
+    parts: dict[str, tuple[str, str]]
+    vae_hint: str = ""
+
+
+FLUX_PARTS = PartSpec("Flux.1", {
+    "clip_l": (flux.CLIP_L_PREFIX, "a CLIP-L text encoder (clip_l.safetensors) in {text_encoder}"),
+    "t5": (flux.T5_PREFIX, "a T5-XXL text encoder (t5xxl_fp16.safetensors) in {text_encoder}"),
+    "vae": (flux.VAE_PREFIX, "the Flux VAE (ae.safetensors) in {vae}"),
+})
 
 
 def module_files(models_dir: str | Path, folders: tuple[str, ...] = (TEXT_ENCODER_DIR, VAE_DIR)) -> list[Path]:
@@ -49,46 +67,50 @@ def module_files(models_dir: str | Path, folders: tuple[str, ...] = (TEXT_ENCODE
 
 
 def part_kind(path: Path) -> str | None:
-    """clip_l | t5 | flux_vae | None, from the file's header alone."""
+    """clip_l | clip_g | t5 | vae (16 latent channels) | None, from the file's header alone. CLIP-G is CLIP-L's
+    architecture wider; widths other than the released ones (pruned, tiny) go by the file's name."""
     with safetensors.safe_open(str(path), framework="pt") as f:
         keys = set(f.keys())
         if CLIP_MARKER in keys:
+            width = f.get_slice(CLIP_MARKER).get_shape()[1]
+            if width == CLIP_G_WIDTH or (width != CLIP_L_WIDTH and "clip_g" in path.name.lower()):
+                return "clip_g"
             return "clip_l"
         if T5_MARKER in keys:
             return "t5"
-        if VAE_MARKER in keys and f.get_slice(VAE_MARKER).get_shape()[1] == FLUX_LATENT_CHANNELS:
-            return "flux_vae"
+        if VAE_MARKER in keys and f.get_slice(VAE_MARKER).get_shape()[1] == FLOW_LATENT_CHANNELS:
+            return "vae"
     return None
 
 
-def find_parts(sd: dict, models_dir: str | Path, source: str, preferred: list[str] = ()) -> dict[str, Part]:
-    """clip_l, t5 and vae: the module files chosen in `preferred` first (Forge's forge_additional_modules: paths,
+def find_parts(sd: dict, models_dir: str | Path, source: str, preferred: list[str] = (),
+               spec: PartSpec = FLUX_PARTS) -> dict[str, Part]:
+    """The parts `spec` names: the module files chosen in `preferred` first (Forge's forge_additional_modules: paths,
     file names or names without extension), then the checkpoint's own, then the first matching file of
     models/text_encoder and models/VAE; a missing part is an error naming what to put where."""
-    wanted = {"clip_l": "clip_l", "t5": "t5", "flux_vae": "vae"}
     files = module_files(models_dir)
     chosen = [f for name in preferred for f in files if name in (f.name, f.stem, str(f))]  # infotexts name stems
+    if spec.vae_hint:
+        files.sort(key=lambda f: spec.vae_hint not in f.name.lower())
     parts: dict[str, Part] = {}
 
     def take(paths):
         for path in dict.fromkeys(paths):
-            part = wanted.get(part_kind(path))
-            if part is not None and part not in parts:
+            part = part_kind(path)
+            if part in spec.parts and part not in parts:
                 parts[part] = Part(sd_models_loader.read_state_dict(path)[0], "", str(path))
 
     take(chosen)
-    for part, prefix in (("clip_l", flux.CLIP_L_PREFIX), ("t5", flux.T5_PREFIX), ("vae", flux.VAE_PREFIX)):
+    for part, (prefix, _) in spec.parts.items():
         if part not in parts and any(k.startswith(prefix) for k in sd):
             parts[part] = Part(sd, prefix, source)
     take(files)
-    absent = [part for part in ("clip_l", "t5", "vae") if part not in parts]
+    absent = [part for part in spec.parts if part not in parts]
     if absent:
-        where = {"clip_l": f"a CLIP-L text encoder (clip_l.safetensors) in {Path(models_dir) / TEXT_ENCODER_DIR}",
-                 "t5": f"a T5-XXL text encoder (t5xxl_fp16.safetensors) in {Path(models_dir) / TEXT_ENCODER_DIR}",
-                 "vae": f"the Flux VAE (ae.safetensors) in {Path(models_dir) / VAE_DIR}"}
-        raise CheckpointLoadError(f"{Path(source).name} is a Flux.1 transformer without its other parts; put "
-                                  + " and ".join(where[p] for p in absent))
-    return parts
+        folders = {"text_encoder": Path(models_dir) / TEXT_ENCODER_DIR, "vae": Path(models_dir) / VAE_DIR}
+        raise CheckpointLoadError(f"{Path(source).name} is a {spec.label} transformer without its other parts; put "
+                                  + " and ".join(spec.parts[p][1].format(**folders) for p in absent))
+    return {part: parts[part] for part in spec.parts}  # the spec's order: the infotext's Module N order
 
 
 def _strip(part: Part) -> dict[str, torch.Tensor]:
@@ -102,6 +124,11 @@ def build_transformer(sd: dict, prefix: str) -> FluxTransformer2DModel:
     hidden = config["num_attention_heads"] * config["attention_head_dim"]
     sd_models_loader.materialize(transformer, flux.convert_transformer(sd, prefix, hidden), "Flux transformer")
     return transformer
+
+
+def module_names(parts: dict[str, Part], source: str) -> list[str]:
+    """The separate files used, for the model's `modules` (Forge's infotext `Module N` keys)."""
+    return list(dict.fromkeys(os.path.basename(p.source) for p in parts.values() if p.source != source))
 
 
 def build_clip_l(part: Part) -> CLIPTextModel:
@@ -130,26 +157,26 @@ def build_t5(part: Part) -> T5EncoderModel:
     return model
 
 
-def build_vae(part: Part) -> AutoencoderKL:
-    return sd_models_loader.build_vae(part.state_dict, "flux", part.prefix)
+def build_vae(part: Part, family: str = "flux") -> AutoencoderKL:
+    """A 16-channel VAE in the LDM layout; the family's skeleton gives its latent scale and shift."""
+    return sd_models_loader.build_vae(part.state_dict, family, part.prefix)
 
 
-def t5_tokenizer(models_dir: str | Path) -> PreTrainedTokenizerFast:
+def t5_tokenizer(models_dir: str | Path, label: str = "Flux.1") -> PreTrainedTokenizerFast:
     folder = Path(models_dir) / TEXT_ENCODER_DIR / T5_TOKENIZER_DIR
     file = folder / "tokenizer.json"
     if not file.is_file():
-        raise CheckpointLoadError(f"Flux needs the T5 tokenizer: put tokenizer.json (with its special_tokens_map.json "
+        raise CheckpointLoadError(f"{label} needs the T5 tokenizer: put tokenizer.json (with its special_tokens_map.json "
                                   f"and tokenizer_config.json: FLUX.1-dev's tokenizer_2 folder) in {folder}")
     return PreTrainedTokenizerFast(tokenizer_file=str(file), pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
 
 
 def load(sd: dict, family: flux.FluxFamily, models_dir: str | Path, source: str, preferred: list[str] = ()):
-    """(transformer, vae, text encoders, T5 tokenizer, the module files used) of a Flux.1 state dict."""
+    """(transformer, vae, text encoders, tokenizers besides CLIP's, the module files used) of a Flux.1 state dict."""
     prefix = flux.transformer_prefix(sd)
     parts = find_parts(sd, models_dir, source, preferred)
     tokenizer_2 = t5_tokenizer(models_dir)
     transformer = build_transformer(sd, prefix)
     encoders = {"text_encoder": build_clip_l(parts["clip_l"]), "text_encoder_2": build_t5(parts["t5"])}
     vae = build_vae(parts["vae"])
-    modules = [os.path.basename(p.source) for p in parts.values() if p.source != source]
-    return transformer, vae, encoders, tokenizer_2, list(dict.fromkeys(modules))
+    return transformer, vae, encoders, {"tokenizer_2": tokenizer_2}, module_names(parts, source)

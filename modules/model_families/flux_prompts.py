@@ -1,4 +1,6 @@
-"""Flux.1 prompt encoding: T5's token sequence is the context, CLIP-L's pooled output the vector (as FluxPipeline).
+"""Flux.1 and Chroma prompt encoding. Flux.1: T5's token sequence is the context, CLIP-L's pooled output the vector
+(as FluxPipeline). Chroma: T5 alone, run with its padding masked, and the transformer sees the prompt's tokens and one
+padding token (ChromaPipeline's mask).
 
 T5 has no 75-token chunks: a prompt is one sequence of up to `max_length` tokens, longer ones are cut with a warning.
 A1111's emphasis `(word:1.2)` is not applied yet (T5's embeddings do not scale the way CLIP's do): brackets reach
@@ -19,6 +21,20 @@ T5_MAX_LENGTH = 512  # FluxPipeline's max_sequence_length
 CLIP_MAX_LENGTH = 77
 
 
+def t5_encode(t5, tokenizer, texts: list[str], max_length: int, device, masked: bool = False):
+    """T5's last hidden state [B, max_length, D] of the padded prompts, and the tokenizer's attention mask [B, T];
+    `masked`: T5 itself skips the padding (Chroma). Prompts beyond max_length are cut with a warning."""
+    tokens = tokenizer(texts, padding="max_length", max_length=max_length, truncation=True,
+                       return_overflowing_tokens=False, return_length=False, return_tensors="pt")
+    if tokenizer(texts, padding="longest", return_tensors="pt").input_ids.shape[1] > max_length:
+        log.warning("Prompt longer than %d T5 tokens: the end was cut off", max_length)
+    mask = tokens.attention_mask.to(device)
+    with torch.inference_mode():
+        context = t5(tokens.input_ids.to(device), attention_mask=mask if masked else None,
+                     output_hidden_states=False)[0].float()
+    return context, mask
+
+
 class FluxPromptEncoder:
     """Same interface as prompt_encoding.PromptEncoder (get_learned_conditioning, encode, infotext_params)."""
 
@@ -32,19 +48,13 @@ class FluxPromptEncoder:
         if self.should_stop is not None and self.should_stop():
             raise InterruptedException
         model = self.model
-        device = model.device
-        t5, clip = model.text_encoders["text_encoder_2"], model.text_encoders["text_encoder"]
-        t5_ids = model.tokenizers["tokenizer_2"](texts, padding="max_length", max_length=self.max_length,
-                                                 truncation=True, return_overflowing_tokens=False,
-                                                 return_length=False, return_tensors="pt").input_ids
-        full = model.tokenizers["tokenizer_2"](texts, padding="longest", return_tensors="pt").input_ids
-        if full.shape[1] > self.max_length:
-            log.warning("Prompt longer than %d T5 tokens: the end was cut off", self.max_length)
+        clip = model.text_encoders["text_encoder"]
+        context, _ = t5_encode(model.text_encoders["text_encoder_2"], model.tokenizers["tokenizer_2"], texts,
+                               self.max_length, model.device)
         clip_ids = model.tokenizers["tokenizer"](texts, padding="max_length", max_length=CLIP_MAX_LENGTH,
                                                  truncation=True, return_tensors="pt").input_ids
         with torch.inference_mode():
-            context = t5(t5_ids.to(device), output_hidden_states=False)[0].float()
-            pooled = clip(clip_ids.to(device), output_hidden_states=False).pooler_output.float()
+            pooled = clip(clip_ids.to(model.device), output_hidden_states=False).pooler_output.float()
         return [Conditioning(context[i:i + 1], pooled[i:i + 1]) for i in range(len(texts))]
 
     def encode(self, prompts: list[str], is_negative: bool = False) -> Conditioning:
@@ -53,3 +63,17 @@ class FluxPromptEncoder:
 
     def infotext_params(self, texts: list[str], ti_hashes: bool = True) -> dict[str, str]:
         return {}
+
+
+class ChromaPromptEncoder(FluxPromptEncoder):
+    """T5 only; each conditioning carries the transformer's text mask: the prompt's tokens and the first padding."""
+
+    def get_learned_conditioning(self, texts: list[str], is_negative: bool = False) -> list[Conditioning]:
+        if self.should_stop is not None and self.should_stop():
+            raise InterruptedException
+        model = self.model
+        context, mask = t5_encode(model.text_encoders["text_encoder"], model.tokenizers["tokenizer"], texts,
+                                  self.max_length, model.device, masked=True)
+        positions = torch.arange(mask.shape[1], device=mask.device)[None]
+        keep = (positions <= mask.sum(dim=1, keepdim=True)).float()
+        return [Conditioning(context[i:i + 1], None, keep[i:i + 1]) for i in range(len(texts))]
