@@ -17,7 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from modules import modelloader
-from modules.sd_models_loader import _materialize, read_state_dict
+from modules.sd_models_loader import materialize, read_state_dict
 
 URL = "https://huggingface.co/lllyasviel/Annotators/resolve/main/{file}"
 URLS = {"depth_anything_v2_vitl.pth":  # not among lllyasviel's: the authors' own repository
@@ -110,7 +110,7 @@ def _load(make, path: Path) -> nn.Module:
     """The module make(state dict) gives, with the file's weights."""
     sd = {k: v.float() for k, v in read_state_dict(path)[0].items()}
     module = make(sd)
-    _materialize(module, sd, f"annotator {path.name}")
+    materialize(module, sd, f"annotator {path.name}")
     return module.eval()
 
 
@@ -203,7 +203,7 @@ def depth_anything_v2(path: Path, img: np.ndarray) -> np.ndarray:
     prediction back at the image's size, stretched to 0..255."""
     sd = {k: v.float() for k, v in read_state_dict(path)[0].items()}
     model = _depth_anything(sd)
-    _materialize(model, _depth_anything_names(sd), f"annotator {path.name}")
+    materialize(model, _depth_anything_names(sd), f"annotator {path.name}")
     model.eval()
     patch = model.config.patch_size
     h, w = img.shape[:2]

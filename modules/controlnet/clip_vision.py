@@ -14,7 +14,7 @@ from accelerate import init_empty_weights
 from PIL import Image
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-from modules.sd_models_loader import CheckpointLoadError, _materialize, read_state_dict
+from modules.sd_models_loader import CheckpointLoadError, materialize, read_state_dict
 
 EXTENSIONS = (".safetensors", ".pth", ".pt", ".bin")
 # encoder -> words in its file names: the extension's clip_h.pth / clip_g.pth and the released names
@@ -99,7 +99,7 @@ def load(path: Path, device, dtype) -> CLIPVisionModelWithProjection:
     with init_empty_weights(include_buffers=False):
         model = CLIPVisionModelWithProjection(config_from_tensors(sd))
     expected = set(model.state_dict())  # position ids are a buffer, made with the model
-    _materialize(model, {k: v.to(device=device, dtype=dtype) for k, v in sd.items() if k in expected},
+    materialize(model, {k: v.to(device=device, dtype=dtype) for k, v in sd.items() if k in expected},
                  f"CLIP vision {path.name}")
     model.to(device)
     return model.eval()

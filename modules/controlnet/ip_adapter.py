@@ -23,7 +23,7 @@ from torch import nn
 
 from modules.controlnet import clip_vision
 from modules.sd_models_config import FAMILY_LABELS
-from modules.sd_models_loader import CheckpointLoadError, _materialize
+from modules.sd_models_loader import CheckpointLoadError, materialize
 
 _LAYER = re.compile(r"^ip_adapter\.(\d+)\.(to_k_ip|to_v_ip)\.weight$")
 _PLUS_LAYER = {"0.norm1": "ln0", "0.norm2": "ln1", "0.to_q": "attn.to_q", "0.to_out": "attn.to_out.0",
@@ -108,7 +108,7 @@ def load(path: Path, sd: dict[str, torch.Tensor], model) -> IPAdapter:
             f"{len(names)} cross-attention layers)")
     projection, state, kind, tokens, width = _projection(sd, cross)
     dtype = next(model.unet.parameters()).dtype
-    _materialize(projection, {k: v.to(device=model.device, dtype=dtype) for k, v in state.items()},
+    materialize(projection, {k: v.to(device=model.device, dtype=dtype) for k, v in state.items()},
                  f"IP-Adapter {path.name}")
     if kind == "hidden" and tokens == 0:
         tokens = 257  # full-face keeps every hidden-state token of a 224-pixel ViT/14

@@ -16,7 +16,7 @@ from accelerate import init_empty_weights
 from diffusers import T2IAdapter
 
 from modules.sd_models_config import FAMILY_LABELS
-from modules.sd_models_loader import CheckpointLoadError, _materialize
+from modules.sd_models_loader import CheckpointLoadError, materialize
 
 # conv_in input width -> (map channels, unshuffle factor, family): 3-channel maps, or 1 for sketch adapters
 _INPUTS = {3 * 64: (3, 8, "v1"), 64: (1, 8, "v1"), 3 * 256: (3, 16, "xl_base"), 256: (1, 16, "xl_base")}
@@ -82,7 +82,7 @@ def load(path: Path, sd: dict[str, torch.Tensor], model) -> T2IAdapter:
     with init_empty_weights(include_buffers=False):
         adapter = T2IAdapter(**config)
     dtype = next(model.unet.parameters()).dtype
-    _materialize(adapter, {k: v.to(device=model.device, dtype=dtype) for k, v in sd.items()},
+    materialize(adapter, {k: v.to(device=model.device, dtype=dtype) for k, v in sd.items()},
                  f"T2I-Adapter {path.name}")
     return adapter.eval()
 
