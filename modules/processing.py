@@ -370,8 +370,6 @@ def prepare(p: StableDiffusionProcessing) -> None:
 
 def prepare_mode(p: StableDiffusionProcessing) -> None:
     """img2img's init images and mask, or txt2img's hires pass: after the scripts' process() had their say."""
-    if p.sd_model.family.is_flow and (isinstance(p, StableDiffusionProcessingImg2Img) or p.enable_hr):
-        raise ValueError(f"img2img and Hires. fix do not run with {p.sd_model.family.label} models yet: txt2img only")
     if isinstance(p, StableDiffusionProcessingImg2Img):
         prepare_img2img(p)
     elif p.enable_hr:
@@ -664,12 +662,7 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
     refiner = refiner_model(p, model)
     sampler = sd_samplers.find_sampler(p.sampler_name)
     options = p.sampling_options
-    if model.family.is_flow:
-        sigmas = flow_sampling.get_sigmas(model.family, p.sampler_name, p.scheduler, p.steps, p.width, p.height)
-    else:
-        sigmas = sd_samplers.get_sigmas(sampler, p.scheduler, p.steps, model.model_sigmas,
-                                        is_sdxl=model.family.is_sdxl, options=options)
-    sigmas = sigmas.to(model.device)
+    sigmas = schedule(model, sampler, p.scheduler, p.steps, p.width, p.height, options)
     output_images, infotexts = [], []
     with job_in_state(state, job_kind(p)):
         if state.job_count == -1:
@@ -757,6 +750,21 @@ def make_rng(p, model, batch: slice, width: int, height: int) -> ImageRNG:
                     eta_noise_seed_delta=int(settings.eta_noise_seed_delta or 0))
 
 
+def schedule(model, sampler, scheduler: str, steps: int, width: int, height: int, options) -> torch.Tensor:
+    """The sigmas of a run on the model's device: the sampler's schedule, or a flow family's own (shifted by size)."""
+    if model.family.is_flow:
+        sigmas = flow_sampling.get_sigmas(model.family, sampler.name, scheduler, steps, width, height)
+    else:
+        sigmas = sd_samplers.get_sigmas(sampler, scheduler, steps, model.model_sigmas, is_sdxl=model.family.is_sdxl,
+                                        options=options)
+    return sigmas.to(model.device)
+
+
+def denoising_tail(model, sigmas: torch.Tensor, denoising_strength: float) -> torch.Tensor:
+    """The part of the schedule img2img and Hires. fix walk: A1111's cut, or diffusers' for flow families."""
+    return (flow_sampling.img2img_sigmas if model.family.is_flow else img2img_sigmas)(sigmas, denoising_strength)
+
+
 def img2img_sigmas(sigmas: torch.Tensor, denoising_strength: float) -> torch.Tensor:
     """The tail of the schedule that img2img walks: int(strength * steps) + 1 steps from the end (A1111)."""
     steps = len(sigmas) - 1
@@ -764,10 +772,11 @@ def img2img_sigmas(sigmas: torch.Tensor, denoising_strength: float) -> torch.Ten
     return sigmas[steps - t_enc - 1:]
 
 
-def noised_start(p, start: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """img2img / hires start xi = x + noise * sigma_0, plus A1111's extra noise (opts.img2img_extra_noise)."""
+def noised_start(p, start: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor, flow: bool = False) -> torch.Tensor:
+    """img2img / hires start xi = x + noise * sigma_0 (flow families: along the flow, (1 - sigma_0) * x +
+    sigma_0 * noise), plus A1111's extra noise (opts.img2img_extra_noise)."""
     settings = job_context.settings(p)
-    xi = start + noise * sigma
+    xi = flow_sampling.noised(start, noise, sigma) if flow else start + noise * sigma
     if settings.img2img_extra_noise > 0:
         p.extra_generation_params["Extra noise"] = settings.img2img_extra_noise
         params = script_callbacks.ExtraNoiseParams(noise, start, xi)
@@ -790,7 +799,7 @@ def run_sampler(p, model, refiner, sampler, sigmas, options, start, noise, rng, 
         p.scripts.process_before_every_sampling(p, x=noise if start is None else start, noise=noise, c=stage.cond,
                                                 uc=stage.uncond)
         options = p.sampling_options  # the hook may have changed the sampler's knobs on p
-    x = noise * sigmas[0] if start is None else noised_start(p, start, noise, sigmas[0])
+    x = noise * sigmas[0] if start is None else noised_start(p, start, noise, sigmas[0], model.family.is_flow)
     refiner_stage = (lambda: make_stage(refiner, p, prompts, negatives, width, height, image_conditioning, hires_steps,
                                         refiner=True)) \
         if refiner else None
@@ -871,7 +880,7 @@ def sample_img2img(p, model, refiner, sampler, sigmas, options, batch, rng, prom
     image_conditioning = i2i.inpainting_conditioning(model, pixels, prepared.mask, init_latent, method=encode_method)
     if image_conditioning is not None:
         p.extra_generation_params["Conditional mask weight"] = 1.0
-    tail = img2img_sigmas(sigmas, p.denoising_strength)
+    tail = denoising_tail(model, sigmas, p.denoising_strength)
     noise = rng.next() * p.initial_noise_multiplier
     return run_sampler(p, model, refiner, sampler, tail, options, init_latent, noise, rng, prompts, negatives, p.width,
                        p.height, image_conditioning, keep_latent=init_latent, regen_mask=regen)
@@ -904,9 +913,8 @@ def sample_hires(p, model, refiner, latents, options, batch: slice) -> torch.Ten
         sd_samplers.resolve_sampler_scheduler(p.hr_sampler_name, p.hr_scheduler)
     sampler = sd_samplers.find_sampler(name)
     steps = p.hr_second_pass_steps or p.steps
-    sigmas = sd_samplers.get_sigmas(sampler, scheduler, steps, hr_model.model_sigmas, is_sdxl=hr_model.family.is_sdxl,
-                                    options=options).to(hr_model.device)
-    tail = img2img_sigmas(sigmas, p.denoising_strength)
+    sigmas = schedule(hr_model, sampler, scheduler, steps, width, height, options)
+    tail = denoising_tail(hr_model, sigmas, p.denoising_strength)
     rng = make_rng(p, hr_model, batch, width, height)
     noise = rng.next()
     prompts, hr_network_data = extra_networks.parse_prompts([p.hr_prompt] * (batch.stop - batch.start) if p.hr_prompt

@@ -76,7 +76,10 @@ def encode(model, pixels: list[Image.Image], method: str = "Full") -> torch.Tens
     vae = model.vae
     with torch.inference_mode():
         x = to_tensor(pixels, model.device, next(vae.parameters()).dtype)
-        return (vae.encode(x).latent_dist.mode() * vae.config.scaling_factor).float()
+        latent = vae.encode(x).latent_dist.mode()
+        if getattr(vae.config, "shift_factor", None):  # Flux's VAE centres its latents (decode adds it back)
+            latent = latent - vae.config.shift_factor
+        return (latent * vae.config.scaling_factor).float()
 
 
 def latent_mask(mask: Image.Image, latent: torch.Tensor, round_mask: bool) -> torch.Tensor:

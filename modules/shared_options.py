@@ -298,6 +298,7 @@ options_templates.update(options_section(("extra_networks", "Extra Networks", "s
     "extra_networks_default_multiplier": OptionInfo(1.0, "Default multiplier for extra networks", "Slider", {"minimum": 0.0, "maximum": 2.0, "step": 0.01}),
     "extra_networks_add_text_separator": OptionInfo(" ", "Extra networks separator").info("extra text to add before <...> when adding extra network to prompt"),
     "textual_inversion_add_hashes_to_infotext": OptionInfo(True, "Add Textual Inversion hashes to infotext"),
+    "lora_show_all": OptionInfo(False, "Always show all networks on the Lora page").info("otherwise, those detected as for incompatible version of Stable Diffusion will be hidden"),
 }))
 
 options_templates.update(options_section(("ui_prompt_editing", "Prompt editing", "ui"), {

@@ -33,6 +33,7 @@ class ExtraNetworksItem:
     filename: str
     prompt: str  # what clicking inserts (checkpoints: the title to switch to)
     search_terms: list[str] = field(default_factory=list)
+    sd_version: str | None = None  # Lora cards: the SdVersion name the network was made for
 
     @property
     def preview(self) -> str | None:
@@ -43,7 +44,7 @@ class ExtraNetworksItem:
         return {"name": self.name, "filename": self.filename, "prompt": json.dumps(self.prompt),
                 "search_terms": list(self.search_terms), "preview": self.preview, "description": None,
                 "local_preview": os.path.splitext(self.filename)[0] + ".png", "metadata": None,
-                "sort_keys": {"default": self.name.lower(), "name": self.name.lower()}}
+                "sort_keys": {"default": self.name.lower(), "name": self.name.lower()}, "sd_version": self.sd_version}
 
     def sort_key(self, order: str):
         if order == "Date Created":
@@ -130,10 +131,13 @@ class ExtraNetworksPageLora(ExtraNetworksPage):
         if not networks.available_networks:
             networks.list_available_networks()
         items = []
+        model = sd_models.model_manager.current if sd_models.model_manager is not None else None
         for entry in networks.available_networks.values():
+            if not opts.lora_show_all and not networks.fits_model(entry, model):
+                continue  # A1111: a Flux LoRA is hidden while an SD model is loaded, and the other way round
             alias = entry.get_alias(networks.forbidden_network_aliases)
             items.append(ExtraNetworksItem(entry.name, entry.filename, f"<lora:{alias}:{multiplier_text()}>",
-                                           [entry.name, entry.alias, entry.shorthash or ""]))
+                                           [entry.name, entry.alias, entry.shorthash or ""], entry.sd_version.name))
         return items
 
 

@@ -73,6 +73,19 @@ def get_sigmas(family, sampler_name: str, scheduler: str | None, steps: int, wid
     return torch.cat([torch.from_numpy(sigmas).to(torch.float32), torch.zeros(1)])
 
 
+def img2img_sigmas(sigmas: torch.Tensor, denoising_strength: float) -> torch.Tensor:
+    """The tail of the schedule img2img and Hires. fix walk: FluxImg2ImgPipeline's cut, from step
+    int(steps - strength * steps) on (strength 1: all of it, from pure noise), at least one step."""
+    steps = len(sigmas) - 1
+    start = min(int(max(steps - steps * denoising_strength, 0)), steps - 1)
+    return sigmas[start:]
+
+
+def noised(x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """A clean latent at noise level sigma on the flow: x_t = (1 - sigma) * x0 + sigma * noise (scale_noise)."""
+    return (1 - sigma) * x0 + sigma * noise
+
+
 def pack(latents: torch.Tensor) -> torch.Tensor:
     """[B, C, H, W] -> [B, H/2 * W/2, C*4]: 2x2 patches as tokens (diffusers' FluxPipeline._pack_latents)."""
     b, c, h, w = latents.shape

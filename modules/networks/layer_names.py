@@ -1,4 +1,4 @@
-"""kohya layer names -> the model's torch layers, for SD1, SD2 and SDXL.
+"""kohya layer names -> the model's torch layers, for SD1, SD2, SDXL and Flux (diffusers' names; modules.networks.flux_lora maps BFL's).
 
 kohya names a layer by its module path with "." -> "_" behind a prefix: `lora_unet_` + the diffusers path (SD1/SD2)
 or the original LDM/SGM path (SDXL, some LyCORIS files), `lora_te_` (SD1/SD2), `lora_te1_`/`lora_te2_` (SDXL) + the
@@ -16,6 +16,8 @@ TEXT_ENCODER_PREFIXES = {  # family -> (text encoder component, kohya prefix)
     "v2": [("text_encoder", "lora_te_")],
     "xl_base": [("text_encoder", "lora_te1_"), ("text_encoder_2", "lora_te2_")],
     "xl_refiner": [],
+    # Flux: kohya's CLIP-L and T5 prefixes (ComfyUI writes CLIP-L's as lora_te_)
+    "flux": [("text_encoder", "lora_te1_"), ("text_encoder", "lora_te_"), ("text_encoder_2", "lora_te3_")],
 }
 
 
@@ -46,9 +48,11 @@ def network_layer_mapping(model) -> dict[str, torch.nn.Module]:
             if name in ldm_names:
                 mapping[kohya("lora_unet_", ldm_names[name])] = module
     for component, prefix in TEXT_ENCODER_PREFIXES.get(model.family.name, []):
-        for name, module in model.text_encoders[component].named_modules():
+        encoder = model.text_encoders[component]
+        is_clip = encoder.config.model_type.startswith("clip")
+        for name, module in encoder.named_modules():
             if isinstance(module, PATCHABLE):
                 # transformers >= 5.6 dropped CLIPTextModel's `text_model.` level; kohya names keep it
-                path = name if name.startswith(("text_model.", "text_projection")) else f"text_model.{name}"
+                path = name if not is_clip or name.startswith(("text_model.", "text_projection")) else f"text_model.{name}"
                 mapping[kohya(prefix, path)] = module
     return mapping

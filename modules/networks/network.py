@@ -19,14 +19,20 @@ class SdVersion(enum.Enum):
     SD1 = 2
     SD2 = 3
     SDXL = 4
+    Flux = 5
+
+
+def read_safetensors_header(filename: str) -> dict:
+    """The JSON header of a safetensors file (tensor names and `__metadata__`), without reading the tensors."""
+    with open(filename, "rb") as f:
+        header_size = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(header_size) or b"{}")
+    return header if isinstance(header, dict) else {}
 
 
 def read_safetensors_metadata(filename: str) -> dict:
     """The `__metadata__` of a safetensors header, without reading the tensors."""
-    with open(filename, "rb") as f:
-        header_size = int.from_bytes(f.read(8), "little")
-        header = json.loads(f.read(header_size) or b"{}")
-    metadata = header.get("__metadata__", {}) if isinstance(header, dict) else {}
+    metadata = read_safetensors_header(filename).get("__metadata__", {})
     metadata.pop("ssmd_cover_images", None)  # embedded cover images are too big to carry around
     return metadata
 
@@ -52,11 +58,21 @@ class NetworkOnDisk:
         return self.hash[:12] if self.hash else None
 
     def detect_version(self) -> SdVersion:
-        if str(self.metadata.get("ss_base_model_version", "")).startswith("sdxl_"):
+        base = str(self.metadata.get("ss_base_model_version", "") or self.metadata.get("modelspec.architecture", ""))
+        if base.startswith("flux") or self.is_safetensors and self.has_flux_layers():
+            return SdVersion.Flux
+        if base.startswith("sdxl_"):
             return SdVersion.SDXL
         if str(self.metadata.get("ss_v2", "")) == "True":
             return SdVersion.SD2
         return SdVersion.SD1 if self.metadata else SdVersion.Unknown
+
+    def has_flux_layers(self) -> bool:
+        """Whether the file's layers are Flux's, from its tensor names (hub files often carry no metadata)."""
+        from modules.networks import flux_lora  # it builds on this module's NetworkModule
+
+        return cache.cached_data_for_file("lora-flux-layers", f"lora/{self.name}", self.filename,
+                                          lambda: flux_lora.is_flux(read_safetensors_header(self.filename)))
 
     def read_hash(self) -> None:
         """kohya's addnet hash for .safetensors (tensor data only), the full sha256 otherwise (A1111's LoRA hash)."""

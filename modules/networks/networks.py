@@ -8,7 +8,8 @@ import re
 import safetensors.torch
 import torch
 
-from modules.networks.network import Network, NetworkOnDisk
+from modules.networks import flux_lora
+from modules.networks.network import Network, NetworkOnDisk, SdVersion
 from modules.networks.network_hada import ModuleTypeHada
 from modules.networks.network_lokr import ModuleTypeLokr
 from modules.networks.network_lora import ModuleTypeLora
@@ -70,7 +71,11 @@ def load_network(name: str, network_on_disk: NetworkOnDisk) -> Network:
     net = Network(name, network_on_disk)
     net.mtime = os.path.getmtime(network_on_disk.filename)
     groups: dict[str, dict[str, torch.Tensor]] = {}
-    for key, tensor in read_network_weights(network_on_disk.filename).items():
+    weights = read_network_weights(network_on_disk.filename)
+    flux = flux_lora.is_flux(weights)
+    if flux:  # the hubs' Flux layouts in kohya's spelling
+        weights = flux_lora.normalize(weights)
+    for key, tensor in weights.items():
         layer, _, param = key.partition(".")
         groups.setdefault(layer, {})[param] = tensor
     unsupported = []
@@ -80,9 +85,30 @@ def load_network(name: str, network_on_disk: NetworkOnDisk) -> Network:
             unsupported.append(layer)
         else:
             net.modules[layer] = module
+    if flux:
+        net.modules, unmapped = flux_lora.expand(net.modules)
+        unsupported += unmapped
     if unsupported:
         log.warning("LoRA %s: %d layers of an unsupported type left out (e.g. %s)", name, len(unsupported), unsupported[0])
     return net
+
+
+def model_version(model) -> SdVersion:
+    """The SdVersion a network made for `model`'s family carries."""
+    if model.family.name == "flux":
+        return SdVersion.Flux
+    if model.family.is_sdxl:
+        return SdVersion.SDXL
+    return SdVersion.SD2 if model.family.name == "v2" else SdVersion.SD1
+
+
+def fits_model(entry: NetworkOnDisk, model) -> bool:
+    """Whether a network can be meant for `model` (A1111's Lora page filter): Flux networks for Flux models, SDXL's
+    for SDXL, SD1's and SD2's for either of those; a network of unknown version fits any model."""
+    if model is None or entry.sd_version == SdVersion.Unknown:
+        return True
+    groups = {SdVersion.SD2: SdVersion.SD1}
+    return groups.get(entry.sd_version, entry.sd_version) == groups.get(model_version(model), model_version(model))
 
 
 def patcher_for(model) -> NetworkPatcher:

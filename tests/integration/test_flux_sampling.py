@@ -140,11 +140,6 @@ def test_samplers_that_do_not_apply_are_refused(engine):
         assert flux_txt2img(sampler_name=name, steps=2, seed=1).images
 
 
-def test_img2img_and_hires_are_refused_clearly(engine):
-    with pytest.raises(ValueError, match="txt2img only"):
-        flux_txt2img(enable_hr=True, hr_scale=2.0)
-
-
 @pytest.mark.parametrize("method", ["Approx cheap", "Approx NN", "TAESD", "Full"])
 def test_live_preview_decodes_flux_latents_with_its_vae(engine, method):
     from modules import live_preview
