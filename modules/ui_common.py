@@ -309,6 +309,17 @@ def progress_html(fraction: float | None, text: str, eta: float | None = None, p
     return f"<div class='progress-panel-inner'>{''.join(parts)}</div>"
 
 
+def request_text() -> str:
+    """What the user asked of the running job, shown until it takes effect (A1111's "Interrupting...")."""
+    if state.interrupted:
+        return " - Interrupting..."
+    if state.stopping_generation:
+        return " - Stopping after this image..."
+    if state.skipped:
+        return " - Skipping..."
+    return ""
+
+
 class JobWatcher:
     """Reads `state` while a job runs: percent, ETA and new live previews for the page, and a console tqdm bar."""
 
@@ -335,7 +346,7 @@ class JobWatcher:
         self._update_preview()
         self._update_console(job_no * steps + step, job_count * steps)
         image_text = f"Image {min(job_no + 1, job_count)}/{job_count}, " if job_count > 1 else ""
-        return progress_html(fraction, f"{image_text}step {step}/{steps}", eta, self.preview)
+        return progress_html(fraction, f"{image_text}step {step}/{steps}{request_text()}", eta, self.preview)
 
     def _update_preview(self) -> None:
         latent = state.current_latent

@@ -278,12 +278,19 @@ def apply_size(choice: str | None):
     return width, height, None
 
 
-def interrupt() -> None:
-    """Interrupt: with several images and `interrupt_after_current`, stop after the current image; else at once."""
-    if opts.interrupt_after_current and state.job_count > 1:
+INTERRUPTING = "Interrupting..."
+
+
+def interrupt():
+    """Interrupt (A1111): with several images and `interrupt_after_current`, the first press stops after the current
+    image; a second press, or one during the last image, stops at once. The button says it is interrupting."""
+    images_left = state.job_no + 1 < state.job_count
+    if opts.interrupt_after_current and images_left and not state.stopping_generation:
         state.stop_generating()
+        gr.Info("Generation will stop after finishing this image, click again to stop immediately.")
     else:
         state.interrupt()
+    return gr.update(value=INTERRUPTING)
 
 
 def skip() -> None:
@@ -459,11 +466,11 @@ def run_job(job):
 
 def busy_buttons() -> tuple:
     """Interrupt and Skip take Generate's place while a job runs (A1111)."""
-    return gr.update(visible=True), gr.update(visible=True), gr.update(visible=False)
+    return gr.update(visible=True, value="Interrupt"), gr.update(visible=True), gr.update(visible=False)
 
 
 def idle_buttons() -> tuple:
-    return gr.update(visible=False), gr.update(visible=False), gr.update(visible=True), None
+    return gr.update(visible=False, value="Interrupt"), gr.update(visible=False), gr.update(visible=True), None
 
 
 def wire_generate(toprow: ui_toprow.Toprow, output: ui_common.OutputPanel, job, inputs: list) -> None:
@@ -476,7 +483,7 @@ def wire_generate(toprow: ui_toprow.Toprow, output: ui_common.OutputPanel, job, 
                           show_progress="hidden", concurrency_limit=None, api_visibility="private").then(
         fn=idle_buttons, outputs=[toprow.interrupt, toprow.skip, toprow.generate, output.selected_index], queue=False,
         show_progress="hidden", api_visibility="private")
-    toprow.interrupt.click(fn=interrupt, queue=False, show_progress="hidden")
+    toprow.interrupt.click(fn=interrupt, outputs=[toprow.interrupt], concurrency_limit=None, show_progress="hidden")  # queued: its toast
     toprow.skip.click(fn=skip, queue=False, show_progress="hidden")
 
 

@@ -9,6 +9,7 @@ from tests.e2e.test_ui_browser import (  # noqa: F401 - the shared app and brows
     app,
     browser,
     choose_checkpoint,
+    generation_info,
     page,
     set_number,
     small_job,
@@ -44,4 +45,41 @@ def test_opening_the_hires_accordion_enables_it_and_closing_disables_it(page):
     page.wait_for_function("document.querySelector('#txt2img_enable_refiner-checkbox input').checked")
     page.click("#txt2img_enable_refiner-checkbox input")  # and the box closes its accordion
     page.wait_for_function("!document.querySelector('#txt2img_enable_refiner > button.label-wrap').classList.contains('open')")
+    assert page.errors == []
+
+
+def long_job(page, prompt: str, batch_count: int = 3) -> None:
+    page.fill("#txt2img_prompt textarea", prompt)
+    for elem_id, value in (("txt2img_width", 128), ("txt2img_height", 128), ("txt2img_steps", 150),
+                           ("txt2img_batch_count", batch_count)):
+        set_number(page, elem_id, value)
+
+
+def test_interrupt_says_so_and_a_second_press_stops_at_once(page):
+    choose_checkpoint(page, "tiny_sd1.safetensors")
+    long_job(page, "three long images")
+    page.click("#txt2img_generate")
+    page.wait_for_function("document.querySelector('#txt2img_progress').innerText.includes('Image 1/3, step ')",
+                           timeout=JOB_TIMEOUT)
+    page.locator("body").press("Escape")  # A1111's key: the first press stops after this image
+    page.wait_for_function("document.querySelector('#txt2img_interrupt').innerText.trim() === 'Interrupting...'")
+    page.get_by_text("click again to stop immediately").wait_for()  # and a toast says what it does
+    page.wait_for_function("document.querySelector('#txt2img_progress').innerText.includes('Stopping after this image...')")
+    assert "Image 1/3" in page.inner_text("#txt2img_progress")
+    page.locator("body").press("Escape")  # the second stops at once, in the first image
+    wait_for_job(page)
+    info = generation_info(page)
+    assert len(info["all_seeds"]) == 3 and len(info.get("infotexts", [])) - info.get("index_of_first_image", 0) <= 1
+    assert page.inner_text("#txt2img_interrupt").strip() == "Interrupt"  # ready for the next job
+
+    set_number(page, "txt2img_batch_count", 2)
+    page.click("#txt2img_generate")
+    page.wait_for_function("document.querySelector('#txt2img_progress').innerText.includes('Image 1/2, step ')",
+                           timeout=JOB_TIMEOUT)
+    page.click("#txt2img_skip")  # Skip shows its state until the next image begins
+    page.wait_for_function("document.querySelector('#txt2img_progress').innerText.includes('Skipping...')")
+    page.wait_for_function("document.querySelector('#txt2img_progress').innerText.includes('Image 2/2')",
+                           timeout=JOB_TIMEOUT)
+    page.click("#txt2img_interrupt")  # the last image: at once
+    wait_for_job(page)
     assert page.errors == []
