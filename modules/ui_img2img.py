@@ -110,7 +110,8 @@ def scaled_size(image: Image.Image | None, width: int, height: int, scale_by: fl
 # The img2img controls Generate reads by name besides the table's: the mode and its images, the batch folders, the
 # "Resize by" switch and scale.
 IMAGE_INPUTS = ("init_img", "sketch", "inpaint", "inpaint_color_sketch", "inpaint_base", "inpaint_mask")
-BATCH_INPUTS = ("batch_input_dir", "batch_output_dir", "batch_inpaint_mask_dir")
+BATCH_INPUTS = ("batch_input_dir", "batch_output_dir", "batch_inpaint_mask_dir", "batch_use_png_info",
+                "batch_png_info_props", "batch_png_info_dir")
 
 
 def img2img(values: dict, extra_options: dict | None = None, script_args=()):
@@ -138,12 +139,14 @@ def generate(names: tuple, extra_option_keys: tuple, *values):
     return img2img(named, extra, script_args)
 
 
-def run_batch(p, input_dir: str, output_dir: str, inpaint_mask_dir: str):
+def run_batch(p, input_dir: str, output_dir: str, inpaint_mask_dir: str, use_png_info=False, png_info_props=(),
+              png_info_dir: str = ""):
     """Batch from a directory: every image through the engine; the files that could not be read are listed."""
     if not (input_dir or "").strip():
         raise gr.Error("Batch: enter an input directory")
     p.init_images = []
-    result = img2img_batch.process_batch(p, input_dir.strip(), (output_dir or "").strip(), (inpaint_mask_dir or "").strip())
+    result = img2img_batch.process_batch(p, input_dir.strip(), (output_dir or "").strip(), (inpaint_mask_dir or "").strip(),
+                                         bool(use_png_info), list(png_info_props or ()), (png_info_dir or "").strip())
     shown = [] if opts.do_not_show_images else [image for _, processed in result.processed for image in processed.images]
     infos = [processed.infotexts[0] for _, processed in result.processed if processed.infotexts]
     js = result.processed[-1][1].js() if result.processed else "{}"
@@ -199,6 +202,14 @@ def create_mode_tabs(mode: gr.State):
                                                  ("Output directory", "img2img_batch_output_dir"),
                                                  ("Inpaint batch mask directory (required for inpaint batch processing only)",
                                                   "img2img_batch_inpaint_mask_dir"))]
+            with gr.Accordion("PNG info", open=False):
+                batch_dirs += [
+                    gr.Checkbox(label="Append png info to prompts", elem_id="img2img_batch_use_png_info"),
+                    gr.CheckboxGroup(list(img2img_batch.PNG_INFO_PROPS), label="Parameters to take from png info",
+                                     info="Prompts from png info will be appended to prompts set in ui.",
+                                     elem_id="img2img_batch_png_info_props"),
+                    gr.Textbox(label="PNG info directory", info="Leave empty to use input directory",
+                               elem_id="img2img_batch_png_info_dir", visible=not cmd_opts.hide_ui_dir_config)]
     for index, tab in enumerate(tabs.values()):
         tab.select(fn=None, js=f"() => {index}", outputs=[mode], show_progress="hidden")
     return mode_tabs, [init_img, sketch, inpaint, inpaint_color_sketch, inpaint_base, inpaint_mask], batch_dirs
