@@ -9,6 +9,7 @@ import collections
 import functools
 import html
 import logging
+import re
 import threading
 import time
 from concurrent.futures import Future
@@ -82,14 +83,33 @@ def error_message(e: BaseException) -> str:
     if isinstance(e, (torch.OutOfMemoryError, MemoryError)):
         detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         return f"{OUT_OF_MEMORY_ADVICE} ({detail})"
+    if is_user_error(e):
+        return _user_message(e)
     text = str(e).strip()
-    if isinstance(e, (ValueError, RuntimeError, OSError)) and text:
+    if isinstance(e, (RuntimeError, OSError)) and text:
         return text
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
+def _user_message(e: BaseException) -> str:
+    # gr.Error's str() is the repr of its message (quotes included): its `message` is the sentence itself
+    message = getattr(e, "message", None)
+    return (message if isinstance(message, str) else str(e)).strip() or type(e).__name__
+
+
+def is_user_error(e: BaseException) -> bool:
+    """A mistake the user can fix (a bad size, no image, a page's gr.Error): one log line, no traceback."""
+    return isinstance(e, ValueError) or type(e).__name__ == "Error" and isinstance(getattr(e, "message", None), str)
+
+
 def error_html(message: str) -> str:
     return f"<div class='error'><b>Error:</b> {html.escape(message)}</div>"
+
+
+def error_in(log_html) -> str | None:
+    """The message of an error_html page log, None for any other."""
+    found = re.fullmatch(r"<div class='error'><b>Error:</b> (.*)</div>", log_html, re.S) if isinstance(log_html, str) else None
+    return html.unescape(found.group(1)) if found else None
 
 
 def wrap_gradio_call(func, extra_outputs=None, add_stats: bool = False):
@@ -102,7 +122,10 @@ def wrap_gradio_call(func, extra_outputs=None, add_stats: bool = False):
         try:
             res = list(func(*args, **kwargs))
         except Exception as e:
-            log.exception("Error completing request")
+            if is_user_error(e):
+                log.warning("Request not done: %s", error_message(e))
+            else:
+                log.exception("Error completing request")
             return [*(extra_outputs or []), error_html(error_message(e))]
         if add_stats:
             elapsed = time.perf_counter() - started

@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import types
 from dataclasses import dataclass
@@ -85,7 +86,8 @@ def open_folder(path: str) -> str:
     opener = "open" if sys.platform == "darwin" else "xdg-open"
     if shutil.which(opener) is None:
         return plaintext_to_html(f"Images are saved in {path} (no file manager to open it with on this computer).")
-    subprocess.Popen([opener, path], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    opened = subprocess.Popen([opener, path], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    threading.Thread(target=opened.wait, name="reap file manager", daemon=True).start()  # no zombie left behind
     return plaintext_to_html(f"Opened {path}")
 
 
@@ -334,7 +336,8 @@ class JobWatcher:
 
     def poll(self) -> str:
         if not self.job_started():
-            busy = call_queue.queue_lock.locked()
+            # the lock held by this job's own thread is no reason to wait: only a job ahead of it in the queue is
+            busy = call_queue.queue_lock.waiting() > 0
             return progress_html(None, "Waiting for the running job to finish..." if busy else "Preparing...")
         job_count, job_no = state.job_count, state.job_no
         steps, step = state.sampling_steps, state.sampling_step
@@ -399,4 +402,7 @@ def stream_job(func, args, n_outputs: int):
         result = future.result()
     finally:
         watcher.close()
+    message = call_queue.error_in(result[-1]) if result else None
+    if message is not None:
+        gr.Warning(message)  # a toast, besides the message under the gallery
     yield (*result, "")

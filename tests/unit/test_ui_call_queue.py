@@ -95,3 +95,22 @@ def test_run_in_background_returns_result_and_exception():
     future = call_queue.run_in_background(lambda: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         future.result(5)
+
+
+def test_a_user_error_is_its_sentence_in_one_log_line(caplog):
+    import gradio as gr
+
+    def fails():
+        raise gr.Error("img2img: upload an image first")
+
+    with caplog.at_level("INFO", logger="modules.call_queue"):
+        result = call_queue.wrap_gradio_call(fails, extra_outputs=[None])()
+    assert result[1] == "<div class='error'><b>Error:</b> img2img: upload an image first</div>"  # no stray quotes
+    assert call_queue.error_in(result[1]) == "img2img: upload an image first"  # what the toast says
+    assert [(r.levelname, r.getMessage(), r.exc_info) for r in caplog.records] == [
+        ("WARNING", "Request not done: img2img: upload an image first", None)]
+    caplog.clear()
+    with caplog.at_level("INFO", logger="modules.call_queue"):
+        call_queue.wrap_gradio_call(lambda: 1 / 0, extra_outputs=[None])()
+    assert caplog.records[0].exc_info is not None  # a bug keeps its traceback
+    assert call_queue.error_in("<p>done</p>") is None
