@@ -16,6 +16,8 @@ from concurrent.futures import Future
 
 import torch
 
+from modules import progress
+
 log = logging.getLogger(__name__)
 
 
@@ -135,9 +137,39 @@ def wrap_gradio_call(func, extra_outputs=None, add_stats: bool = False):
     return f
 
 
+CANCELLED = "Cancelled before it started."
+
+
+def is_task_id(value) -> bool:
+    return isinstance(value, str) and value.startswith("task(") and value.endswith(")")
+
+
 def wrap_gradio_gpu_call(func, extra_outputs=None):
-    """A generation for the page: one at a time (queue_lock), errors as messages, time taken in the log."""
-    return wrap_gradio_call(wrap_queued_call(func), extra_outputs=extra_outputs, add_stats=True)
+    """A generation for the page: one at a time (queue_lock), errors as messages, time taken in the log. As A1111, a
+    first argument `task(...)` is the job's task id (func receives it too): queued, running and finished in
+    modules.progress; a task cancelled while it waited does not run."""
+
+    @functools.wraps(func)
+    def f(*args, **kwargs):
+        id_task = args[0] if args and is_task_id(args[0]) else None
+        if id_task is None:
+            with queue_lock:
+                return func(*args, **kwargs)
+        progress.add_task_to_queue(id_task)
+        with queue_lock:
+            if progress.take_cancelled(id_task):
+                raise TaskCancelled(CANCELLED)
+            progress.start_task(id_task)
+            try:
+                return func(*args, **kwargs)
+            finally:
+                progress.finish_task(id_task)
+
+    return wrap_gradio_call(f, extra_outputs=extra_outputs, add_stats=True)
+
+
+class TaskCancelled(ValueError):
+    """A queued task cancelled before its turn: told to its page as a user's doing."""
 
 
 def format_duration(seconds: float) -> str:

@@ -21,7 +21,7 @@ import gradio as gr
 from PIL import Image
 from tqdm import tqdm
 
-from modules import call_queue, images, infotext_utils, sd_models
+from modules import call_queue, images, infotext_utils, progress, sd_models
 from modules.shared_cmd_options import cmd_opts
 from modules.shared_options import opts
 from modules.shared_state import state
@@ -325,17 +325,27 @@ def request_text() -> str:
 class JobWatcher:
     """Reads `state` while a job runs: percent, ETA and new live previews for the page, and a console tqdm bar."""
 
-    def __init__(self, started: float):
+    def __init__(self, started: float, id_task: str | None = None):
         self.started = started
+        self.id_task = id_task
         self.last_latent = None
         self.preview = None
         self.bar = None
 
     def job_started(self) -> bool:
+        if self.id_task is not None and progress.current_task != self.id_task:
+            return False
         return state.time_start is not None and state.time_start >= self.started and bool(state.job)
 
-    def poll(self) -> str:
+    def poll(self, owner: str | None = None):
+        """The progress HTML; gr.skip() while the job waits behind another of the same owner, whose progress shows."""
         if not self.job_started():
+            if self.id_task is not None and self.id_task in progress.pending_tasks:
+                running = progress.current_task
+                if running is not None and progress.owners.get(running) == owner:
+                    return gr.skip()
+                place = progress.task_progress(self.id_task, live_preview=False)["textinfo"]
+                return progress_html(None, f"{place}: waiting for the running job to finish...")
             # the lock held by this job's own thread is no reason to wait: only a job ahead of it in the queue is
             busy = call_queue.queue_lock.waiting() > 0
             return progress_html(None, "Waiting for the running job to finish..." if busy else "Preparing...")
@@ -383,22 +393,28 @@ def refresh_period() -> float:
     return max(int(opts.live_preview_refresh_period), 100) / 1000
 
 
-def stream_job(func, args, n_outputs: int):
-    """Run `func(*args)` (a wrap_gradio_gpu_call function with `n_outputs` outputs) in a worker thread.
+def stream_job(func, args, n_outputs: int, id_task: str | None = None, owner: str | None = None):
+    """Run `func(*args)` (a wrap_gradio_gpu_call function with `n_outputs` outputs) in a worker thread; with an
+    `id_task`, as that task of `owner`'s (func gets the id first, as A1111's page sends it), so it waits its turn in
+    the queue, shows its place there and can be cancelled.
 
     Yields, for the outputs [func's outputs..., progress HTML]: progress while the job runs (func's outputs untouched),
-    then func's outputs and an empty progress.
+    then func's outputs and an empty progress. While it waits behind another job of the same owner, that job's
+    progress stays shown.
     """
-    watcher = JobWatcher(time.time())
+    watcher = JobWatcher(time.time(), id_task)
     skip = [gr.skip()] * n_outputs
+    if id_task is not None:
+        progress.add_task_to_queue(id_task, owner)
+        args = (id_task, *args)
     future = call_queue.run_in_background(func, *args)
     try:
-        yield (*skip, watcher.poll())
+        yield (*skip, watcher.poll(owner))
         while not future.done():
             try:
                 future.exception(timeout=refresh_period())
             except TimeoutError:
-                yield (*skip, watcher.poll())
+                yield (*skip, watcher.poll(owner))
         result = future.result()
     finally:
         watcher.close()

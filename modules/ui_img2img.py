@@ -17,6 +17,7 @@ from modules import (
     scripts,
     ui_common,
     ui_extra_networks,
+    ui_queue,
     ui_toprow,
     ui_txt2img,
 )
@@ -134,7 +135,7 @@ def img2img(values: dict, extra_options: dict | None = None, script_args=()):
     return ui_txt2img.finish(p)
 
 
-def generate(names: tuple, extra_option_keys: tuple, *values):
+def generate(names: tuple, extra_option_keys: tuple, id_task: str, *values):
     named, extra, script_args = ui_txt2img.named_values(names, extra_option_keys, values)
     return img2img(named, extra, script_args)
 
@@ -226,6 +227,7 @@ def build_ui(loadsave, extra_option_component, runner: scripts.ScriptRunner) -> 
     tabname = "img2img"
     controls = ui_txt2img.Controls(tabname)
     toprow = ui_toprow.create_toprow(tabname)
+    ui_queue.create_queue_panel(tabname)
     mode = gr.Number(IMG2IMG, visible=False, precision=0, elem_id="img2img_selected_tab")  # A1111 keeps it in a hidden number
     # set in the page, so the page's tab visits at load (ui.js) leave it as the selected tab says, in order
     resize_by = gr.Number(0, visible=False, precision=0, elem_id="img2img_resize_by")
@@ -290,7 +292,7 @@ def build_ui(loadsave, extra_option_component, runner: scripts.ScriptRunner) -> 
     inputs = [*named.values(), *extra_options, *script_inputs]
     job = call_queue.wrap_gradio_gpu_call(functools.partial(generate, tuple(named), extra_option_keys),
                                           extra_outputs=[gr.skip(), gr.skip(), gr.skip()])
-    ui_txt2img.wire_generate(toprow, output, job, inputs)
+    ui_txt2img.wire_generate(tabname, toprow, output, job, inputs)
     ui_toprow.wire_toprow(toprow, common.steps)
     ui_txt2img.wire_common(common, output)
     ui_extra_networks.setup_ui(extra_networks_ui, output.gallery, output.selected_index)

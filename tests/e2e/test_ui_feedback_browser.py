@@ -83,3 +83,36 @@ def test_interrupt_says_so_and_a_second_press_stops_at_once(page):
     page.click("#txt2img_interrupt")  # the last image: at once
     wait_for_job(page)
     assert page.errors == []
+
+
+def saved_images(app) -> set:
+    return {path.name for path in (app.data_dir / "outputs").rglob("*.png")}
+
+
+def test_generate_presses_queue_up_and_the_panel_lists_and_cancels_them(page, app):
+    choose_checkpoint(page, "tiny_sd1.safetensors")
+    small_job(page, "first of the queue")
+    set_number(page, "txt2img_steps", 40)
+    before = saved_images(app)
+    page.click("#txt2img_generate")
+    page.wait_for_selector("#txt2img_interrupt", state="visible")
+    for prompt in ("second of the queue", "third, cancelled"):
+        page.fill("#txt2img_prompt textarea", prompt)
+        page.click("#txt2img_generate")  # Generate stays: each press queues a job
+    page.click("#txt2img_queue > button.label-wrap")
+    page.wait_for_function("document.querySelectorAll('#txt2img_queue_list tr[data-task]').length === 3")
+    rows = page.locator("#txt2img_queue_list tr[data-task]")
+    statuses = [rows.nth(k).locator("td").first.inner_text() for k in range(3)]
+    owners = {rows.nth(k).locator("td").nth(1).inner_text() for k in range(3)}
+    assert statuses == ["running", "queued", "queued"] and len(owners) == 1 and owners.pop().startswith("page ")
+    assert all(rows.nth(k).get_attribute("data-task").startswith("task(txt2img-") for k in range(3))
+    cancelled = rows.nth(2).get_attribute("data-task")
+    rows.nth(2).locator("button.queue-cancel").click()
+    page.wait_for_function(f"!document.querySelector('#txt2img_queue_list tr[data-task=\"{cancelled}\"]')")
+    page.wait_for_function("document.querySelector('#html_info_txt2img').innerText.startsWith('second of the queue')",
+                           timeout=JOB_TIMEOUT)
+    wait_for_job(page)
+    page.wait_for_selector("#txt2img_queue_list .queue-empty")
+    assert len(saved_images(app) - before) == 2  # both queued jobs ran, the cancelled one never did
+    assert page.get_attribute("#txt2img_random_seed", "title").startswith("Random seed")  # the symbol buttons' hints
+    assert page.errors == []
