@@ -30,3 +30,21 @@ def test_a_job_holding_the_lock_is_preparing_not_waiting():
     watcher = ui_common.JobWatcher(time.time() + 60)  # its job has not begun
     with call_queue.queue_lock:  # held by the job's own thread, nobody else in line
         assert "Preparing..." in watcher.poll()
+
+
+def test_reload_ui_logs_no_traceback_for_the_connections_it_cancels():
+    import asyncio
+    import logging
+    import sys
+
+    import webui
+
+    def record(error):
+        try:
+            raise error
+        except BaseException:
+            return logging.LogRecord("uvicorn.error", logging.ERROR, __file__, 1, "Exception in ASGI application", None,
+                                     sys.exc_info())
+
+    assert not webui.drop_cancelled_connections(record(asyncio.CancelledError()))
+    assert webui.drop_cancelled_connections(record(RuntimeError("a real error")))
