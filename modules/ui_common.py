@@ -340,9 +340,9 @@ class JobWatcher:
     def poll(self, owner: str | None = None):
         """The progress HTML; gr.skip() while the job waits behind another of the same owner, whose progress shows."""
         if not self.job_started():
-            if self.id_task is not None and self.id_task in progress.pending_tasks:
-                running = progress.current_task
-                if running is not None and progress.owners.get(running) == owner:
+            running = progress.current_task
+            if self.id_task is not None and self.id_task in progress.pending_tasks and running is not None:
+                if progress.owners.get(running) == owner:
                     return gr.skip()
                 place = progress.task_progress(self.id_task, live_preview=False)["textinfo"]
                 return progress_html(None, f"{place}: waiting for the running job to finish...")

@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 import time
 
+import gradio as gr
+
 from modules import call_queue, ui_common
 
 
@@ -48,3 +50,17 @@ def test_reload_ui_logs_no_traceback_for_the_connections_it_cancels():
 
     assert not webui.drop_cancelled_connections(record(asyncio.CancelledError()))
     assert webui.drop_cancelled_connections(record(RuntimeError("a real error")))
+
+
+def test_a_queued_task_waits_only_behind_a_running_one(monkeypatch):
+    from modules import progress
+
+    monkeypatch.setattr(progress, "pending_tasks", {"task(mine)": 0.0})
+    monkeypatch.setattr(progress, "owners", {"task(mine)": "page a", "task(other)": "API 127.0.0.1"})
+    watcher = ui_common.JobWatcher(time.time(), "task(mine)")
+    monkeypatch.setattr(progress, "current_task", None)
+    assert "Preparing..." in watcher.poll("page a")  # nothing runs: no "waiting"
+    monkeypatch.setattr(progress, "current_task", "task(other)")
+    assert "In queue: 1/1: waiting for the running job to finish..." in watcher.poll("page a")
+    monkeypatch.setattr(progress, "owners", {"task(mine)": "page a", "task(other)": "page a"})
+    assert watcher.poll("page a") == gr.skip()  # the page's own running job keeps showing its progress
