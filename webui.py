@@ -1,6 +1,7 @@
 """Build the app (engine services, UI, API) and serve it with uvicorn."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import uuid
@@ -76,6 +77,12 @@ def reload_scripts() -> None:
     load_scripts()
 
 
+def drop_cancelled_connections(record: logging.LogRecord) -> bool:
+    """uvicorn's log filter: a connection cancelled by our own shutdown (Reload UI closes the page's open event
+    streams) is no error worth a traceback."""
+    return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
+
+
 def serve_until_command(app, port: int) -> str | None:
     """Serve `app` until the process is asked to stop (None) or a server command ("restart", "stop") arrives."""
     import uvicorn
@@ -83,6 +90,9 @@ def serve_until_command(app, port: int) -> str | None:
     server = uvicorn.Server(uvicorn.Config(app, host=server_name(), port=port, timeout_keep_alive=cmd_opts.timeout_keep_alive,
                                            timeout_graceful_shutdown=5, log_level="warning"))
     received = []
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    if drop_cancelled_connections not in uvicorn_log.filters:
+        uvicorn_log.addFilter(drop_cancelled_connections)
 
     def watch():
         received.append(state.wait_for_server_command())

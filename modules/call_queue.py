@@ -9,11 +9,14 @@ import collections
 import functools
 import html
 import logging
+import re
 import threading
 import time
 from concurrent.futures import Future
 
 import torch
+
+from modules import progress
 
 log = logging.getLogger(__name__)
 
@@ -82,14 +85,33 @@ def error_message(e: BaseException) -> str:
     if isinstance(e, (torch.OutOfMemoryError, MemoryError)):
         detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         return f"{OUT_OF_MEMORY_ADVICE} ({detail})"
+    if is_user_error(e):
+        return _user_message(e)
     text = str(e).strip()
-    if isinstance(e, (ValueError, RuntimeError, OSError)) and text:
+    if isinstance(e, (RuntimeError, OSError)) and text:
         return text
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
+def _user_message(e: BaseException) -> str:
+    # gr.Error's str() is the repr of its message (quotes included): its `message` is the sentence itself
+    message = getattr(e, "message", None)
+    return (message if isinstance(message, str) else str(e)).strip() or type(e).__name__
+
+
+def is_user_error(e: BaseException) -> bool:
+    """A mistake the user can fix (a bad size, no image, a page's gr.Error): one log line, no traceback."""
+    return isinstance(e, ValueError) or type(e).__name__ == "Error" and isinstance(getattr(e, "message", None), str)
+
+
 def error_html(message: str) -> str:
     return f"<div class='error'><b>Error:</b> {html.escape(message)}</div>"
+
+
+def error_in(log_html) -> str | None:
+    """The message of an error_html page log, None for any other."""
+    found = re.fullmatch(r"<div class='error'><b>Error:</b> (.*)</div>", log_html, re.S) if isinstance(log_html, str) else None
+    return html.unescape(found.group(1)) if found else None
 
 
 def wrap_gradio_call(func, extra_outputs=None, add_stats: bool = False):
@@ -102,7 +124,10 @@ def wrap_gradio_call(func, extra_outputs=None, add_stats: bool = False):
         try:
             res = list(func(*args, **kwargs))
         except Exception as e:
-            log.exception("Error completing request")
+            if is_user_error(e):
+                log.warning("Request not done: %s", error_message(e))
+            else:
+                log.exception("Error completing request")
             return [*(extra_outputs or []), error_html(error_message(e))]
         if add_stats:
             elapsed = time.perf_counter() - started
@@ -112,9 +137,39 @@ def wrap_gradio_call(func, extra_outputs=None, add_stats: bool = False):
     return f
 
 
+CANCELLED = "Cancelled before it started."
+
+
+def is_task_id(value) -> bool:
+    return isinstance(value, str) and value.startswith("task(") and value.endswith(")")
+
+
 def wrap_gradio_gpu_call(func, extra_outputs=None):
-    """A generation for the page: one at a time (queue_lock), errors as messages, time taken in the log."""
-    return wrap_gradio_call(wrap_queued_call(func), extra_outputs=extra_outputs, add_stats=True)
+    """A generation for the page: one at a time (queue_lock), errors as messages, time taken in the log. As A1111, a
+    first argument `task(...)` is the job's task id (func receives it too): queued, running and finished in
+    modules.progress; a task cancelled while it waited does not run."""
+
+    @functools.wraps(func)
+    def f(*args, **kwargs):
+        id_task = args[0] if args and is_task_id(args[0]) else None
+        if id_task is None:
+            with queue_lock:
+                return func(*args, **kwargs)
+        progress.add_task_to_queue(id_task)
+        with queue_lock:
+            if progress.take_cancelled(id_task):
+                raise TaskCancelled(CANCELLED)
+            progress.start_task(id_task)
+            try:
+                return func(*args, **kwargs)
+            finally:
+                progress.finish_task(id_task)
+
+    return wrap_gradio_call(f, extra_outputs=extra_outputs, add_stats=True)
+
+
+class TaskCancelled(ValueError):
+    """A queued task cancelled before its turn: told to its page as a user's doing."""
 
 
 def format_duration(seconds: float) -> str:

@@ -132,6 +132,22 @@ def job(p, manager=None):
             setattr(view.saved, key, view.layer.get(key, overrides[key]))
 
 
+@contextmanager
+def progress_held():
+    """Work outside process_images that reports to the process-wide state (training) holds it as a job does: a job it
+    starts meanwhile (a training preview) keeps its progress in a state of its own, so the bar never mixes the two."""
+    from modules import shared_state
+
+    holder = JobContext(None, None, shared_state.process_state)
+    with _running_lock:
+        _running.append(holder)
+    try:
+        yield
+    finally:
+        with _running_lock:
+            _running.remove(holder)
+
+
 def running() -> list[JobContext]:
     """The outermost jobs now running, oldest first."""
     with _running_lock:

@@ -1,5 +1,6 @@
 """Per-task progress (A1111's modules.progress): which task id is queued, running or finished, and how far the
-running one is. A face registers a task when it queues a job; /internal/progress reads these by id."""
+running one is. A face registers a task when it queues a job (the page's Generate and the API alike, with who asked);
+/internal/progress and the page's queue panel read these by id, and a queued task can be cancelled."""
 from __future__ import annotations
 
 import collections
@@ -16,6 +17,8 @@ _lock = threading.Lock()
 current_task: str | None = None
 pending_tasks: dict[str, float] = {}  # id -> time queued; insertion order is the queue's order
 finished_tasks: collections.deque[str] = collections.deque(maxlen=FINISHED_KEPT)
+owners: dict[str, str] = {}  # id -> who queued it ("page 1a2b3c4d", "API 127.0.0.1"), while queued or running
+cancelled_tasks: set[str] = set()  # taken out of the queue before they ran: their turn does nothing
 
 
 def create_task_id(task_type: str) -> str:
@@ -24,9 +27,12 @@ def create_task_id(task_type: str) -> str:
     return f"task({task_type}-{suffix})"
 
 
-def add_task_to_queue(id_task: str) -> None:
+def add_task_to_queue(id_task: str, owner: str | None = None) -> None:
+    """Queue `id_task`; registering it again (a face first, then the queue's wrapper) keeps its place and owner."""
     with _lock:
-        pending_tasks[id_task] = time.time()
+        pending_tasks.setdefault(id_task, time.time())
+        if owner is not None or id_task not in owners:
+            owners[id_task] = owner or "unknown"
 
 
 def start_task(id_task: str) -> None:
@@ -42,7 +48,42 @@ def finish_task(id_task: str) -> None:
         if current_task == id_task:
             current_task = None
         pending_tasks.pop(id_task, None)  # a job refused before it ran is finished too
+        owners.pop(id_task, None)
         finished_tasks.append(id_task)
+
+
+def queued_tasks() -> list[dict]:
+    """The running task, then the queued ones in their order: id, owner and status."""
+    with _lock:
+        running = [current_task] if current_task is not None else []
+        return [{"id_task": task, "owner": owners.get(task, "unknown"), "status": status}
+                for status, tasks in (("running", running), ("queued", list(pending_tasks))) for task in tasks]
+
+
+def cancel_task(id_task: str) -> str | None:
+    """Take a queued task out of the queue ("cancelled"), or interrupt the running one ("interrupted"); None when
+    the task is neither."""
+    with _lock:
+        if id_task in pending_tasks:
+            pending_tasks.pop(id_task)
+            cancelled_tasks.add(id_task)
+            return "cancelled"
+        running = id_task == current_task
+    if running:
+        state.interrupt()
+        return "interrupted"
+    return None
+
+
+def take_cancelled(id_task: str) -> bool:
+    """Whether `id_task` was cancelled while it waited (asked once, when its turn comes)."""
+    with _lock:
+        if id_task in cancelled_tasks:
+            cancelled_tasks.discard(id_task)
+            owners.pop(id_task, None)
+            finished_tasks.append(id_task)
+            return True
+        return False
 
 
 def fraction_done() -> float:

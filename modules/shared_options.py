@@ -332,6 +332,9 @@ options_templates.update(options_section(("ui", "User interface", "ui"), {
     "hidden_tabs": OptionInfo([], "Hidden UI tabs", "Dropdown", tab_choices),
     "ui_tab_order": OptionInfo([], "UI tab order", "Dropdown", tab_choices).info("these tabs first, in this order; the others after them"),
     "show_progress_in_title": OptionInfo(True, "Show generation progress in window title."),
+    "notification_browser": OptionInfo(True, "Browser notification when a job finishes").info("while the page is not in front; the browser asks for permission at the first Generate"),
+    "notification_audio": OptionInfo(True, "Play notification sound after image generation").info("notification.mp3 should be present in the root directory").needs_reload_ui(),
+    "notification_volume": OptionInfo(100, "Notification sound volume", "Slider", {"minimum": 0, "maximum": 100, "step": 1}).info("in %"),
     "send_seed": OptionInfo(True, "Send seed when sending prompt or image to other interface"),
     "send_size": OptionInfo(True, "Send size when sending prompt or image to another interface"),
 }))

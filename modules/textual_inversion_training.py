@@ -28,6 +28,7 @@ from PIL import Image
 from modules import (
     image_embedding,
     images,
+    job_context,
     paths_internal,
     processing,
     textual_inversion,
@@ -240,7 +241,7 @@ def make_preview(model, settings: TrainSettings, prompt: str, images_dir: str, f
         fields = {"prompt": prompt, "steps": 20, "width": settings.training_width, "height": settings.training_height}
     p = processing.StableDiffusionProcessingTxt2Img(sd_model=model, do_not_save_samples=True, do_not_save_grid=True,
                                                     **fields)
-    with kept_job_state():
+    with kept_job_state(), job_context.progress_held():
         processed = processing.process_images(p)
     image = processed.images[processed.index_of_first_image]
     state.assign_current_image(image)

@@ -147,6 +147,9 @@ def create_ui() -> gr.Blocks:
             with gr.Tab("Extensions", id="extensions", elem_id="tab_extensions"):
                 ui_extensions.create_ui()
         footer = gr.HTML(versions_html(), elem_id="footer")
+        notification = os.path.join(paths_internal.script_path, "notification.mp3")
+        if opts.notification_audio and os.path.isfile(notification):  # A1111: played by javascript/queue.js
+            gr.Audio(value=notification, interactive=False, elem_id="audio_notification", elem_classes=["atelier-hidden"])
         settings.add_functionality(demo)
         loadsave.setup_ui()
         pages = Pages(tabs, txt2img, img2img, extras, settings.quicksettings.get(ui_settings.CHECKPOINT_KEY))

@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import types
 import zipfile
@@ -21,7 +22,7 @@ import gradio as gr
 from PIL import Image
 from tqdm import tqdm
 
-from modules import call_queue, images, infotext_utils, sd_models, upscaler
+from modules import call_queue, images, infotext_utils, progress, sd_models, upscaler
 from modules.shared_cmd_options import cmd_opts
 from modules.shared_options import opts
 from modules.shared_state import state
@@ -90,7 +91,8 @@ def open_folder(path: str) -> str:
     opener = "open" if sys.platform == "darwin" else "xdg-open"
     if shutil.which(opener) is None:
         return plaintext_to_html(f"Images are saved in {path} (no file manager to open it with on this computer).")
-    subprocess.Popen([opener, path], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    opened = subprocess.Popen([opener, path], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    threading.Thread(target=opened.wait, name="reap file manager", daemon=True).start()  # no zombie left behind
     return plaintext_to_html(f"Opened {path}")
 
 
@@ -365,21 +367,43 @@ def progress_html(fraction: float | None, text: str, eta: float | None = None, p
     return f"<div class='progress-panel-inner'>{''.join(parts)}</div>"
 
 
+def request_text() -> str:
+    """What the user asked of the running job, shown until it takes effect (A1111's "Interrupting...")."""
+    if state.interrupted:
+        return " - Interrupting..."
+    if state.stopping_generation:
+        return " - Stopping after this image..."
+    if state.skipped:
+        return " - Skipping..."
+    return ""
+
+
 class JobWatcher:
     """Reads `state` while a job runs: percent, ETA and new live previews for the page, and a console tqdm bar."""
 
-    def __init__(self, started: float):
+    def __init__(self, started: float, id_task: str | None = None):
         self.started = started
+        self.id_task = id_task
         self.last_latent = None
         self.preview = None
         self.bar = None
 
     def job_started(self) -> bool:
+        if self.id_task is not None and progress.current_task != self.id_task:
+            return False
         return state.time_start is not None and state.time_start >= self.started and bool(state.job)
 
-    def poll(self) -> str:
+    def poll(self, owner: str | None = None):
+        """The progress HTML; gr.skip() while the job waits behind another of the same owner, whose progress shows."""
         if not self.job_started():
-            busy = call_queue.queue_lock.locked()
+            running = progress.current_task
+            if self.id_task is not None and self.id_task in progress.pending_tasks and running is not None:
+                if progress.owners.get(running) == owner:
+                    return gr.skip()
+                place = progress.task_progress(self.id_task, live_preview=False)["textinfo"]
+                return progress_html(None, f"{place}: waiting for the running job to finish...")
+            # the lock held by this job's own thread is no reason to wait: only a job ahead of it in the queue is
+            busy = call_queue.queue_lock.waiting() > 0
             return progress_html(None, "Waiting for the running job to finish..." if busy else "Preparing...")
         job_count, job_no = state.job_count, state.job_no
         steps, step = state.sampling_steps, state.sampling_step
@@ -391,7 +415,7 @@ class JobWatcher:
         self._update_preview()
         self._update_console(job_no * steps + step, job_count * steps)
         image_text = f"Image {min(job_no + 1, job_count)}/{job_count}, " if job_count > 1 else ""
-        return progress_html(fraction, f"{image_text}step {step}/{steps}", eta, self.preview)
+        return progress_html(fraction, f"{image_text}step {step}/{steps}{request_text()}", eta, self.preview)
 
     def _update_preview(self) -> None:
         latent = state.current_latent
@@ -425,23 +449,32 @@ def refresh_period() -> float:
     return max(int(opts.live_preview_refresh_period), 100) / 1000
 
 
-def stream_job(func, args, n_outputs: int):
-    """Run `func(*args)` (a wrap_gradio_gpu_call function with `n_outputs` outputs) in a worker thread.
+def stream_job(func, args, n_outputs: int, id_task: str | None = None, owner: str | None = None):
+    """Run `func(*args)` (a wrap_gradio_gpu_call function with `n_outputs` outputs) in a worker thread; with an
+    `id_task`, as that task of `owner`'s (func gets the id first, as A1111's page sends it), so it waits its turn in
+    the queue, shows its place there and can be cancelled.
 
     Yields, for the outputs [func's outputs..., progress HTML]: progress while the job runs (func's outputs untouched),
-    then func's outputs and an empty progress.
+    then func's outputs and an empty progress. While it waits behind another job of the same owner, that job's
+    progress stays shown.
     """
-    watcher = JobWatcher(time.time())
+    watcher = JobWatcher(time.time(), id_task)
     skip = [gr.skip()] * n_outputs
+    if id_task is not None:
+        progress.add_task_to_queue(id_task, owner)
+        args = (id_task, *args)
     future = call_queue.run_in_background(func, *args)
     try:
-        yield (*skip, watcher.poll())
+        yield (*skip, watcher.poll(owner))
         while not future.done():
             try:
                 future.exception(timeout=refresh_period())
             except TimeoutError:
-                yield (*skip, watcher.poll())
+                yield (*skip, watcher.poll(owner))
         result = future.result()
     finally:
         watcher.close()
+    message = call_queue.error_in(result[-1]) if result else None
+    if message is not None:
+        gr.Warning(message)  # a toast, besides the message under the gallery
     yield (*result, "")

@@ -79,8 +79,10 @@ class InputAccordion(_RenderedAsStock, gr.Checkbox):
     """A checkbox that is also an accordion: `with InputAccordion(False, label="Refiner") as enable_refiner:`.
 
     Its value is the checkbox's. Gradio 6 cannot put an input into an accordion's header, so the checkbox is the
-    accordion's first row and style.css marks the header of an enabled accordion. The accordion keeps the given
-    elem_id (A1111's), the checkbox gets `<elem_id>-checkbox`.
+    accordion's first row and style.css marks the header of an enabled accordion. As in A1111, open and checked are
+    one state: opening the header checks the box (javascript/inputAccordion.js), and a change of the value (the box,
+    a paste) opens or closes the accordion. The accordion keeps the given elem_id (A1111's), the checkbox gets
+    `<elem_id>-checkbox`.
     """
 
     _ids = itertools.count()
@@ -97,6 +99,8 @@ class InputAccordion(_RenderedAsStock, gr.Checkbox):
         self.accordion.render()
         self.accordion.__enter__()
         self.render()
+        self.change(fn=None, inputs=[self], js=f"(checked) => {{ inputAccordionShow({self.accordion_id!r}, checked); return []; }}",
+                    show_progress="hidden")
         return self
 
     def __exit__(self, exc_type, exc_value, traceback):

@@ -21,6 +21,7 @@ from modules import (
     ui_common,
     ui_extra_networks,
     ui_interrogate,
+    ui_queue,
     ui_toprow,
     ui_txt2img,
 )
@@ -114,7 +115,8 @@ def scaled_size(image: Image.Image | None, width: int, height: int, scale_by: fl
 # The img2img controls Generate reads by name besides the table's: the mode and its images, the batch folders, the
 # "Resize by" switch and scale.
 IMAGE_INPUTS = ("init_img", "sketch", "inpaint", "inpaint_color_sketch", "inpaint_base", "inpaint_mask")
-BATCH_INPUTS = ("batch_input_dir", "batch_output_dir", "batch_inpaint_mask_dir")
+BATCH_INPUTS = ("batch_input_dir", "batch_output_dir", "batch_inpaint_mask_dir", "batch_use_png_info",
+                "batch_png_info_props", "batch_png_info_dir")
 BATCH_UPLOAD, BATCH_FROM_DIR = "upload", "from dir"  # the Batch sub-tab chosen (A1111's img2img_batch_source_type)
 # "Copy image to": (button title, mode tab id) of the four modes that hold one image, as A1111's row lists them
 COPY_TARGETS = (("img2img", "img2img"), ("sketch", "img2img_sketch"), ("inpaint", "inpaint"),
@@ -143,7 +145,7 @@ def img2img(values: dict, extra_options: dict | None = None, script_args=()):
     return ui_txt2img.finish(p)
 
 
-def run_uploaded_batch(p, files: list | None, output_dir: str, inpaint_mask_dir: str):
+def run_uploaded_batch(p, files: list | None, output_dir: str, inpaint_mask_dir: str, *png_info):
     """Batch's Upload sub-tab: the uploaded files, under their own names, through the folder batch."""
     if not files:
         raise gr.Error("Batch: upload the images first")
@@ -151,20 +153,22 @@ def run_uploaded_batch(p, files: list | None, output_dir: str, inpaint_mask_dir:
         for file in files:
             path = file if isinstance(file, str) else file.name
             shutil.copy(path, os.path.join(folder, os.path.basename(getattr(file, "orig_name", None) or path)))
-        return run_batch(p, folder, output_dir, inpaint_mask_dir)
+        return run_batch(p, folder, output_dir, inpaint_mask_dir, *png_info)
 
 
-def generate(names: tuple, extra_option_keys: tuple, *values):
+def generate(names: tuple, extra_option_keys: tuple, id_task: str, *values):
     named, extra, script_args = ui_txt2img.named_values(names, extra_option_keys, values)
     return img2img(named, extra, script_args)
 
 
-def run_batch(p, input_dir: str, output_dir: str, inpaint_mask_dir: str):
+def run_batch(p, input_dir: str, output_dir: str, inpaint_mask_dir: str, use_png_info=False, png_info_props=(),
+              png_info_dir: str = ""):
     """Batch from a directory: every image through the engine; the files that could not be read are listed."""
     if not (input_dir or "").strip():
         raise gr.Error("Batch: enter an input directory")
     p.init_images = []
-    result = img2img_batch.process_batch(p, input_dir.strip(), (output_dir or "").strip(), (inpaint_mask_dir or "").strip())
+    result = img2img_batch.process_batch(p, input_dir.strip(), (output_dir or "").strip(), (inpaint_mask_dir or "").strip(),
+                                         bool(use_png_info), list(png_info_props or ()), (png_info_dir or "").strip())
     shown = [] if opts.do_not_show_images else [image for _, processed in result.processed for image in processed.images]
     infos = [processed.infotexts[0] for _, processed in result.processed if processed.infotexts]
     js = result.processed[-1][1].js() if result.processed else "{}"
@@ -263,6 +267,14 @@ def create_mode_tabs(mode: gr.State):
                                                                     ("Inpaint batch mask directory (required for inpaint "
                                                                      "batch processing only)",
                                                                      "img2img_batch_inpaint_mask_dir")))]
+            with gr.Accordion("PNG info", open=False):
+                batch_dirs += [
+                    gr.Checkbox(label="Append png info to prompts", elem_id="img2img_batch_use_png_info"),
+                    gr.CheckboxGroup(list(img2img_batch.PNG_INFO_PROPS), label="Parameters to take from png info",
+                                     info="Prompts from png info will be appended to prompts set in ui.",
+                                     elem_id="img2img_batch_png_info_props"),
+                    gr.Textbox(label="PNG info directory", info="Leave empty to use input directory",
+                               elem_id="img2img_batch_png_info_dir", visible=not cmd_opts.hide_ui_dir_config)]
     upload_tab.select(fn=None, js=f"() => {BATCH_UPLOAD!r}", outputs=[batch_source], show_progress="hidden")
     from_dir_tab.select(fn=None, js=f"() => {BATCH_FROM_DIR!r}", outputs=[batch_source], show_progress="hidden")
     for index, tab in enumerate(tabs.values()):
@@ -286,6 +298,7 @@ def build_ui(loadsave, extra_option_component, runner: scripts.ScriptRunner) -> 
     tabname = "img2img"
     controls = ui_txt2img.Controls(tabname)
     toprow = ui_toprow.create_toprow(tabname)
+    ui_queue.create_queue_panel(tabname)
     mode = gr.Number(IMG2IMG, visible=False, precision=0, elem_id="img2img_selected_tab")  # A1111 keeps it in a hidden number
     # set in the page, so the page's tab visits at load (ui.js) leave it as the selected tab says, in order
     resize_by = gr.Number(0, visible=False, precision=0, elem_id="img2img_resize_by")
@@ -350,7 +363,7 @@ def build_ui(loadsave, extra_option_component, runner: scripts.ScriptRunner) -> 
     inputs = [*named.values(), *extra_options, *script_inputs]
     job = call_queue.wrap_gradio_gpu_call(functools.partial(generate, tuple(named), extra_option_keys),
                                           extra_outputs=[gr.skip(), gr.skip(), gr.skip()])
-    ui_txt2img.wire_generate(toprow, output, job, inputs)
+    ui_txt2img.wire_generate(tabname, toprow, output, job, inputs)
     ui_toprow.wire_toprow(toprow, common.steps)
     ui_interrogate.wire(toprow, mode, images, batch_dirs)
     ui_txt2img.wire_common(common, output)

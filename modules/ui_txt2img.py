@@ -17,12 +17,14 @@ from modules import (
     first_start,
     generation_parameters,
     processing,
+    progress,
     scripts,
     sd_models,
     sd_samplers,
     sd_schedulers,
     ui_common,
     ui_extra_networks,
+    ui_queue,
     ui_scripts,
     ui_settings,
     ui_toprow,
@@ -254,7 +256,7 @@ def named_values(names: tuple, extra_option_keys: tuple, values: tuple) -> tuple
     return named, extra, values[len(names) + len(extra_option_keys):]
 
 
-def generate(names: tuple, extra_option_keys: tuple, *values):
+def generate(names: tuple, extra_option_keys: tuple, id_task: str, *values):
     named, extra, script_args = named_values(names, extra_option_keys, values)
     return txt2img(named, extra, script_args)
 
@@ -278,12 +280,19 @@ def apply_size(choice: str | None):
     return width, height, None
 
 
-def interrupt() -> None:
-    """Interrupt: with several images and `interrupt_after_current`, stop after the current image; else at once."""
-    if opts.interrupt_after_current and state.job_count > 1:
+INTERRUPTING = "Interrupting..."
+
+
+def interrupt():
+    """Interrupt (A1111): with several images and `interrupt_after_current`, the first press stops after the current
+    image; a second press, or one during the last image, stops at once. The button says it is interrupting."""
+    images_left = state.job_no + 1 < state.job_count
+    if opts.interrupt_after_current and images_left and not state.stopping_generation:
         state.stop_generating()
+        gr.Info("Generation will stop after finishing this image, click again to stop immediately.")
     else:
         state.interrupt()
+    return gr.update(value=INTERRUPTING)
 
 
 def skip() -> None:
@@ -449,35 +458,41 @@ def paste_target(tabname: str, named: dict, runner: scripts.ScriptRunner, contro
                                  script_fields=runner.infotext_fields)
 
 
-def run_job(job):
-    """The Generate handler: the job's outputs, and its progress while it runs."""
+def run_job(job, tabname: str):
+    """The Generate handler: a task of this page in the queue; the job's outputs, and its progress while it runs."""
 
-    def run(*args):
-        yield from ui_common.stream_job(job, args, n_outputs=4)
+    def run(request: gr.Request, *args):
+        owner = ui_queue.page_owner(request)
+        yield from ui_common.stream_job(job, args, n_outputs=4, id_task=progress.create_task_id(tabname), owner=owner)
 
     return run
 
 
 def busy_buttons() -> tuple:
-    """Interrupt and Skip take Generate's place while a job runs (A1111)."""
-    return gr.update(visible=True), gr.update(visible=True), gr.update(visible=False)
+    """Interrupt and Skip come beside Generate while the page's jobs run; Generate stays to queue more."""
+    return gr.update(visible=True, value="Interrupt"), gr.update(visible=True), gr.update(visible=True)
 
 
-def idle_buttons() -> tuple:
-    return gr.update(visible=False), gr.update(visible=False), gr.update(visible=True), None
+def idle_buttons(request: gr.Request) -> tuple:
+    """After a job: Interrupt and Skip go once none of the page's jobs is queued or running."""
+    if ui_queue.has_tasks(ui_queue.page_owner(request)):
+        return gr.update(value="Interrupt"), gr.skip(), gr.skip(), None
+    return gr.update(visible=False, value="Interrupt"), gr.update(visible=False), gr.update(visible=True), None
 
 
-def wire_generate(toprow: ui_toprow.Toprow, output: ui_common.OutputPanel, job, inputs: list) -> None:
+def wire_generate(tabname: str, toprow: ui_toprow.Toprow, output: ui_common.OutputPanel, job, inputs: list) -> None:
     # The job's click has A1111's outputs (the output panel's four, then the progress): extensions find a tab's inputs
     # by it (supermerger's GenParamGetter takes the click with 4 or 5 outputs); the buttons change in events of their own.
     toprow.generate.click(fn=busy_buttons, outputs=[toprow.interrupt, toprow.skip, toprow.generate], queue=False,
                           show_progress="hidden", api_visibility="private")
-    toprow.generate.click(fn=run_job(job), inputs=inputs, outputs=[output.gallery, output.generation_info, output.infotext,
-                                                                   output.html_log, output.progress],
-                          show_progress="hidden", concurrency_limit=None, api_visibility="private").then(
+    # several presses queue several jobs (trigger_mode), each a task in modules.progress
+    toprow.generate.click(fn=run_job(job, tabname), inputs=inputs,
+                          outputs=[output.gallery, output.generation_info, output.infotext, output.html_log, output.progress],
+                          show_progress="hidden", concurrency_limit=None, trigger_mode="multiple",
+                          api_visibility="private").then(
         fn=idle_buttons, outputs=[toprow.interrupt, toprow.skip, toprow.generate, output.selected_index], queue=False,
         show_progress="hidden", api_visibility="private")
-    toprow.interrupt.click(fn=interrupt, queue=False, show_progress="hidden")
+    toprow.interrupt.click(fn=interrupt, outputs=[toprow.interrupt], concurrency_limit=None, show_progress="hidden")  # queued: its toast
     toprow.skip.click(fn=skip, queue=False, show_progress="hidden")
 
 
@@ -506,6 +521,7 @@ def build_ui(loadsave, extra_option_component, runner: scripts.ScriptRunner) -> 
         download_progress = gr.HTML(elem_id="txt2img_download_progress")
 
     toprow = ui_toprow.create_toprow(tabname)
+    ui_queue.create_queue_panel(tabname)
     with ResizeHandleRow(equal_height=False, elem_id="txt2img_main_row"):
         with gr.Column(variant="compact", elem_id="txt2img_settings_outer"):
             with gr.Tabs(elem_id="txt2img_generation_tabs"):
@@ -547,7 +563,7 @@ def build_ui(loadsave, extra_option_component, runner: scripts.ScriptRunner) -> 
     inputs = [*named.values(), *extra_options, *script_inputs]
     job = call_queue.wrap_gradio_gpu_call(functools.partial(generate, tuple(named), extra_option_keys),
                                           extra_outputs=[gr.skip(), gr.skip(), gr.skip()])
-    wire_generate(toprow, output, job, inputs)
+    wire_generate(tabname, toprow, output, job, inputs)
     ui_toprow.wire_toprow(toprow, common.steps)
     wire_common(common, output)
     ui_extra_networks.setup_ui(extra_networks_ui, output.gallery, output.selected_index)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextvars
 import dataclasses
 import io
 import logging
@@ -131,12 +132,23 @@ def unprocessable(e: Exception) -> HTTPException:
     return HTTPException(status_code=422, detail=str(e).strip() or type(e).__name__)
 
 
+api_client: contextvars.ContextVar[str] = contextvars.ContextVar("api_client", default="API")
+
+
+async def remember_client(request: Request) -> None:
+    """Who sent the request, for the queue's list ("API 127.0.0.1 python-requests/2.32"): async, so the endpoint,
+    run in a worker thread with a copy of this context, sees it."""
+    host = request.client.host if request.client else "unknown"
+    agent = request.headers.get("user-agent", "").split(" ")[0]
+    api_client.set(f"API {host} {agent}".strip())
+
+
 class Api:
     def __init__(self, app: FastAPI, queue_lock):
         self.app = app
         self.queue_lock = queue_lock
         self.jobs_started = 0  # numbered "API job N begins/ends" log lines show the queue's order
-        router = APIRouter(dependencies=[Depends(credentials_checker(cmd_opts.api_auth))])
+        router = APIRouter(dependencies=[Depends(credentials_checker(cmd_opts.api_auth)), Depends(remember_client)])
         api_middleware(app)
         get, post = "GET", "POST"
         routes = [
@@ -187,6 +199,7 @@ class Api:
             router.add_api_route(f"/sdapi/v1/{path}", endpoint, methods=[method], response_model=response_model)
         router.add_api_route("/internal/progress", self.internal_progressapi, methods=[post],
                              response_model=models.InternalProgressResponse)
+        router.add_api_route("/internal/queue", task_progress.queued_tasks, methods=[get])
         router.add_api_route("/openapi.json", lambda: app.openapi(), methods=[get], include_in_schema=False)
         router.add_api_route("/docs", lambda: get_swagger_ui_html(openapi_url="/openapi.json", title="Atelier API"),
                              methods=[get], include_in_schema=False)
@@ -196,7 +209,7 @@ class Api:
         """`func(*args)` in its turn in the shared queue; a user's mistake found by the engine becomes a 422.
         A `task_id` is followed by /internal/progress: queued, then active, then completed."""
         if task_id:
-            task_progress.add_task_to_queue(task_id)
+            task_progress.add_task_to_queue(task_id, api_client.get())
         try:
             with self.queue_lock:
                 self.jobs_started += 1

@@ -167,3 +167,29 @@ def test_force_task_id_is_followed_by_internal_progress_queued_then_active_then_
     assert all(p["progress"] is not None and 0 <= p["progress"] <= 1 and p["live_preview"] is None for p in active)
     assert any(0 < p["progress"] < 1 and p["eta"] is not None and p["eta"] >= 0 for p in active)
     assert seen[-1]["completed"] and not seen[-1]["active"] and not seen[-1]["queued"]
+
+
+def test_internal_queue_lists_the_running_and_queued_api_jobs_with_their_client(server):
+    results, seen, done = {}, [], threading.Event()
+    blocker = threading.Thread(target=lambda: results.setdefault(
+        "blocker", server.post("/sdapi/v1/txt2img", {**SMALL, "steps": 10, "force_task_id": "task(queue-blocker)"})))
+    blocker.start()
+    deadline = time.time() + 120
+    while not server.ok("GET", "/sdapi/v1/progress?skip_current_image=true")["state"]["job"] and time.time() < deadline:
+        time.sleep(0.02)
+    waiting = threading.Thread(target=lambda: results.setdefault(
+        "waiting", server.post("/sdapi/v1/txt2img", {**SMALL, "steps": 2, "force_task_id": "task(queue-waiting)"})))
+    waiting.start()
+    while not done.is_set() and time.time() < deadline:
+        listing = server.ok("GET", "/internal/queue")
+        seen.append(listing)
+        if len(listing) == 2 or not blocker.is_alive():
+            done.set()
+        time.sleep(0.02)
+    blocker.join(300)
+    waiting.join(300)
+    assert results["blocker"].status_code == 200 and results["waiting"].status_code == 200
+    both = next(listing for listing in seen if len(listing) == 2)
+    assert [(t["id_task"], t["status"]) for t in both] == [("task(queue-blocker)", "running"), ("task(queue-waiting)", "queued")]
+    assert all(t["owner"].startswith("API 127.0.0.1") for t in both)
+    assert server.ok("GET", "/internal/queue") == []

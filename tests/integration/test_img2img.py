@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, PngImagePlugin
 
 from modules import images, img2img, processing, processing_img2img as i2i
 from modules.shared_options import opts
@@ -244,3 +244,30 @@ def test_sdxl_inpainting_checkpoint_gets_nine_channels(tiny_models_dir, tmp_path
     assert set(channels) == {9}
     outside = np.asarray(square_mask()) == 0
     assert np.array_equal(pixels(result.images[0])[outside], pixels(init)[outside])
+
+
+def test_batch_names_results_after_their_inputs_and_takes_chosen_png_info(engine, tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    meta = PngImagePlugin.PngInfo()
+    meta.add_text("parameters", "a fox\nNegative prompt: fog\nSteps: 2, Sampler: Euler a, CFG scale: 4, Seed: 777, Size: 64x64")
+    picture(1).save(src / "frame001.png", pnginfo=meta)
+    picture(2).save(src / "frame002.png")
+    p = processing.StableDiffusionProcessingImg2Img(prompt="night", steps=3, width=64, height=64, seed=50,
+                                                    sampler_name="Euler", denoising_strength=0.5)
+    opts.set("sd_model_checkpoint", SD1)
+    result = img2img.process_batch(p, str(src), str(out), use_png_info=True, png_info_props=["Prompt", "Seed", "Steps"])
+    # A1111's names: the input's, after the sequence number that "Add number to filename" puts first
+    assert sorted(f.name for f in out.iterdir()) == ["00000-frame001.png", "00001-frame002.png"]
+    first, second = (processed for _, processed in result.processed)
+    assert (first.prompt, first.seed, first.steps, first.cfg_scale) == ("night a fox", 777, 2, 7.0)  # CFG not chosen
+    assert (second.prompt, second.seed, second.steps) == ("night", 51, 3)  # no PNG info: the tab's values
+    with Image.open(out / "00000-frame001.png") as saved:
+        assert saved.info["parameters"].startswith("night a fox\nSteps: 2,")
+
+    p.n_iter, p.override_settings = 2, {"save_images_add_number": False}
+    img2img.process_batch(p, str(src), str(out))
+    assert {"frame001-1.png", "frame001-2.png", "frame002-1.png"} <= {f.name for f in out.iterdir()}  # several per input
+    p.outpath_samples = str(tmp_path / "usual")
+    img2img.process_batch(p, str(src), "")  # no output folder: saved as any img2img job
+    assert len(list(out.iterdir())) == 6 and list((tmp_path / "usual").rglob("*.png"))

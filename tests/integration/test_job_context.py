@@ -141,3 +141,24 @@ def test_an_extension_reads_and_writes_the_settings_of_the_job_it_runs_for(engin
     assert seen == [(2, "png", None, True), (2, "jpg", "jpg", True)]  # start_engine left only a few keys saved
     assert (shared.opts.CLIP_stop_at_last_layers, shared.opts.samples_format) == (1, "png")
     assert "samples_format" not in opts.data
+
+
+def test_a_job_started_while_training_holds_the_progress_keeps_its_own(engine):
+    """A training preview: its steps never show in the training's progress bar, and an interrupt still reaches it."""
+    process = shared_state.process_state
+    process.begin(job="train-embedding")
+    process.sampling_steps, process.sampling_step = 100, 40
+    seen = []
+    try:
+        with job_context.progress_held():
+            p = processing.StableDiffusionProcessingTxt2Img(prompt="preview", steps=3, width=64, height=64,
+                                                            do_not_save_samples=True, do_not_save_grid=True,
+                                                            override_settings={"sd_model_checkpoint": SD1})
+            script_callbacks.on_cfg_denoiser(lambda params: seen.append((shared.state.sampling_steps,
+                                                                          process.sampling_steps, process.sampling_step)))
+            processing.process_images(p)
+    finally:
+        process.end()
+    assert seen and all(steps == 3 for steps, _, _ in seen)  # the preview's own state counts its steps
+    assert {(total, done) for _, total, done in seen} == {(100, 40)}  # the training's bar is untouched
+    assert job_context.running() == []

@@ -129,7 +129,7 @@ def test_hires_controls_reach_the_processing_object(monkeypatch):
                 seed_resize_from_w=0, seed_resize_from_h=0, enable_refiner=False, refiner_checkpoint="None",
                 refiner_switch_at=0.8, styles=["style"], override_settings=["Clip skip: 2"])
     values = {**base, **hires}
-    ui_txt2img.generate(tuple(values), (), *values.values())  # by name, as the page passes them
+    ui_txt2img.generate(tuple(values), (), "task(txt2img-test)", *values.values())  # by name, as the page passes them
     p = seen["p"]
     assert isinstance(p, processing.StableDiffusionProcessingTxt2Img)
     assert (p.enable_hr, p.hr_upscaler, p.hr_second_pass_steps, p.denoising_strength, p.hr_scale) == \

@@ -197,6 +197,22 @@ def test_interrupt_stops_after_the_current_image_when_there_are_several(monkeypa
     assert job.skipped
 
 
+def test_a_second_interrupt_or_one_in_the_last_image_stops_at_once(monkeypatch):
+    monkeypatch.setitem(opts.data, "interrupt_after_current", True)
+    job = State()
+    monkeypatch.setattr(ui_txt2img, "state", job)
+    job.begin(job="txt2img")
+    job.job_count = 3
+    assert ui_txt2img.interrupt()["value"] == "Interrupting..."
+    assert (job.stopping_generation, job.interrupted) == (True, False)
+    ui_txt2img.interrupt()
+    assert job.interrupted
+    job.begin(job="txt2img")
+    job.job_count, job.job_no = 3, 2  # the last image: stopping after it would change nothing
+    ui_txt2img.interrupt()
+    assert job.interrupted
+
+
 def test_whole_number_cfg_is_written_as_a1111_writes_it():
     from modules.ui_txt2img import slider_number
 

@@ -95,3 +95,57 @@ def test_run_in_background_returns_result_and_exception():
     future = call_queue.run_in_background(lambda: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         future.result(5)
+
+
+def test_a_user_error_is_its_sentence_in_one_log_line(caplog):
+    import gradio as gr
+
+    def fails():
+        raise gr.Error("img2img: upload an image first")
+
+    with caplog.at_level("INFO", logger="modules.call_queue"):
+        result = call_queue.wrap_gradio_call(fails, extra_outputs=[None])()
+    assert result[1] == "<div class='error'><b>Error:</b> img2img: upload an image first</div>"  # no stray quotes
+    assert call_queue.error_in(result[1]) == "img2img: upload an image first"  # what the toast says
+    assert [(r.levelname, r.getMessage(), r.exc_info) for r in caplog.records] == [
+        ("WARNING", "Request not done: img2img: upload an image first", None)]
+    caplog.clear()
+    with caplog.at_level("INFO", logger="modules.call_queue"):
+        call_queue.wrap_gradio_call(lambda: 1 / 0, extra_outputs=[None])()
+    assert caplog.records[0].exc_info is not None  # a bug keeps its traceback
+    assert call_queue.error_in("<p>done</p>") is None
+
+
+def test_task_ids_queue_list_their_owner_and_a_cancelled_task_never_runs():
+    from modules import progress
+
+    ran = []
+    job = call_queue.wrap_gradio_gpu_call(lambda id_task, x: (ran.append((id_task, x)) or x, "log"), extra_outputs=[None])
+    first_inside, release = threading.Event(), threading.Event()
+
+    def first(id_task):
+        first_inside.set()
+        release.wait(10)
+        return "first", "log"
+
+    running = threading.Thread(target=call_queue.wrap_gradio_gpu_call(first, extra_outputs=[None]), args=("task(a)",))
+    progress.add_task_to_queue("task(a)", "page 1a2b3c4d")
+    running.start()
+    first_inside.wait(10)
+    progress.add_task_to_queue("task(b)", "API 127.0.0.1")
+    progress.add_task_to_queue("task(c)", "page 1a2b3c4d")
+    waiting = [threading.Thread(target=job, args=(name, name[-2])) for name in ("task(b)", "task(c)")]
+    for thread in waiting:
+        thread.start()
+    assert progress.queued_tasks() == [
+        {"id_task": "task(a)", "owner": "page 1a2b3c4d", "status": "running"},
+        {"id_task": "task(b)", "owner": "API 127.0.0.1", "status": "queued"},
+        {"id_task": "task(c)", "owner": "page 1a2b3c4d", "status": "queued"}]
+    assert progress.cancel_task("task(b)") == "cancelled"
+    assert [task["id_task"] for task in progress.queued_tasks()] == ["task(a)", "task(c)"]
+    release.set()
+    for thread in (running, *waiting):
+        thread.join(10)
+    assert ran == [("task(c)", "c")]  # b was cancelled while it waited
+    assert progress.queued_tasks() == [] and progress.cancel_task("task(b)") is None
+    assert {"task(a)", "task(b)", "task(c)"} <= set(progress.finished_tasks)
