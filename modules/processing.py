@@ -877,6 +877,7 @@ def sample_img2img(p, model, refiner, sampler, sigmas, options, batch, rng, prom
         fill_noise = make_rng(p, model, batch, p.width, p.height).first() if p.inpainting_fill == i2i.LATENT_NOISE else None
         init_latent = i2i.masked_init_latent(init_latent, regen, p.inpainting_fill, fill_noise)
     p.init_latent = init_latent
+    p.nmask = regen  # A1111's name: 1 where the latent is regenerated (scripts read it after sampling)
     image_conditioning = i2i.inpainting_conditioning(model, pixels, prepared.mask, init_latent, method=encode_method)
     if image_conditioning is not None:
         p.extra_generation_params["Conditional mask weight"] = 1.0

@@ -306,6 +306,7 @@ def build_ui(loadsave, extra_option_component, runner: scripts.ScriptRunner) -> 
         with gr.Column(variant="compact", elem_id="img2img_settings_outer"):
             with gr.Tabs(elem_id="img2img_generation_tabs"):
                 with gr.Tab("Generation", id="img2img_generation", elem_id="img2img_generation_tab"):
+                    toprow.render_inline_prompts()
                     mode_tabs, images, batch_dirs, batch = create_mode_tabs(mode)
                     with gr.Column(variant="compact", elem_id="img2img_settings") as settings_column:
                         controls.make("resize_mode")

@@ -45,6 +45,13 @@ class Toprow:
     style_editor: StyleEditor
     interrogate: ToolButton | None = None  # img2img only
     deepbooru: ToolButton | None = None
+    prompt_container: gr.Column | None = None
+    compact: bool = False  # compact_prompt_box: the prompts are placed by render_inline_prompts
+
+    def render_inline_prompts(self) -> None:
+        """In the compact layout, place the prompts (with tools and styles) here, in the controls column."""
+        if self.compact:
+            self.prompt_container.render()
 
 
 @dataclass
@@ -171,31 +178,44 @@ def _prompt_box(tabname: str, negative: bool):
     return box, counter
 
 
+def _tools_and_styles(tabname: str) -> tuple:
+    with gr.Row(elem_id=f"{tabname}_tools", elem_classes=["prompt-tools"]):
+        paste = ToolButton(paste_symbol, elem_id="paste")  # A1111's id, the same on both tabs
+        clear_prompt = ToolButton(clear_prompt_symbol, elem_id=f"{tabname}_clear_prompt")
+        interrogators = create_interrogate_buttons() if tabname == "img2img" else (None, None)
+    with gr.Row(elem_id=f"{tabname}_styles_row", elem_classes=["styles-row"]):
+        chosen = gr.Dropdown(label="Styles", show_label=False, choices=style_names(), value=[], multiselect=True,
+                             elem_id=f"{tabname}_styles", scale=4)
+        style_apply = ToolButton(apply_style_symbol, elem_id=f"{tabname}_style_apply")
+        style_create = ToolButton(save_style_symbol, elem_id=f"{tabname}_style_create")
+        style_editor = _create_style_editor(tabname)
+    return paste, clear_prompt, interrogators, chosen, style_apply, style_create, style_editor
+
+
 def create_toprow(tabname: str) -> Toprow:
-    """The row above a generation tab's controls; call `wire_toprow` once `steps` exists (the counters read it)."""
-    with gr.Row(elem_id=f"{tabname}_toprow", elem_classes=["toprow"]):
-        with gr.Column(scale=6, elem_id=f"{tabname}_prompt_container"):
+    """The row above a generation tab's controls; call `wire_toprow` once `steps` exists (the counters read it). With
+    `compact_prompt_box` the row keeps only Generate: the prompts, tools and styles are made unplaced, for
+    `Toprow.render_inline_prompts` to put at the top of the controls column (A1111's compact layout)."""
+    compact = bool(opts.compact_prompt_box)
+    with gr.Row(elem_id=f"{tabname}_toprow", elem_classes=["toprow", *(["toprow-compact"] if compact else [])]):
+        with gr.Column(scale=6, elem_id=f"{tabname}_prompt_container", render=not compact) as prompt_container:
             prompt, counter = _prompt_box(tabname, negative=False)
             negative_prompt, negative_counter = _prompt_box(tabname, negative=True)
+            if compact:
+                tools = _tools_and_styles(tabname)
         with gr.Column(scale=1, elem_id=f"{tabname}_actions_column", min_width=160):
             with gr.Row(elem_id=f"{tabname}_generate_box", elem_classes=["generate-box"]):
                 interrupt = gr.Button("Interrupt", elem_id=f"{tabname}_interrupt", visible=False, variant="stop")
                 skip = gr.Button("Skip", elem_id=f"{tabname}_skip", visible=False)
                 generate = gr.Button("Generate", elem_id=f"{tabname}_generate", variant="primary")
-            with gr.Row(elem_id=f"{tabname}_tools", elem_classes=["prompt-tools"]):
-                paste = ToolButton(paste_symbol, elem_id="paste")  # A1111's id, the same on both tabs
-                clear_prompt = ToolButton(clear_prompt_symbol, elem_id=f"{tabname}_clear_prompt")
-                interrogators = create_interrogate_buttons() if tabname == "img2img" else (None, None)
-            with gr.Row(elem_id=f"{tabname}_styles_row", elem_classes=["styles-row"]):
-                chosen = gr.Dropdown(label="Styles", show_label=False, choices=style_names(), value=[], multiselect=True,
-                                     elem_id=f"{tabname}_styles", scale=4)
-                style_apply = ToolButton(apply_style_symbol, elem_id=f"{tabname}_style_apply")
-                style_create = ToolButton(save_style_symbol, elem_id=f"{tabname}_style_create")
-                style_editor = _create_style_editor(tabname)
+            if not compact:
+                tools = _tools_and_styles(tabname)
         prompt_image = gr.File(label="", file_count="single", type="filepath", visible="hidden",
                                elem_id=f"{tabname}_prompt_image")
+    paste, clear_prompt, interrogators, chosen, style_apply, style_create, style_editor = tools
     return Toprow(prompt, negative_prompt, counter, negative_counter, generate, interrupt, skip, chosen, style_apply,
-                  style_create, paste, clear_prompt, prompt_image, style_editor, *interrogators)
+                  style_create, paste, clear_prompt, prompt_image, style_editor, *interrogators,
+                  prompt_container=prompt_container, compact=compact)
 
 
 def create_interrogate_buttons() -> tuple[ToolButton, ToolButton]:

@@ -3,6 +3,7 @@ generation controls are made from the parameter table (modules/generation_parame
 the Generate handler by name."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import types
@@ -107,14 +108,15 @@ CHOICES = {
 }
 
 
-def make_control(row: generation_parameters.Param, tabname: str, **changes):
-    """The gradio component of a table row's control (A1111's elem_id and label); `changes` adjust it in place."""
-    spec = row.ui
+def make_control(row: generation_parameters.Param, tabname: str, kind: str | None = None, **changes):
+    """The gradio component of a table row's control (A1111's elem_id and label); `kind` replaces the row's control
+    kind (a setting's alternative, as samplers as a radio), `changes` adjust it in place."""
+    spec = dataclasses.replace(row.ui, kind=kind) if kind else row.ui
     elem_id = spec.elem_id.format(tab=tabname, name=row.name)
     common = dict(label=spec.label, elem_id=elem_id, **spec.options)
     choices = CHOICES[spec.choices]() if isinstance(spec.choices, str) else list(spec.choices or [])
     value = spec.value
-    if spec.kind == "dropdown" and value not in choices:
+    if spec.kind in ("dropdown", "radio") and not spec.index and value not in choices:
         value = choices[0] if choices else None  # e.g. DPM++ 2M hidden by the settings: the first sampler shown
     common.update(changes)
     if spec.kind == "slider":
@@ -143,8 +145,8 @@ class Controls(dict):
         self.tabname = tabname
         self.rows = {row.name: row for row in generation_parameters.params_for(tabname)}
 
-    def make(self, name: str, **changes):
-        self[name] = make_control(self.rows[name], self.tabname, **changes)
+    def make(self, name: str, kind: str | None = None, **changes):
+        self[name] = make_control(self.rows[name], self.tabname, kind, **changes)
         return self[name]
 
     def make_remaining(self, *groups: str) -> list:
@@ -375,14 +377,27 @@ class CommonControls:
 
 
 def create_sampler_row(controls: Controls):
-    with FormRow(elem_id=f"sampler_selection_{controls.tabname}"):
-        controls.make("sampler_name")
-        controls.make("scheduler")
+    """Sampler, schedule type and steps in a row; with `samplers_in_dropdown` off, steps above the samplers as a radio
+    group (A1111)."""
+    if opts.samplers_in_dropdown:
+        with FormRow(elem_id=f"sampler_selection_{controls.tabname}"):
+            controls.make("sampler_name")
+            controls.make("scheduler")
+            controls.make("steps")
+        return
+    with FormGroup(elem_id=f"sampler_selection_{controls.tabname}"):
         controls.make("steps")
+        controls.make("sampler_name", kind="radio")
+        controls.make("scheduler")
 
 
-def create_batch_column(controls: Controls):
-    with gr.Column(elem_id=f"{controls.tabname}_column_batch", scale=2):
+def create_batch_column(controls: Controls, together: bool = True):
+    """Batch count and size: a column in the size row, or with `dimensions_and_batch_together` off a row of their own
+    under the seed (A1111's "batch" place); `together` says which call this is."""
+    if together != bool(opts.dimensions_and_batch_together):
+        return
+    elem_id = f"{controls.tabname}_column_batch"
+    with gr.Column(elem_id=elem_id, scale=2) if together else FormRow(elem_id=elem_id):
         controls.make("n_iter")
         controls.make("batch_size")
 
@@ -393,6 +408,7 @@ def create_common_tail(controls: Controls) -> CommonControls:
     controls.make("distilled_cfg_scale")  # Forge places it above CFG Scale
     controls.make("cfg_scale")
     reuse, seed_extras, reuse_subseed = create_seed_inputs(controls)
+    create_batch_column(controls, together=False)
     with InputAccordion(False, label="Refiner", elem_id=f"{tabname}_enable_refiner") as enable_refiner:
         with FormRow():
             controls.make("refiner_checkpoint")
@@ -526,6 +542,7 @@ def build_ui(loadsave, extra_option_component, runner: scripts.ScriptRunner) -> 
         with gr.Column(variant="compact", elem_id="txt2img_settings_outer"):
             with gr.Tabs(elem_id="txt2img_generation_tabs"):
                 with gr.Tab("Generation", id="txt2img_generation", elem_id="txt2img_generation_tab"):
+                    toprow.render_inline_prompts()
                     with gr.Column(variant="compact", elem_id="txt2img_settings") as settings_column:
                         create_sampler_row(controls)
                         runner.setup_ui_for_section("sampler")
