@@ -5,7 +5,7 @@ import time
 import pytest
 import torch
 
-from modules import call_queue
+from modules import call_queue, progress
 
 
 def test_success_passes_outputs_through():
@@ -149,3 +149,19 @@ def test_task_ids_queue_list_their_owner_and_a_cancelled_task_never_runs():
     assert ran == [("task(c)", "c")]  # b was cancelled while it waited
     assert progress.queued_tasks() == [] and progress.cancel_task("task(b)") is None
     assert {"task(a)", "task(b)", "task(c)"} <= set(progress.finished_tasks)
+
+
+def test_a_page_job_is_followed_by_internal_progress_under_its_task_id():
+    """The page's Generate sends A1111's `task(...)` id first: the answer of /internal/progress (progress.task_progress)
+    finds the job active while it runs and completed after."""
+    task = progress.create_task_id("txt2img")
+    during = []
+
+    def page_job(id_task):
+        during.append(progress.task_progress(id_task))
+        return "<p></p>"
+
+    call_queue.wrap_gradio_gpu_call(page_job)(task)
+    after = progress.task_progress(task)
+    assert during[0]["active"] and not during[0]["queued"] and not during[0]["completed"]
+    assert after["completed"] and not after["active"]
