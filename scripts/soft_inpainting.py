@@ -35,20 +35,28 @@ class Script(scripts.Script):
     def show(self, is_img2img):
         return scripts.AlwaysVisible if is_img2img else False
 
+    def args_spec(self, is_img2img):
+        if not is_img2img:
+            return []
+        default = si.Settings()
+        return [scripts.ScriptArgSpec("enabled", "Soft inpainting", False),
+                *(scripts.ScriptArgSpec(name, si.LABELS[name], getattr(default, name), minimum=low, maximum=high, step=step)
+                  for name, (low, high, step, _) in SLIDERS.items())]
+
     def ui(self, is_img2img):
         if not is_img2img:
             return None
-        default = si.Settings()
-        with InputAccordion(False, label="Soft inpainting", elem_id="soft_inpainting_enabled") as enabled:
+        switch, *specs = self.args_spec(is_img2img)
+        with InputAccordion(switch.value, label=switch.label, elem_id="soft_inpainting_enabled") as enabled:
             with gr.Group():
                 gr.Markdown("Blends the original into the inpainted area by the mask's softness; a high **Mask blur** "
                             "gives the smoothest transitions.")
                 sliders = {}
-                for name, (low, high, step, info) in SLIDERS.items():
-                    if name == "composite_mask_influence":
+                for spec in specs:
+                    if spec.name == "composite_mask_influence":
                         gr.Markdown("### Pixel composite")
-                    sliders[name] = gr.Slider(low, high, step=step, value=getattr(default, name), label=si.LABELS[name],
-                                              info=info, elem_id=name)
+                    sliders[spec.name] = gr.Slider(spec.minimum, spec.maximum, step=spec.step, value=spec.value,
+                                                   label=spec.label, info=SLIDERS[spec.name][3], elem_id=spec.name)
         self.infotext_fields = [(enabled, si.ENABLED_KEY),
                                 *((slider, si.INFOTEXT_KEYS[name]) for name, slider in sliders.items())]
         self.paste_field_names = [key for _, key in self.infotext_fields]

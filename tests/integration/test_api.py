@@ -284,9 +284,11 @@ def test_lists(server):
     assert server.ok("GET", "/sdapi/v1/embeddings") == {"loaded": {}, "skipped": {}}
     assert server.ok("GET", "/sdapi/v1/loras") == []
     builtin = ["controlnet", "prompt matrix", "prompts from file or textbox", "x/y/z plot"]
-    assert server.ok("GET", "/sdapi/v1/scripts") == {"txt2img": builtin, "img2img": builtin}
+    img2img_only = ["soft inpainting"]
+    assert server.ok("GET", "/sdapi/v1/scripts") == {"txt2img": builtin, "img2img": sorted(builtin + img2img_only)}
     info = server.ok("GET", "/sdapi/v1/script-info")
-    assert sorted((i["name"], i["is_img2img"]) for i in info) == sorted((n, b) for n in builtin for b in (False, True))
+    assert sorted((i["name"], i["is_img2img"]) for i in info) == sorted(
+        [(n, b) for n in builtin for b in (False, True)] + [(n, True) for n in img2img_only])
     assert server.ok("GET", "/sdapi/v1/extensions") == []
 
 
@@ -362,7 +364,8 @@ API_ROUTES = [("GET", "/sdapi/v1/progress"), ("POST", "/sdapi/v1/txt2img"), ("PO
               ("POST", "/sdapi/v1/extensions/install"), ("POST", "/sdapi/v1/extensions/update"),
               ("POST", "/sdapi/v1/extensions/delete"), ("POST", "/sdapi/v1/create/embedding"),
               ("POST", "/sdapi/v1/create/hypernetwork"), ("POST", "/sdapi/v1/train/embedding"),
-              ("POST", "/sdapi/v1/train/hypernetwork"), ("POST", "/internal/progress"),
+              ("POST", "/sdapi/v1/train/hypernetwork"), ("POST", "/internal/progress"), ("GET", "/internal/queue"),
+              ("POST", "/sdapi/v1/interrogate"),
               # the built-in ControlNet's routes, as sd-webui-controlnet serves them
               ("GET", "/controlnet/version"), ("GET", "/controlnet/model_list"), ("GET", "/controlnet/module_list"),
               ("GET", "/controlnet/settings"), ("POST", "/controlnet/detect"), ("GET", "/docs"),

@@ -67,7 +67,7 @@ def test_builtin_scripts_are_served_from_declarations_as_the_hidden_page_gives_t
     assert hidden_pages == []
     assert not scripts.scripts_txt2img.ui_created and not scripts.scripts_img2img.ui_created
     builtins = ["controlnet", "prompt matrix", "prompts from file or textbox", "x/y/z plot"]
-    assert declared[0] == {"txt2img": builtins, "img2img": builtins}
+    assert declared[0] == {"txt2img": builtins, "img2img": sorted([*builtins, "soft inpainting"])}
     xyz = scripts.scripts_txt2img.find("x/y/z plot")
     assert declared[2][xyz.args_from:xyz.args_from + 3] == [1, None, []]  # X type "Seed" is handed as its index
 
