@@ -12,22 +12,6 @@ from modules import images, job_context, processing, sd_models, sd_vae_approx, s
 log = logging.getLogger(__name__)
 
 
-# Published least-squares fits from the four latent channels to RGB in [-1, 1], one matrix per latent space
-# (rows: latent channels, columns: R, G, B); the same factors A1111's "Approx cheap" uses.
-LATENT_RGB_FACTORS = {
-    "sd": torch.tensor([
-        [0.298, 0.207, 0.208],
-        [0.187, 0.286, 0.173],
-        [-0.158, 0.189, 0.264],
-        [-0.184, -0.271, -0.473],
-    ]),
-    "sdxl": torch.tensor([
-        [0.3448, 0.4168, 0.4395],
-        [-0.1953, -0.0290, 0.0250],
-        [0.1074, 0.0886, -0.0163],
-        [-0.3730, -0.2499, -0.2088],
-    ]),
-}
 CHEAP = "Approx cheap"
 FULL = "Full"
 APPROX_NN = "Approx NN"
@@ -39,7 +23,7 @@ _unavailable: set[tuple[str, str]] = set()
 
 def approx_cheap(latents: torch.Tensor, latent_space: str = "sd") -> list[Image.Image]:
     """[B, 4, h, w] latents -> B RGB images of h x w pixels through the linear channel map (almost free)."""
-    factors = LATENT_RGB_FACTORS[latent_space].to(latents.device, torch.float32)
+    factors = sd_vae_approx.LATENT_RGB_FACTORS[latent_space].to(latents.device, torch.float32)
     rgb = torch.einsum("bchw,cr->bhwr", latents.float(), factors)
     pixels = ((rgb + 1.0) / 2.0).clamp(0, 1).mul(255).round().to(torch.uint8).cpu().numpy()
     return [Image.fromarray(np.ascontiguousarray(p)) for p in pixels]
@@ -48,7 +32,7 @@ def approx_cheap(latents: torch.Tensor, latent_space: str = "sd") -> list[Image.
 def effective_method(method: str, model) -> str:
     """The method that runs. Full becomes Approx NN under --medvram/--lowvram unless `live_preview_allow_lowvram_full`,
     as in A1111; Approx NN and TAESD become Approx cheap once their weights could not be had; no model: Approx cheap."""
-    if model is not None and model.latent_space not in LATENT_RGB_FACTORS:
+    if model is not None and model.latent_space not in sd_vae_approx.LATENT_RGB_FACTORS:
         return FULL  # a family without published factors or tiny decoders (Flux.1) previews through its own VAE
     if model is None or method not in (FULL, APPROX_NN, TAESD):
         return CHEAP

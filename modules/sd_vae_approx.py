@@ -18,6 +18,23 @@ APPROX_URL = "https://github.com/AUTOMATIC1111/stable-diffusion-webui/releases/d
 FILE_NAMES = {"sd": "model.pt", "sdxl": "vaeapprox-sdxl.pt"}  # per latent space
 PAD = 11  # the eight unpadded convolutions shrink each side by 11 pixels in all
 
+# Published least-squares fits from the four latent channels to RGB in [-1, 1], one matrix per latent space
+# (rows: latent channels, columns: R, G, B); the same factors A1111's "Approx cheap" uses.
+LATENT_RGB_FACTORS = {
+    "sd": torch.tensor([
+        [0.298, 0.207, 0.208],
+        [0.187, 0.286, 0.173],
+        [-0.158, 0.189, 0.264],
+        [-0.184, -0.271, -0.473],
+    ]),
+    "sdxl": torch.tensor([
+        [0.3448, 0.4168, 0.4395],
+        [-0.1953, -0.0290, 0.0250],
+        [0.1074, 0.0886, -0.0163],
+        [-0.3730, -0.2499, -0.2088],
+    ]),
+}
+
 
 class VAEApprox(nn.Module):
     def __init__(self, latent_channels: int = 4):
@@ -58,3 +75,11 @@ def decode(sd_model, latents: torch.Tensor) -> torch.Tensor:
     net = model(sd_model.latent_space, device, dtype)
     with torch.inference_mode():
         return ((net(latents.to(device, dtype)).float() + 1.0) / 2.0).clamp(0, 1)
+
+
+def cheap_approximation(sample: torch.Tensor) -> torch.Tensor:
+    """A1111's name: one [4, h, w] latent of the loaded model -> [h, w, 3] RGB in [-1, 1] by the linear channel map."""
+    from modules import shared  # the loaded model's latent space; imported here as shared imports the engine
+
+    space = getattr(shared.sd_model, "latent_space", "sd")
+    return torch.einsum("chw,cr->hwr", sample.float(), LATENT_RGB_FACTORS[space].to(sample.device))

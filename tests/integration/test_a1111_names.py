@@ -21,6 +21,7 @@ from modules import (
     sd_models,
     sd_samplers,
     sd_samplers_kdiffusion,
+    sd_vae_approx,
     shared,
     shared_total_tqdm,
     styles,
@@ -331,3 +332,14 @@ def test_sample_to_image_decodes_one_latent_of_the_batch(models_tree, tmp_path):
         assert sd_samplers.sample_to_image(latents).size == (8, 8)
     finally:
         opts.data.pop("show_progress_type", None)
+
+
+def test_cheap_approximation_is_the_live_previews_channel_map(models_tree, tmp_path):
+    """multidiffusion's tilevae imports sd_vae_approx.cheap_approximation: [4, h, w] -> [h, w, 3] in [-1, 1]."""
+    start_engine(models_tree, tmp_path)
+    sd_models.reload_model_weights(info=sd_models.get_closet_checkpoint_match("tiny_sd1"))
+    latent = torch.randn(4, 8, 8, generator=torch.Generator().manual_seed(4))
+    rgb = sd_vae_approx.cheap_approximation(latent)
+    assert rgb.shape == (8, 8, 3)
+    as_pixels = ((rgb + 1) / 2).clamp(0, 1).mul(255).round().to(torch.uint8).numpy()
+    assert np.array_equal(as_pixels, pixels(live_preview.approx_cheap(latent[None])[0]))
