@@ -6,7 +6,7 @@ import pytest
 import torch
 from diffusers import AutoencoderKL
 
-from modules import live_preview, shared_options
+from modules import live_preview, sd_vae_approx, shared_options
 
 
 def model_stub(latent_space="sd", memory_mode="normal", vae=None):
@@ -25,7 +25,7 @@ def test_cheap_maps_each_latent_channel_through_its_factors(space):
     image = live_preview.approx_cheap(latents, space)[0]
     assert image.size == (5, 3) and image.mode == "RGB"
     pixels = np.asarray(image)
-    assert pixels[1, 4].tolist() == expected_pixel(live_preview.LATENT_RGB_FACTORS[space][2].tolist())
+    assert pixels[1, 4].tolist() == expected_pixel(sd_vae_approx.LATENT_RGB_FACTORS[space][2].tolist())
     assert pixels[0, 0].tolist() == [128, 128, 128]  # a zero latent is mid grey
 
 
@@ -78,4 +78,4 @@ def test_decode_preview_without_a_model_uses_sd_factors(monkeypatch):
     latents = torch.zeros(1, 4, 2, 2)
     latents[0, 0] = 0.5
     image = live_preview.decode_preview(latents)
-    assert np.asarray(image)[0, 0].tolist() == expected_pixel((0.5 * live_preview.LATENT_RGB_FACTORS["sd"][0]).tolist())
+    assert np.asarray(image)[0, 0].tolist() == expected_pixel((0.5 * sd_vae_approx.LATENT_RGB_FACTORS["sd"][0]).tolist())
