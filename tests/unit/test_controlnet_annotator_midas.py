@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from modules.controlnet import annotator_midas, preprocessors
+from modules.controlnet import annotator_midas, annotators, preprocessors
 from modules.sd_models_loader import CheckpointLoadError
 from tests.fixtures.controlnets import write_midas
 
@@ -28,6 +28,7 @@ def stretched(depth: torch.Tensor) -> np.ndarray:
 def test_every_weight_comes_from_the_file_and_the_classifier_is_left_out(tmp_path):
     path = tmp_path / "models" / "ControlNetAnnotators" / FILE[0] / FILE[1]
     made = write_midas(path)
+    assert annotators.annotator_file("depth_midas", *FILE, dirs(tmp_path)) == path
     loaded = annotator_midas.load_midas(path).state_dict()
     assert loaded.keys() == made.state_dict().keys()
     assert all(torch.equal(loaded[k], v) for k, v in made.state_dict().items())

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from modules.controlnet import annotator_normal_bae, preprocessors
+from modules.controlnet import annotator_normal_bae, annotators, preprocessors
 from tests.fixtures.controlnets import write_normal_bae
 
 FILE = ("normal_bae", "scannet.pt")
@@ -21,8 +21,9 @@ def picture() -> Image.Image:
 
 
 def test_every_weight_comes_from_the_file(tmp_path):
-    path = tmp_path / FILE[1]
+    path = tmp_path / "extensions" / "sd-webui-controlnet" / "annotator" / "downloads" / FILE[0] / FILE[1]
     sd = write_normal_bae(path)
+    assert annotators.annotator_file("normal_bae", *FILE, dirs(tmp_path)) == path
     loaded = annotator_normal_bae.load_normal_bae(path).state_dict()
     assert loaded.keys() == {k.removeprefix("module.") for k in sd}
     assert all(torch.equal(loaded[k.removeprefix("module.")], v.to(loaded[k.removeprefix("module.")].dtype))
