@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from modules.controlnet import annotators
+from modules.controlnet import annotator_midas, annotator_normal_bae, annotators
 
 
 @dataclass(frozen=True)
@@ -171,7 +171,8 @@ MODEL_BASED = [
 PREPROCESSORS = {p.name: p for p in MODEL_FREE + MODEL_BASED}
 # the model-based ones built in: name -> (annotator file, rgb array) -> map
 BUILT = {"softedge_hed": annotators.hed, "lineart_realistic": annotators.lineart, "lineart_coarse": annotators.lineart,
-         "depth_anything_v2": annotators.depth_anything_v2}
+         "depth_anything_v2": annotators.depth_anything_v2, "depth_midas": annotator_midas.depth_midas,
+         "normal_bae": annotator_normal_bae.normal_bae}
 # the extension's older names and its UI labels -> names
 ALIASES = {
     "invert (from white bg & black line)": "invert",
@@ -234,7 +235,8 @@ def detect(name: str, image: Image.Image, resolution: int, threshold_a: float, t
     a = threshold_a if threshold_a is not None and threshold_a >= 0 else defaults[0]
     b = threshold_b if threshold_b is not None and threshold_b >= 0 else defaults[1]
     if annotator is not None:
-        return Image.fromarray(_rgb(BUILT[pre.name](annotator, np.asarray(image))))
+        detected = BUILT[pre.name](annotator, np.asarray(image))  # a gray map, or RGB (normal_bae)
+        return Image.fromarray(_rgb(detected) if detected.ndim == 2 else detected)
     return Image.fromarray(pre.run(np.asarray(image), float(a), float(b)))
 
 

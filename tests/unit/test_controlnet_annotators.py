@@ -117,3 +117,16 @@ def test_depth_anything_v2_is_fetched_from_its_authors_repository(tmp_path, monk
     with pytest.raises(preprocessors.AnnotatorMissingError, match="depth_anything_v2_vitl.pth"):
         preprocessors.detect("depth_anything_v2", picture(), 32, -1, -1, dirs(tmp_path))
     assert calls == ["https://huggingface.co/depth-anything/Depth-Anything-V2-Large/resolve/main/depth_anything_v2_vitl.pth"]
+
+
+@pytest.mark.parametrize("name, folder, file", [("depth_midas", "midas", "dpt_hybrid-midas-501f0c75.pt"),
+                                                ("normal_bae", "normal_bae", "scannet.pt")])
+def test_offline_the_midas_and_normal_files_are_named_with_where_they_go(tmp_path, monkeypatch, name, folder, file):
+    calls = []
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(modelloader, "download", lambda url, path, timeout=None: calls.append(url))
+    with pytest.raises(preprocessors.AnnotatorMissingError) as error:
+        preprocessors.detect(name, picture(), 32, -1, -1, dirs(tmp_path))
+    message = str(error.value)
+    assert file in message and str(tmp_path / "models" / "ControlNetAnnotators" / folder) in message
+    assert f"annotator/downloads/{folder}" in message and "HF_HUB_OFFLINE" in message and calls == []

@@ -83,8 +83,8 @@ def test_aliases_and_unknown_names():
 def test_missing_annotator_names_the_file_and_where_it_goes(tmp_path):
     dirs = preprocessors.annotator_dirs(str(tmp_path / "models"), str(tmp_path))
     with pytest.raises(preprocessors.AnnotatorMissingError) as error:
-        preprocessors.detect("depth_midas", square(), 64, -1, -1, dirs)
+        preprocessors.detect("openpose", square(), 64, -1, -1, dirs)
     message = str(error.value)
-    assert "dpt_hybrid-midas-501f0c75.pt" in message
-    assert str(tmp_path / "models" / "ControlNetAnnotators" / "midas") in message
-    assert "annotator/downloads/midas" in message and "not downloaded" in message
+    assert "body_pose_model.pth" in message
+    assert str(tmp_path / "models" / "ControlNetAnnotators" / "openpose") in message
+    assert "annotator/downloads/openpose" in message and "not downloaded" in message
