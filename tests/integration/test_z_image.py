@@ -10,6 +10,7 @@ import torch
 from diffusers import FlowMatchEulerDiscreteScheduler, ZImagePipeline
 
 from modules import infotext_utils, processing, sd_models, sd_samplers
+from modules.shared_options import opts
 from modules.model_families import detect_flow_family, flow_sampling, z_image
 from modules.rng import ImageRNG
 from modules.sd_models_config import skeleton
@@ -18,6 +19,7 @@ from modules.sd_samplers_cfg_denoiser import CFGDenoiser
 from modules.shared_state import state
 from tests.fixtures import z_image as tiny_z_image
 from tests.integration.engine_helpers import pixels, start_engine, txt2img
+from tests.integration.test_ui_txt2img import controls, run, text_of
 
 CHECKPOINT = "z_image_turbo_bf16"
 
@@ -157,3 +159,13 @@ def test_cfg_with_a_negative_prompt_changes_the_image_and_the_infotext_names_the
     assert "Module 1: qwen_3_4b, Module 2: ae" in info
     pasted = infotext_utils.infotext_to_fields(infotext_utils.parse_generation_parameters(info))
     assert pasted.override_settings["forge_additional_modules"] == ["qwen_3_4b", "ae"]
+
+
+def test_the_txt2img_tab_generates_with_turbos_settings(engine):
+    opts.set("sd_model_checkpoint", CHECKPOINT)
+    opts.set("samples_save", False)
+    gallery, _, info_html, _ = run(controls(negative_prompt="", steps=3, cfg_scale=1.0))
+    info = text_of(info_html)
+    assert gallery[0].size == (64, 64) and gallery[0].info["parameters"] == info
+    assert "Steps: 3, Sampler: Euler, Schedule type: Simple, CFG scale: 1, " in info
+    assert "Module 1: qwen_3_4b, Module 2: ae" in info
