@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from diffusers import FlowMatchEulerDiscreteScheduler, ZImagePipeline
+from diffusers import FlowMatchEulerDiscreteScheduler, ZImageImg2ImgPipeline, ZImagePipeline
 
-from modules import infotext_utils, processing, sd_models, sd_samplers
+from modules import infotext_utils, processing, processing_img2img as i2i, sd_models, sd_samplers
 from modules.shared_options import opts
 from modules.model_families import detect_flow_family, flow_sampling, z_image
 from modules.rng import ImageRNG
@@ -19,6 +19,7 @@ from modules.sd_samplers_cfg_denoiser import CFGDenoiser
 from modules.shared_state import state
 from tests.fixtures import z_image as tiny_z_image
 from tests.integration.engine_helpers import pixels, start_engine, txt2img
+from tests.integration.test_img2img import picture
 from tests.integration.test_ui_txt2img import controls, run, text_of
 
 CHECKPOINT = "z_image_turbo_bf16"
@@ -139,6 +140,41 @@ def test_euler_matches_diffusers_zimage_pipeline(engine, cfg):
                      width=size, output_type="latent").images
     assert (ours - x).abs().max() > 0.1
     torch.testing.assert_close(ours, reference, rtol=0, atol=1e-4)
+
+
+def test_img2img_matches_diffusers_zimage_img2img_pipeline(engine):
+    model, size, steps, strength = _model(engine), 64, 4, 0.6
+    init = i2i.encode(model, [picture(3)])
+    p = processing.StableDiffusionProcessingImg2Img(steps=steps, sampler_name="Euler")
+    stage = processing.make_stage(model, p, ["a red cube"], [""], size, size)
+    tail = processing.denoising_tail(model, flow_sampling.get_sigmas(model.family, "Euler", "Simple", steps, size,
+                                                                     size), strength)
+    noise = torch.randn(init.shape, generator=torch.Generator().manual_seed(7))
+    x = processing.noised_start(p, init, noise, tail[0], flow=True)
+    denoiser = CFGDenoiser().prepare(stage, 1.0, state, schedule=tail.tolist())
+    ours = sd_samplers.sample(sd_samplers.find_sampler("Euler"), denoiser, x, tail, None)
+
+    cond = stage.cond.batch[0][0].schedules[0].cond
+    pipe = ZImageImg2ImgPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler.from_config(skeleton("z_image", "scheduler")), vae=model.vae,
+        text_encoder=model.text_encoders["text_encoder"], tokenizer=model.tokenizers["tokenizer"],
+        transformer=model.unet)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.image_processor.register_to_config(vae_latent_channels=16)  # take our encoded latent as it is
+    reference = pipe(image=init, prompt_embeds=[cond.context[0][cond.mask[0].bool()]], strength=strength,
+                     num_inference_steps=steps, guidance_scale=0.0, height=size, width=size, output_type="latent",
+                     generator=torch.Generator().manual_seed(7)).images
+    assert len(tail) - 1 == 3 and (ours - init).abs().max() > 0.1
+    torch.testing.assert_close(ours, reference, rtol=0, atol=1e-4)
+
+
+def test_img2img_job_runs_through_process_images(engine):
+    opts.set("sd_model_checkpoint", CHECKPOINT)
+    result = processing.process_images(processing.StableDiffusionProcessingImg2Img(
+        prompt="a red cube", negative_prompt="", steps=4, width=64, height=64, seed=3, sampler_name="Euler",
+        cfg_scale=1.0, init_images=[picture(0)], denoising_strength=0.6, do_not_save_samples=True,
+        do_not_save_grid=True))
+    assert result.images[0].size == (64, 64) and "Denoising strength: 0.6" in result.infotexts[0]
 
 
 def test_batch_image_k_is_seed_plus_k(engine):
