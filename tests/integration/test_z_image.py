@@ -1,7 +1,7 @@
 """Z-Image through the real path: its ComfyUI-repackaged files load (sizes from the tensors), a missing part names what
 to put where; the prompt becomes what ZImagePipeline.encode_prompt makes; our Euler matches diffusers' ZImagePipeline
-on the same tiny parts (Turbo's CFG off, and real CFG); txt2img through process_images is seeded as SD is; the
-infotext names the modules."""
+(Turbo's CFG off, and real CFG) and ZImageImg2ImgPipeline on the same tiny parts; txt2img through process_images and
+the txt2img tab's job is seeded as SD is; the infotext names the modules."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,12 +10,12 @@ import torch
 from diffusers import FlowMatchEulerDiscreteScheduler, ZImageImg2ImgPipeline, ZImagePipeline
 
 from modules import infotext_utils, processing, processing_img2img as i2i, sd_models, sd_samplers
-from modules.shared_options import opts
 from modules.model_families import detect_flow_family, flow_sampling, z_image
 from modules.rng import ImageRNG
 from modules.sd_models_config import skeleton
 from modules.sd_models_loader import CheckpointLoadError
 from modules.sd_samplers_cfg_denoiser import CFGDenoiser
+from modules.shared_options import opts
 from modules.shared_state import state
 from tests.fixtures import z_image as tiny_z_image
 from tests.integration.engine_helpers import pixels, start_engine, txt2img
