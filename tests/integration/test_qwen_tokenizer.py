@@ -40,6 +40,14 @@ def test_known_strings_give_qwens_ids(tokenizer):
         == [NEWLINE, 3838, 594, 429, 5112, 30, IM_END, NEWLINE, IM_START, ASSISTANT, NEWLINE]
 
 
+def test_qwen_image_template_prefix_is_the_34_tokens_its_pipeline_drops(tokenizer):
+    # diffusers' pipelines/qwenimage/pipeline_qwenimage.py: prompt_template_encode up to the prompt is
+    # prompt_template_encode_start_idx = 34 tokens of Qwen2.5-VL's tokenizer (the same vocabulary and ids)
+    template = "<|im_start|>system\nDescribe the image by detailing the color, shape, size, texture, quantity, text, " \
+               "spatial relationships of the objects and background:<|im_end|>\n<|im_start|>user\n"
+    assert len(tokenizer.encode(template)) == 34
+
+
 def test_special_tokens_sit_at_qwen3s_ids(tokenizer):
     # Qwen3's tokenizer_config.json added_tokens_decoder: 151643 <|endoftext|> ... 151668 </think>
     assert len(tokenizer) == 151669
