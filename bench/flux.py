@@ -11,9 +11,7 @@ tokenizer.json; both engines pad the prompt to 512 T5 tokens (FluxPipeline's max
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -25,11 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel  # noqa: E402
 from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel  # noqa: E402
 
-from modules import devices, paths_internal, processing, sd_models  # noqa: E402
+from bench.flow_bench import load, report, timed  # noqa: E402
+from modules import devices, processing  # noqa: E402
 from modules.model_families import flux as flux_family  # noqa: E402
 from modules.sd_models_config import skeleton  # noqa: E402
-from modules.shared_cmd_options import cmd_opts  # noqa: E402
-from modules.shared_options import opts  # noqa: E402
 from tests.fixtures import flux as fixture  # noqa: E402
 
 PROMPT = ("a photograph of an old lighthouse on a rocky cliff at dusk, waves crashing below, warm light in the "
@@ -86,30 +83,6 @@ def write_files(models_dir: Path, device: torch.device, dtype: torch.dtype, tiny
     devices.torch_gc()
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def timed(fn, runs: int, device: torch.device) -> dict:
-    """Median seconds per image over `runs` after one warm-up run, the warm-up's seconds and the peak VRAM (GiB)."""
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    synchronize(device)
-    started = time.perf_counter()
-    fn()
-    synchronize(device)
-    first = time.perf_counter() - started
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append(time.perf_counter() - started)
-    peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None
-    return {"s_per_image": statistics.median(times), "first_run_s": first, "peak_vram_gib": peak}
-
-
 def atelier_job(case: dict):
     def run():
         p = processing.StableDiffusionProcessingTxt2Img(
@@ -149,19 +122,7 @@ def main() -> None:
     result = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "torch": torch.__version__,
               "dtype": str(dtype).removeprefix("torch."), "tiny": tiny, **case,
               "write_files_s": time.perf_counter() - started}
-    paths_internal.configure(str(work), str(models_dir))
-    cmd_opts.no_hashing = True
-    opts.set("samples_save", False)
-    sd_models.list_models(cmd_opts)
-    # bf16 explicitly: flow transformers and T5 overflow in fp16 (the CUDA default plan)
-    plan = devices.DevicePlan(device, dtype, dtype, "normal", compile_unet=False)
-    sd_models.model_manager = sd_models.ModelManager(plan, work / "cache", limit=1, hashing=False)
-    synchronize(device)
-    started = time.perf_counter()
-    opts.set("sd_model_checkpoint", CHECKPOINT)
-    model = sd_models.model_manager.get(sd_models.get_closet_checkpoint_match(CHECKPOINT))
-    synchronize(device)
-    result["load_s"] = time.perf_counter() - started
+    model = load(work, models_dir, CHECKPOINT, device, dtype, result)
     result["parameters_b"] = {name: sum(p.numel() for p in m.parameters()) / 1e9 for name, m in
                               (("transformer", model.unet), ("t5", model.text_encoders["text_encoder_2"]),
                                ("clip_l", model.text_encoders["text_encoder"]), ("vae", model.vae))}
@@ -170,11 +131,7 @@ def main() -> None:
     devices.torch_gc()
     result["diffusers"] = timed(diffusers_job(model, case, device), runs, device)
     result["ratio_atelier_over_diffusers"] = result["atelier"]["s_per_image"] / result["diffusers"]["s_per_image"]
-    text = json.dumps(result, indent=2)
-    print(text, flush=True)
-    if args.out:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        (Path(args.out) / ("flux_tiny.json" if tiny else "flux.json")).write_text(text)
+    report(result, args.out, "flux_tiny" if tiny else "flux")
 
 
 if __name__ == "__main__":

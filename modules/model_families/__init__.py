@@ -1,7 +1,7 @@
 """Model families behind one interface (ARCHITECTURE "Model families").
 
 Two kinds: UNet models (SD1/SD2/SDXL: modules.sd_models_config.ModelFamily, loaded by sd_models.build_model) and
-flow-matching transformers (here: Flux.1, Chroma, SD 3.5). A family object answers the same questions for both kinds:
+flow-matching transformers (here: Flux.1, Chroma, SD 3.5, Z-Image). A family object answers the same questions for both kinds:
 
 - `name`, `label`, `in_channels`, `prediction_type` ("epsilon" | "v_prediction" | "flow"), `is_sdxl`,
   `is_inpainting`, `is_flow`;
@@ -16,17 +16,29 @@ returning the denoised latent, so the shared samplers, CFG and callbacks drive i
 """
 from __future__ import annotations
 
-from modules.model_families import chroma, flow_sampling, flux, flux_loader, flux_prompts, sd3, sd3_loader, sd3_prompts
+from modules.model_families import (
+    chroma,
+    flow_sampling,
+    flux,
+    flux_loader,
+    flux_prompts,
+    qwen_prompts,
+    sd3,
+    sd3_loader,
+    sd3_prompts,
+    z_image,
+)
 
-_LOAD = {"flux": flux_loader.load, "chroma": chroma.load, "sd3": sd3_loader.load}
+_LOAD = {"flux": flux_loader.load, "chroma": chroma.load, "sd3": sd3_loader.load, "z_image": z_image.load}
 _PROMPTS = {"flux": flux_prompts.FluxPromptEncoder, "chroma": flux_prompts.ChromaPromptEncoder,
-            "sd3": sd3_prompts.SD3PromptEncoder}
-_DENOISE = {"flux": flow_sampling.denoise, "chroma": flow_sampling.denoise_chroma, "sd3": flow_sampling.denoise_sd3}
+            "sd3": sd3_prompts.SD3PromptEncoder, "z_image": qwen_prompts.ZImagePromptEncoder}
+_DENOISE = {"flux": flow_sampling.denoise, "chroma": flow_sampling.denoise_chroma, "sd3": flow_sampling.denoise_sd3,
+            "z_image": z_image.denoise}
 
 
 def detect_flow_family(sd: dict):
     """The flow-matching family of a single-file state dict, or None when it is not one this app knows."""
-    return flux.detect(sd) or chroma.detect(sd) or sd3.detect(sd)
+    return flux.detect(sd) or chroma.detect(sd) or sd3.detect(sd) or z_image.detect(sd)
 
 
 def load(family, sd: dict, models_dir, source: str, preferred: list[str] = ()):

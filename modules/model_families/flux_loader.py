@@ -18,6 +18,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerFast,
 
 from modules import sd_models_config as cfgs, sd_models_loader
 from modules.model_families import flux
+from modules.model_families.qwen_encoders import QWEN3_MARKER
 from modules.sd_models_loader import CheckpointLoadError
 
 TEXT_ENCODER_DIR = "text_encoder"
@@ -67,7 +68,7 @@ def module_files(models_dir: str | Path, folders: tuple[str, ...] = (TEXT_ENCODE
 
 
 def part_kind(path: Path) -> str | None:
-    """clip_l | clip_g | t5 | vae (16 latent channels) | None, from the file's header alone. CLIP-G is CLIP-L's
+    """clip_l | clip_g | t5 | qwen3 | vae (16 latent channels) | None, from the file's header alone. CLIP-G is CLIP-L's
     architecture wider; widths other than the released ones (pruned, tiny) go by the file's name."""
     with safetensors.safe_open(str(path), framework="pt") as f:
         keys = set(f.keys())
@@ -78,6 +79,8 @@ def part_kind(path: Path) -> str | None:
             return "clip_l"
         if T5_MARKER in keys:
             return "t5"
+        if QWEN3_MARKER in keys:
+            return "qwen3"
         if VAE_MARKER in keys and f.get_slice(VAE_MARKER).get_shape()[1] == FLOW_LATENT_CHANNELS:
             return "vae"
     return None
