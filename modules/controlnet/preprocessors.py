@@ -15,6 +15,7 @@ from PIL import Image
 from scipy import ndimage
 
 from modules.controlnet import annotators
+from modules.controlnet import annotator_lineart_anime, annotator_mlsd, annotator_openpose, annotator_pidinet
 
 
 @dataclass(frozen=True)
@@ -164,14 +165,21 @@ MODEL_BASED = [
     Preprocessor("lineart_anime", None, (_RES,), ("lineart_anime", "netG.pth")),
     Preprocessor("softedge_hed", None, (_RES,), ("hed", "ControlNetHED.pth")),
     Preprocessor("softedge_pidinet", None, (_RES,), ("pidinet", "table5_pidinet.pth")),
+    Preprocessor("softedge_pidisafe", None, (_RES,), ("pidinet", "table5_pidinet.pth")),
     Preprocessor("normal_bae", None, (_RES,), ("normal_bae", "scannet.pt")),
-    Preprocessor("mlsd", None, (_RES,), ("mlsd", "mlsd_large_512_fp32.pth")),
+    Preprocessor("mlsd", None, (_RES, Slider("MLSD Value Threshold", 0.1, 0.01, 2.0, 0.01),
+                                Slider("MLSD Distance Threshold", 0.1, 0.01, 20.0, 0.01)), ("mlsd", "mlsd_large_512_fp32.pth")),
     Preprocessor("seg_ofade20k", None, (_RES,), ("oneformer", "250_16_swin_l_oneformer_ade20k_160k.pth")),
 ]
 PREPROCESSORS = {p.name: p for p in MODEL_FREE + MODEL_BASED}
 # the model-based ones built in: name -> (annotator file, rgb array) -> map
 BUILT = {"softedge_hed": annotators.hed, "lineart_realistic": annotators.lineart, "lineart_coarse": annotators.lineart,
          "depth_anything_v2": annotators.depth_anything_v2}
+BUILT["openpose"] = annotator_openpose.openpose
+BUILT["softedge_pidinet"] = annotator_pidinet.pidinet
+BUILT["softedge_pidisafe"] = annotator_pidinet.pidinet_safe
+BUILT["lineart_anime"] = annotator_lineart_anime.lineart_anime
+BUILT["mlsd"] = annotator_mlsd.mlsd  # also takes thresholds a and b (its sliders beyond the resolution)
 # the extension's older names and its UI labels -> names
 ALIASES = {
     "invert (from white bg & black line)": "invert",
@@ -180,6 +188,7 @@ ALIASES = {
     "depth": "depth_midas",
     "hed": "softedge_hed",
     "pidinet": "softedge_pidinet",
+    "pidinet_safe": "softedge_pidisafe",
     "lineart": "lineart_realistic",
     "oneformer_ade20k": "seg_ofade20k",
     "binary": "threshold",
@@ -234,7 +243,9 @@ def detect(name: str, image: Image.Image, resolution: int, threshold_a: float, t
     a = threshold_a if threshold_a is not None and threshold_a >= 0 else defaults[0]
     b = threshold_b if threshold_b is not None and threshold_b >= 0 else defaults[1]
     if annotator is not None:
-        return Image.fromarray(_rgb(BUILT[pre.name](annotator, np.asarray(image))))
+        thresholds = (float(a), float(b)) if any(s is not _RES for s in pre.sliders) else ()
+        detected = BUILT[pre.name](annotator, np.asarray(image), *thresholds)
+        return Image.fromarray(detected if detected.ndim == 3 else _rgb(detected))  # openpose draws in colour
     return Image.fromarray(pre.run(np.asarray(image), float(a), float(b)))
 
 
