@@ -198,7 +198,7 @@ def _limb_polygon(p: tuple[float, float], q: tuple[float, float], half_width: in
     angle = math.radians(int(math.degrees(math.atan2(p[1] - q[1], p[0] - q[0]))))
     ca, sa = math.cos(angle), math.sin(angle)
     points = []
-    for t in range(0, 361):
+    for t in range(361):
         x, y = half_length * math.cos(math.radians(t)), half_width * math.sin(math.radians(t))
         points.append((round(cx + x * ca - y * sa), round(cy + x * sa + y * ca)))
     return points

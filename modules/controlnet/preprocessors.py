@@ -14,8 +14,13 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from modules.controlnet import annotators
-from modules.controlnet import annotator_lineart_anime, annotator_mlsd, annotator_openpose, annotator_pidinet
+from modules.controlnet import (
+    annotator_lineart_anime,
+    annotator_mlsd,
+    annotator_openpose,
+    annotator_pidinet,
+    annotators,
+)
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,7 @@ import torch
 from PIL import Image
 
 from modules import modelloader
-from modules.controlnet import annotator_openpose as openpose
-from modules.controlnet import preprocessors
+from modules.controlnet import annotator_openpose as openpose, preprocessors
 from tests.fixtures.annotator_files import write_openpose
 
 # a standing person (x, y) in a 160 x 160 map: nose, neck, right arm, left arm, right leg, left leg, eyes, ears
