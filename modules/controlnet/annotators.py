@@ -42,6 +42,13 @@ def annotator_file(name: str, folder: str, file: str, dirs: list[Path]) -> Path:
                                     f"downloaded ({e}): put it at {where}") from e
 
 
+def pad64(img: np.ndarray) -> np.ndarray:
+    """The image grown right and down to multiples of 64 by repeating its edge, as the extension feeds annotators
+    (the caller crops the map back)."""
+    h, w = img.shape[:2]
+    return np.pad(img, ((0, -h % 64), (0, -w % 64), (0, 0)), mode="edge")
+
+
 class _HedBlock(nn.Module):
     """Convolutions with ReLU after an optional 2x max-pool, and a 1x1 projection to one edge channel."""
 

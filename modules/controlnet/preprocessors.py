@@ -14,7 +14,15 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from modules.controlnet import annotator_midas, annotator_normal_bae, annotators
+from modules.controlnet import (
+    annotator_lineart_anime,
+    annotator_midas,
+    annotator_mlsd,
+    annotator_normal_bae,
+    annotator_openpose,
+    annotator_pidinet,
+    annotators,
+)
 
 
 @dataclass(frozen=True)
@@ -164,15 +172,20 @@ MODEL_BASED = [
     Preprocessor("lineart_anime", None, (_RES,), ("lineart_anime", "netG.pth")),
     Preprocessor("softedge_hed", None, (_RES,), ("hed", "ControlNetHED.pth")),
     Preprocessor("softedge_pidinet", None, (_RES,), ("pidinet", "table5_pidinet.pth")),
+    Preprocessor("softedge_pidisafe", None, (_RES,), ("pidinet", "table5_pidinet.pth")),
     Preprocessor("normal_bae", None, (_RES,), ("normal_bae", "scannet.pt")),
-    Preprocessor("mlsd", None, (_RES,), ("mlsd", "mlsd_large_512_fp32.pth")),
+    Preprocessor("mlsd", None, (_RES, Slider("MLSD Value Threshold", 0.1, 0.01, 2.0, 0.01),
+                                Slider("MLSD Distance Threshold", 0.1, 0.01, 20.0, 0.01)), ("mlsd", "mlsd_large_512_fp32.pth")),
     Preprocessor("seg_ofade20k", None, (_RES,), ("oneformer", "250_16_swin_l_oneformer_ade20k_160k.pth")),
 ]
 PREPROCESSORS = {p.name: p for p in MODEL_FREE + MODEL_BASED}
 # the model-based ones built in: name -> (annotator file, rgb array) -> map
-BUILT = {"softedge_hed": annotators.hed, "lineart_realistic": annotators.lineart, "lineart_coarse": annotators.lineart,
+BUILT = {"softedge_hed": annotators.hed, "softedge_pidinet": annotator_pidinet.pidinet,
+         "softedge_pidisafe": annotator_pidinet.pidinet_safe, "lineart_realistic": annotators.lineart,
+         "lineart_coarse": annotators.lineart, "lineart_anime": annotator_lineart_anime.lineart_anime,
          "depth_anything_v2": annotators.depth_anything_v2, "depth_midas": annotator_midas.depth_midas,
-         "normal_bae": annotator_normal_bae.normal_bae}
+         "normal_bae": annotator_normal_bae.normal_bae, "openpose": annotator_openpose.openpose,
+         "mlsd": annotator_mlsd.mlsd}  # mlsd also takes thresholds a and b (its sliders beyond the resolution)
 # the extension's older names and its UI labels -> names
 ALIASES = {
     "invert (from white bg & black line)": "invert",
@@ -181,6 +194,7 @@ ALIASES = {
     "depth": "depth_midas",
     "hed": "softedge_hed",
     "pidinet": "softedge_pidinet",
+    "pidinet_safe": "softedge_pidisafe",
     "lineart": "lineart_realistic",
     "oneformer_ade20k": "seg_ofade20k",
     "binary": "threshold",
@@ -235,8 +249,9 @@ def detect(name: str, image: Image.Image, resolution: int, threshold_a: float, t
     a = threshold_a if threshold_a is not None and threshold_a >= 0 else defaults[0]
     b = threshold_b if threshold_b is not None and threshold_b >= 0 else defaults[1]
     if annotator is not None:
-        detected = BUILT[pre.name](annotator, np.asarray(image))  # a gray map, or RGB (normal_bae)
-        return Image.fromarray(_rgb(detected) if detected.ndim == 2 else detected)
+        thresholds = (float(a), float(b)) if any(s is not _RES for s in pre.sliders) else ()
+        detected = BUILT[pre.name](annotator, np.asarray(image), *thresholds)
+        return Image.fromarray(detected if detected.ndim == 3 else _rgb(detected))  # openpose, normal_bae: RGB
     return Image.fromarray(pre.run(np.asarray(image), float(a), float(b)))
 
 
