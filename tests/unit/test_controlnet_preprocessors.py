@@ -83,8 +83,8 @@ def test_aliases_and_unknown_names():
 def test_missing_annotator_names_the_file_and_where_it_goes(tmp_path):
     dirs = preprocessors.annotator_dirs(str(tmp_path / "models"), str(tmp_path))
     with pytest.raises(preprocessors.AnnotatorMissingError) as error:
-        preprocessors.detect("openpose", square(), 64, -1, -1, dirs)
+        preprocessors.detect("seg_ofade20k", square(), 64, -1, -1, dirs)  # one not built in: never downloaded
     message = str(error.value)
-    assert "body_pose_model.pth" in message
-    assert str(tmp_path / "models" / "ControlNetAnnotators" / "openpose") in message
-    assert "annotator/downloads/openpose" in message and "not downloaded" in message
+    assert "250_16_swin_l_oneformer_ade20k_160k.pth" in message
+    assert str(tmp_path / "models" / "ControlNetAnnotators" / "oneformer") in message
+    assert "annotator/downloads/oneformer" in message and "not downloaded" in message
