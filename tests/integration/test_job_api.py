@@ -137,7 +137,7 @@ def test_unknown_ids_are_404(client):
 def test_cancel_a_queued_job_and_interrupt_a_running_one(client, queue):
     queue.pause()
     long_job = submit(client, {**SMALL, "steps": 30, "n_iter": 4, "id": "long"})
-    waiting = submit(client, {**SMALL, "id": "waiting"})
+    submit(client, {**SMALL, "id": "waiting"})
     listing = client.get("/atelier/v1/queue").json()["jobs"]
     assert [(j["id"], j["state"], j["position"], j["owner"]) for j in listing] == [
         ("long", "queued", 1, "anonymous"), ("waiting", "queued", 2, "anonymous")]
