@@ -75,11 +75,13 @@ class JobQueue:
             self._wake.notify_all()
         return job
 
-    def wait(self, job_id: str) -> tuple[Job, Outcome | None]:
-        """Block until a job submitted with waited=True ends: its record and outcome."""
+    def wait(self, job_id: str) -> tuple[Job | None, Outcome | None]:
+        """Block until a job submitted with waited=True ends: its record and outcome (no record when the queue
+        stopped first)."""
         self._done[job_id].wait()
         self._done.pop(job_id, None)
-        return self.store.get(job_id), self._outcomes.pop(job_id, None)
+        outcome = self._outcomes.pop(job_id, None)
+        return (None if self._stopping else self.store.get(job_id)), outcome
 
     # cancelling
 
@@ -116,6 +118,8 @@ class JobQueue:
             self._stopping = True
             self._wake.notify_all()
         self._thread.join(timeout)
+        for event in list(self._done.values()):  # synchronous callers stop waiting: their job stays queued on disk
+            event.set()
         self.store.close()
 
     def take(self, limit: int) -> list[Job]:

@@ -99,8 +99,11 @@ class JobRoutes:
             self.queue.submit(job, replace_finished=True)
         except DuplicateJob as e:
             raise HTTPException(status_code=409, detail=str(e)) from e
-        job, outcome = self.queue.wait(job_id)
-        if outcome is None:  # cancelled before it ran
+        queue = self.queue
+        job, outcome = queue.wait(job_id)
+        if outcome is None and (job is None or job.state != CANCELLED):
+            raise HTTPException(status_code=503, detail="The server stopped before the job ran")
+        if outcome is None:
             raise HTTPException(status_code=409, detail=job.error or "Cancelled before it started.")
         if outcome.exception is not None:
             raise outcome.exception

@@ -8,6 +8,7 @@ import io
 import json
 import re
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,6 +27,7 @@ from tests.integration.engine_helpers import start_engine
 SMALL = {"prompt": "a red cube", "negative_prompt": "blurry", "steps": 3, "width": 64, "height": 64, "seed": 1234,
          "cfg_scale": 7.0, "sampler_name": "Euler"}
 SD1, SDXL = "tiny_sd1.safetensors", "tiny_sdxl.safetensors"
+REPO = Path(__file__).resolve().parents[2]
 
 
 def build_client() -> TestClient:
@@ -240,3 +242,11 @@ def test_metrics_move_with_the_jobs(client):
     assert metric(after, "atelier_loaded_checkpoints", replica="local") >= 1
     assert re.search(r'atelier_checkpoint_loaded\{checkpoint="tiny_sd1[^"]*",replica="local"\} 1\.0', after)
     assert "atelier_gpu_memory_bytes{" not in after  # no CUDA here
+
+
+def test_the_grafana_dashboard_reads_only_metrics_we_serve(client):
+    served = set(re.findall(r"^# TYPE (\S+) ", client.get("/metrics").text, re.M))
+    dashboard = json.loads((REPO / "docs" / "grafana-dashboard.json").read_text(encoding="utf8"))
+    used = {re.sub(r"_(bucket|sum|count)$", "", name) for panel in dashboard["panels"]
+            for target in panel["targets"] for name in re.findall(r"atelier_\w+", target["expr"])}
+    assert len(used) >= 9 and used <= served | {name + "_total" for name in served}, used - served
