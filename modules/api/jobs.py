@@ -92,6 +92,7 @@ class JobRoutes:
         """Queue `req` under its force_task_id (or a new task id) and answer when it ended, as A1111 answers: its
         response, or the error the route would have raised (a 422 for the user's mistakes)."""
         self.check(kind, req)
+        who = who if isinstance(who, str) else "anonymous"  # an extension calling Api.text2imgapi(req) directly
         job_id = req.force_task_id or progress.create_task_id(kind)
         job = Job(id=job_id, kind=kind, request=req.model_dump(mode="json", exclude_unset=True), owner=who,
                   client=client, waited=True)
