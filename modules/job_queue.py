@@ -174,7 +174,8 @@ class JobQueue:
                 self.store.finish(job, FAILED, error=outcome.error, status_code=outcome.status_code)
             else:
                 state = CANCELLED if job.id in self._cancel_asked else DONE
-                self.store.finish(job, state, result=outcome.result)
+                # a synchronous caller gets the result in its answer: only the job API's results are stored
+                self.store.finish(job, state, result=None if job.waited else outcome.result)
         except Exception as e:  # a full disk: the job fails, visibly, and the server goes on
             log.exception("Job %s: its result could not be stored", job.id)
             outcome = Outcome(error=f"The result could not be stored: {e}", status_code=500, exception=e)
@@ -182,6 +183,8 @@ class JobQueue:
         finally:
             self._cancel_asked.discard(job.id)
             progress.finish_task(job.id)
+        if job.waited:
+            self.store.prune_waited(progress.FINISHED_KEPT)
         metrics.job_finished(job, outcome.images)
         self._release(job.id, outcome)
 

@@ -164,6 +164,12 @@ class JobStore:
         self._write("UPDATE jobs SET state = ?, error = ?, status_code = ?, finished = ? WHERE id = ?",
                     (state, error, status_code, job.finished, job.id))
 
+    def prune_waited(self, keep: int) -> None:
+        """Forget all but the last `keep` ended jobs that synchronous callers waited for (they got their answer; as
+        A1111, /internal/progress remembers the last 16 tasks)."""
+        self._write("DELETE FROM jobs WHERE waited = 1 AND state IN (?, ?, ?) AND seq NOT IN (SELECT seq FROM jobs "
+                    "WHERE waited = 1 AND state IN (?, ?, ?) ORDER BY seq DESC LIMIT ?)", (*FINISHED, *FINISHED, keep))
+
     def cancel_queued(self, job_id: str) -> bool:
         """queued -> cancelled in one transaction; False when it was not queued."""
         return bool(self._write("UPDATE jobs SET state = ?, finished = ? WHERE id = ? AND state = ?",

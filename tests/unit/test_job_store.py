@@ -36,3 +36,16 @@ def test_a_result_is_on_disk_before_the_job_is_done_and_ids_are_unique(tmp_path)
     assert again.state == QUEUED and store.result(again) is None and store.counts()[DONE] == 0
     assert not store.cancel_queued("missing") and store.cancel_queued("task(a)")
     assert not store.mark_running(again)  # cancelled meanwhile: never runs
+
+
+def test_only_the_last_ended_synchronous_jobs_are_kept(tmp_path):
+    store = JobStore(str(tmp_path))
+    for n in range(5):
+        job = store.add(Job(id=f"sync{n}", kind="txt2img", request={}, waited=True))
+        store.finish(job, DONE)
+    store.add(Job(id="api", kind="txt2img", request={}))
+    store.finish(store.get("api"), DONE, result={"images": []})
+    store.add(Job(id="sync-queued", kind="txt2img", request={}, waited=True))
+    store.prune_waited(2)
+    assert [n for n in ("sync0", "sync1", "sync2", "sync3", "sync4") if store.get(n)] == ["sync3", "sync4"]
+    assert store.get("api").state == DONE and store.get("sync-queued").state == QUEUED
