@@ -281,17 +281,16 @@ def resolve_checkpoint(title: str) -> sd_models.CheckpointInfo:
 def main_model(p: StableDiffusionProcessing):
     settings = job_context.settings(p)
     manager = manager_for(p)
-    wanted = settings.sd_model_checkpoint
     if p.sd_model is not None:
         return p.sd_model
+    titles = sd_models.checkpoint_registry.titles()
+    # no setting: the first checkpoint, never the one an earlier job's override_settings left loaded
+    wanted = settings.sd_model_checkpoint or (titles[0] if titles else None)
     if wanted and (manager.current is None or wanted not in manager.current.sd_checkpoint_info.ids):
         return manager.get(resolve_checkpoint(wanted))
     if manager.current is None:
-        titles = sd_models.checkpoint_registry.titles()
-        if not titles:
-            raise ValueError(f"No checkpoint found: put a .safetensors checkpoint into "
-                             f"{os.path.join(paths_internal.models_path, 'Stable-diffusion')}")
-        return manager.get(resolve_checkpoint(titles[0]))
+        raise ValueError(f"No checkpoint found: put a .safetensors checkpoint into "
+                         f"{os.path.join(paths_internal.models_path, 'Stable-diffusion')}")
     return manager.current
 
 

@@ -39,7 +39,7 @@ from modules import (
     ui_scripts,  # noqa: F401  (it builds, in a hidden page, the controls of scripts that declare no args)
     upscaler,
 )
-from modules.api import errors, models, train as train_api
+from modules.api import errors, jobs as job_api, models, train as train_api
 from modules.model_families import flux_loader
 from modules.networks import networks
 from modules.shared_cmd_options import cmd_opts
@@ -200,32 +200,29 @@ class Api:
         router.add_api_route("/internal/progress", self.internal_progressapi, methods=[post],
                              response_model=models.InternalProgressResponse)
         router.add_api_route("/internal/queue", task_progress.queued_tasks, methods=[get])
+        self.jobs = job_api.JobRoutes(self, router)
         router.add_api_route("/openapi.json", lambda: app.openapi(), methods=[get], include_in_schema=False)
         router.add_api_route("/docs", lambda: get_swagger_ui_html(openapi_url="/openapi.json", title="Atelier API"),
                              methods=[get], include_in_schema=False)
         app.include_router(router)
 
-    def run_job(self, name: str, func, *args, task_id: str | None = None):
-        """`func(*args)` in its turn in the shared queue; a user's mistake found by the engine becomes a 422.
-        A `task_id` is followed by /internal/progress: queued, then active, then completed."""
-        if task_id:
-            task_progress.add_task_to_queue(task_id, api_client.get())
+    def run_job(self, name: str, func, *args):
+        """`func(*args)` in its turn in the shared queue (work other than txt2img/img2img, which the job queue runs)."""
+        with self.queue_lock:
+            return self.logged_job(name, func, *args)
+
+    def logged_job(self, name: str, func, *args):
+        """`func(*args)` between numbered "API job N begins/ends" log lines (the queue's order); a user's mistake found
+        by the engine becomes a 422. The caller holds the queue's turn."""
+        self.jobs_started += 1
+        number = self.jobs_started
+        log.info("API job %d begins: %s", number, name)
         try:
-            with self.queue_lock:
-                self.jobs_started += 1
-                number = self.jobs_started
-                log.info("API job %d begins: %s", number, name)
-                if task_id:
-                    task_progress.start_task(task_id)
-                try:
-                    return func(*args)
-                except (ValueError, KeyError, sd_models.CheckpointLoadError) as e:  # the old model stays loaded
-                    raise unprocessable(e) from e
-                finally:
-                    log.info("API job %d ends: %s", number, name)
+            return func(*args)
+        except (ValueError, KeyError, sd_models.CheckpointLoadError) as e:  # the old model stays loaded
+            raise unprocessable(e) from e
         finally:
-            if task_id:
-                task_progress.finish_task(task_id)
+            log.info("API job %d ends: %s", number, name)
 
     # generation
 
@@ -314,18 +311,24 @@ class Api:
     def generate(self, req, p: processing.StableDiffusionProcessing, name: str, echo: dict) -> dict:
         p.scripts = self.script_runner(req)
         p.script_args = self.script_args(req, p.scripts)
-        task_id = req.force_task_id or task_progress.create_task_id(name)
-        processed = self.run_job(name, processing.run_with_scripts, p, task_id=task_id)
+        processed = self.logged_job(name, processing.run_with_scripts, p)
         encoded = [encode_pil_to_base64(image) for image in processed.images] if req.send_images else []
         return {"images": encoded, "parameters": echo, "info": processed.js()}
 
-    def text2imgapi(self, txt2imgreq: models.StableDiffusionTxt2ImgProcessingAPI):
+    def text2imgapi(self, txt2imgreq: models.StableDiffusionTxt2ImgProcessingAPI, who: str = Depends(job_api.owner)):
+        return self.jobs.run_waiting("txt2img", txt2imgreq, who, api_client.get())
+
+    def img2imgapi(self, img2imgreq: models.StableDiffusionImg2ImgProcessingAPI, who: str = Depends(job_api.owner)):
+        return self.jobs.run_waiting("img2img", img2imgreq, who, api_client.get())
+
+    def text2img_job(self, txt2imgreq: models.StableDiffusionTxt2ImgProcessingAPI) -> dict:
+        """A queued txt2img request run by the job queue's worker (which holds the queue's turn)."""
         self.apply_infotext(txt2imgreq, "txt2img")
         self.validate_generation(txt2imgreq)
         p = processing.StableDiffusionProcessingTxt2Img(**self.processing_args(txt2imgreq, processing.StableDiffusionProcessingTxt2Img))
         return self.generate(txt2imgreq, p, "txt2img", txt2imgreq.model_dump())
 
-    def img2imgapi(self, img2imgreq: models.StableDiffusionImg2ImgProcessingAPI):
+    def img2img_job(self, img2imgreq: models.StableDiffusionImg2ImgProcessingAPI) -> dict:
         self.apply_infotext(img2imgreq, "img2img")
         self.validate_generation(img2imgreq)
         init_images = [decode_base64_to_image(x) for x in img2imgreq.init_images]

@@ -366,6 +366,9 @@ API_ROUTES = [("GET", "/sdapi/v1/progress"), ("POST", "/sdapi/v1/txt2img"), ("PO
               ("POST", "/sdapi/v1/create/hypernetwork"), ("POST", "/sdapi/v1/train/embedding"),
               ("POST", "/sdapi/v1/train/hypernetwork"), ("POST", "/internal/progress"), ("GET", "/internal/queue"),
               ("POST", "/sdapi/v1/interrogate"),
+              # the job API and the metrics
+              ("POST", "/atelier/v1/jobs"), ("GET", "/atelier/v1/jobs/{job_id}"), ("DELETE", "/atelier/v1/jobs/{job_id}"),
+              ("GET", "/atelier/v1/queue"), ("GET", "/metrics"),
               # the built-in ControlNet's routes, as sd-webui-controlnet serves them
               ("GET", "/controlnet/version"), ("GET", "/controlnet/model_list"), ("GET", "/controlnet/module_list"),
               ("GET", "/controlnet/settings"), ("POST", "/controlnet/detect"), ("GET", "/docs"),
