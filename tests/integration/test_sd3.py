@@ -38,9 +38,15 @@ def files(tmp_path_factory, tiny):
     return root
 
 
-@pytest.fixture
-def engine(files):
+@pytest.fixture(scope="module")
+def manager(files):
     return start_engine(files / "models", files / "data")
+
+
+@pytest.fixture
+def engine(files, manager):
+    """The module's models, loaded once; settings afresh for each test (others start engines of their own)."""
+    return start_engine(files / "models", files / "data", manager=manager)
 
 
 def sd3_txt2img(**kwargs):
