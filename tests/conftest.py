@@ -11,6 +11,10 @@ import pytest
 # Tests never download: every download path (SD 1.5, face detector, preview decoders) answers "offline" unless a test
 # unsets this to exercise its online branch against a local or unreachable endpoint.
 os.environ["HF_HUB_OFFLINE"] = "1"
+# One compute thread (here and in the apps the browser tests start): the tiny models' ops are too small to gain from
+# a second one, and on a 2-core machine shared with the app server and Chromium, torch's threads waiting on each
+# other made a generation many times slower. Set before torch is imported; a caller's own value wins.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def pytest_collection_modifyitems(config, items):

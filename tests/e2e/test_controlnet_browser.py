@@ -6,11 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.e2e.test_ui_browser import (  # noqa: F401
+from tests.e2e.test_ui_browser import (
     ARTIFACTS,
     JOB_TIMEOUT,
-    app,
-    browser,
     choose,
     choose_checkpoint,
     generation_info,

@@ -9,10 +9,9 @@ import textwrap
 
 import pytest
 
-from tests.e2e.test_ui_browser import (  # noqa: F401  (browser: the module's browser fixture)
+from tests.e2e.test_ui_browser import (
     JOB_TIMEOUT,
     App,
-    browser,
     choose_checkpoint,
     open_page,
     opened_page,

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.test_ui_browser import app, browser, page  # noqa: F401 - the shared app and browser fixtures
-
 pytestmark = pytest.mark.e2e
 
 UNTITLED = """(tab) => [...document.querySelectorAll(`#tab_${tab} button`)]

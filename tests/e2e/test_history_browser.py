@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import datetime
 import os
+import shutil
 
 import pytest
 from PIL import Image, PngImagePlugin
-
-from tests.e2e.test_ui_browser import app, browser, page  # noqa: F401 - the shared app and browser fixtures
 
 pytestmark = pytest.mark.e2e
 
@@ -34,8 +33,21 @@ def thumbnails(page) -> list[str]:
     return page.locator("#history_gallery .thumbnail-item .caption-label, #history_gallery figcaption").all_inner_texts()
 
 
-def test_history_lists_filters_opens_sends_and_deletes(page, app):
-    outputs = app.data_dir / "outputs"
+@pytest.fixture
+def empty_outputs(app):
+    """The shared app's output folders, emptied for the test (what other tests made is put back after it)."""
+    outputs, aside = app.data_dir / "outputs", app.data_dir / "outputs-aside"
+    if outputs.exists():
+        outputs.rename(aside)
+    yield outputs
+    shutil.rmtree(outputs, ignore_errors=True)
+    if aside.exists():
+        aside.rename(outputs)
+
+
+def test_history_lists_filters_opens_sends_and_deletes(empty_outputs, page, app):
+    outputs = empty_outputs
+    trashed_before = set((app.data_dir / "trash").glob("*"))
     now = datetime.datetime.now().timestamp()
     save(outputs / "txt2img-images", "00001-1.png", "a lighthouse at dusk", "tiny_sd1", now - 60)
     save(outputs / "img2img-images", "00002-2.png", "a red fox", "other_model", now - 30)
@@ -79,5 +91,6 @@ def test_history_lists_filters_opens_sends_and_deletes(page, app):
     page.click("#history_delete")
     count(page, "2 images")
     assert not (outputs / "img2img-images" / "00002-2.png").exists()
-    assert [p.name.endswith("-00002-2.png") for p in (app.data_dir / "trash").iterdir()] == [True]
+    trashed = set((app.data_dir / "trash").iterdir()) - trashed_before
+    assert [p.name.endswith("-00002-2.png") for p in trashed] == [True]
     assert page.errors == []

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.e2e.test_ui_browser import JOB_TIMEOUT, app, browser, choose_checkpoint, page, set_number  # noqa: F401
+from tests.e2e.test_ui_browser import JOB_TIMEOUT, choose_checkpoint, set_number
 
 pytestmark = pytest.mark.e2e
 

@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from tests.e2e.test_ui_browser import App, browser, opened_page  # noqa: F401  (the module's browser fixture)
+from tests.e2e.test_ui_browser import App, opened_page
 
 pytestmark = pytest.mark.e2e
 NAME = "pagejs-ext"

@@ -14,10 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.e2e.test_ui_browser import (  # noqa: F401  (browser: the module's browser fixture)
+from tests.e2e.test_ui_browser import (
     JOB_TIMEOUT,
     App,
-    browser,
     choose_checkpoint,
     opened_page,
     set_number,

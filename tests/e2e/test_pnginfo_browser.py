@@ -4,8 +4,6 @@ from __future__ import annotations
 import pytest
 from PIL import Image, PngImagePlugin
 
-from tests.e2e.test_ui_browser import app, browser, page  # noqa: F401 - the shared app and browser fixtures
-
 pytestmark = pytest.mark.e2e
 
 INFOTEXT = ("a lighthouse at dusk\nNegative prompt: fog\n"

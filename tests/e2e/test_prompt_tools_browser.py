@@ -10,15 +10,7 @@ import time
 import pytest
 from PIL import Image, PngImagePlugin
 
-from tests.e2e.test_ui_browser import (  # noqa: F401 - the shared app and browser fixtures
-    JOB_TIMEOUT,
-    app,
-    browser,
-    choose_checkpoint,
-    page,
-    small_job,
-    wait_for_job,
-)
+from tests.e2e.test_ui_browser import JOB_TIMEOUT, choose_checkpoint, small_job, wait_for_job
 
 pytestmark = pytest.mark.e2e
 

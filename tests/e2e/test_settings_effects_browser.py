@@ -7,10 +7,8 @@ import re
 
 import pytest
 
-from tests.e2e.test_ui_browser import (  # noqa: F401
+from tests.e2e.test_ui_browser import (
     JOB_TIMEOUT,
-    app,
-    browser,
     choose_checkpoint,
     opened_page,
     set_number,

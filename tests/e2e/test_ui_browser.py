@@ -1,5 +1,6 @@
 """The real app in a subprocess, driven through Debian's Chromium: generate, download, seeds, interrupt, errors,
-settings that survive a restart, UI defaults and Reload UI. One app process for the module (restarted once)."""
+settings that survive a restart, UI defaults and Reload UI. The shared app (conftest) serves the tests that leave
+its settings alone; the module starts its own app for the ones that save settings and restart it."""
 from __future__ import annotations
 
 import contextlib
@@ -62,6 +63,7 @@ class App:
                         return
             except OSError:
                 time.sleep(0.5)
+        self.stop()  # not left running after the test
         pytest.fail(f"the app did not answer within {START_TIMEOUT}s:\n{self.log_tail()}")
 
     def stop(self) -> None:
@@ -78,10 +80,10 @@ class App:
         return self.log.read_text(encoding="utf8", errors="replace")[-4000:]
 
 
-@pytest.fixture(scope="module")
-def app(tmp_path_factory, tiny_models_dir):
+def start_app(tmp_path_factory, tiny_models_dir) -> App:
+    """The app on links to the session's tiny models (a test may add files without touching the originals)."""
     models = tmp_path_factory.mktemp("e2e-models")
-    for source in tiny_models_dir.rglob("*.safetensors"):  # links: the test may add files without touching the originals
+    for source in tiny_models_dir.rglob("*.safetensors"):
         target = models / source.relative_to(tiny_models_dir)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.symlink_to(source)
@@ -90,19 +92,22 @@ def app(tmp_path_factory, tiny_models_dir):
     (data / "config.json").write_text(json.dumps({"live_preview_refresh_period": 250, "show_progress_every_n_steps": 5}))
     running = App(data, models)
     running.start()
+    return running
+
+
+@pytest.fixture(scope="module")
+def own_app(tmp_path_factory, tiny_models_dir):
+    """An app of this module's own, for the tests that change saved settings and restart it (conftest's shared
+    server must keep its settings)."""
+    running = start_app(tmp_path_factory, tiny_models_dir)
     yield running
     running.stop()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+@pytest.fixture
+def own_page(own_app, browser):
+    with opened_page(browser, own_app) as page:
+        yield page
 
 
 @contextlib.contextmanager
@@ -118,12 +123,6 @@ def opened_page(browser, app, **context_options):
         yield page
     finally:
         context.close()
-
-
-@pytest.fixture
-def page(app, browser):
-    with opened_page(browser, app, accept_downloads=True) as page:
-        yield page
 
 
 def open_page(page, app) -> None:
@@ -224,9 +223,17 @@ def test_interrupt_ends_a_long_job_with_the_images_done(page):
     assert page.errors == []
 
 
-def test_impossible_requests_show_the_error_and_the_app_keeps_serving(page, app):
+@pytest.fixture
+def broken_checkpoint(app):
+    """A corrupt file among the shared app's checkpoints, for this test only."""
+    path = app.models_dir / "Stable-diffusion" / "broken.safetensors"
+    path.write_bytes(b"\x00not a checkpoint" * 64)
+    yield path
+    path.unlink()
+
+
+def test_impossible_requests_show_the_error_and_the_app_keeps_serving(page, broken_checkpoint):
     choose_checkpoint(page, "tiny_sd1.safetensors")  # whatever the tests before chose
-    (app.models_dir / "Stable-diffusion" / "broken.safetensors").write_bytes(b"\x00not a checkpoint" * 64)
     page.click("#refresh_sd_model_checkpoint")
     choose(page, "setting_sd_model_checkpoint", "broken.safetensors")
     page.wait_for_selector("#quicksettings_result .error", timeout=JOB_TIMEOUT)
@@ -254,7 +261,8 @@ def open_settings(page) -> None:
     page.wait_for_selector("#settings_nav a[data-section]")
 
 
-def test_settings_search_apply_and_restart(page, app):
+def test_settings_search_apply_and_restart(own_page, own_app):
+    page, app = own_page, own_app
     open_settings(page)
     page.fill("#settings_search input, #settings_search textarea", "file format for images")
     page.wait_for_selector("#setting_samples_format", state="visible")
@@ -275,7 +283,8 @@ def test_settings_search_apply_and_restart(page, app):
     assert page.errors == []
 
 
-def test_defaults_page_saves_the_txt2img_controls_for_reload_ui(page, app):
+def test_defaults_page_saves_the_txt2img_controls_for_reload_ui(own_page, own_app):
+    page, app = own_page, own_app
     set_number(page, "txt2img_steps", 33)
     open_settings(page)
     page.click("#settings_nav a[data-section=settings_section_defaults]")

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.test_ui_browser import (  # noqa: F401 - the shared app and browser fixtures
+from tests.e2e.test_ui_browser import (
     JOB_TIMEOUT,
-    app,
-    browser,
     choose_checkpoint,
     generation_info,
-    page,
     set_number,
     small_job,
     wait_for_job,

@@ -13,7 +13,10 @@ from modules.shared_options import opts
 CPU = devices.DevicePlan(torch.device("cpu"), torch.float32, torch.float32)
 
 
-def start_engine(models_dir: Path, data_dir: Path, limit: int = 3) -> sd_models.ModelManager:
+def start_engine(models_dir: Path, data_dir: Path, limit: int = 3,
+                 manager: sd_models.ModelManager | None = None) -> sd_models.ModelManager:
+    """Settings afresh over `models_dir`; `manager` (one this made before, over the same tree) keeps its loaded models,
+    so that a module's tests load each model once."""
     paths_internal.configure(str(data_dir), str(models_dir))
     for key in list(opts.data):
         del opts.data[key]
@@ -24,7 +27,7 @@ def start_engine(models_dir: Path, data_dir: Path, limit: int = 3) -> sd_models.
     cmd_opts.ckpt = None
     sd_models.list_models(cmd_opts)
     sd_vae.refresh_vae_list(cmd_opts)
-    sd_models.model_manager = sd_models.ModelManager(CPU, data_dir / "cache", limit=limit)
+    sd_models.model_manager = manager or sd_models.ModelManager(CPU, data_dir / "cache", limit=limit)
     return sd_models.model_manager
 
 
