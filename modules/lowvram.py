@@ -2,8 +2,8 @@
 
 A model is cut into parts. --medvram: the text encoder(s), the UNet's blocks, the VAE. --lowvram: the same, with the
 UNet's blocks cut further into each resnet, transformer, down- and upsampler, in the order the UNet calls them.
-Flow-matching transformers (Flux.1, Chroma, SD 3.5) the same way: each text encoder (T5-XXL is 9 GB in bf16) and the
-VAE alone; the transformer's blocks together (--medvram) or one block at a time, T5's blocks too (--lowvram).
+Flow-matching transformers (Flux.1, Chroma, SD 3.5) the same way: the text encoders, the transformer's blocks, the VAE
+(--medvram); --lowvram moves the transformer and the text encoders (T5-XXL is 9 GB in bf16) one block at a time.
 A forward pre-hook on a part's modules asks the device's `Offloader` for it; the offloader sends the part that is on
 the device back first, so one part at a time occupies the device. The UNet's small layers outside its blocks (conv_in,
 time and added embeddings, the output convolution) stay on the device: they are tiny and run every step.
@@ -236,23 +236,18 @@ def _encoder_layers(encoder: torch.nn.Module) -> torch.nn.ModuleList | None:
 
 
 def _add_encoders(offload: ModelOffload, sd_model, use_medvram: bool) -> list[torch.nn.Module]:
-    """The text encoders' parts; returns the modules whose weights outside any part stay on the device."""
+    """The text encoders' parts; returns the encoders whose weights outside any part stay on the device."""
     encoders = list(sd_model.text_encoders.values())
-    if not sd_model.family.is_flow:
-        if encoders:  # SDXL's two encoders always run back to back: one part
+    layered = [(c, te, _encoder_layers(te)) for c, te in sd_model.text_encoders.items()]
+    if use_medvram or not sd_model.family.is_flow or any(layers is None for _, _, layers in layered):
+        if encoders:  # SDXL's two encoders, Flux's CLIP and T5 run by turns for each prompt: one part
             triggers = encoders + [child for te in encoders for child in te.children()]
             offload.add("text_encoders", encoders, triggers)
         return []
-    split = []  # a flow model's encoders one at a time (T5-XXL alone fills a small card); --lowvram: layer by layer
-    for component, te in sd_model.text_encoders.items():
-        layers = _encoder_layers(te)
-        if use_medvram or layers is None:
-            offload.add(component, [te], [te, *te.children()])
-        else:
-            for i, layer in enumerate(layers):
-                offload.add(f"{component}.{i}", [layer], [layer])
-            split.append(te)
-    return split
+    for component, _, layers in layered:  # a flow model under --lowvram: T5-XXL alone fills a small card
+        for i, layer in enumerate(layers):
+            offload.add(f"{component}.{i}", [layer], [layer])
+    return encoders
 
 
 def setup_for_low_vram(sd_model, use_medvram: bool, offloader: Offloader | None = None) -> None:

@@ -13,7 +13,7 @@ from diffusers.quantizers.gguf.utils import GGUFLinear, GGUFParameter
 
 from modules import quantized_weights, sd_models, sd_models_loader
 from modules.shared_options import opts
-from tests.fixtures import flux as tiny_flux, quantized
+from tests.fixtures import quantized
 from tests.integration.engine_helpers import CPU, pixels, start_engine, txt2img
 
 REF_MODULES = ["clip_l.safetensors", "t5xxl_fp16.safetensors", "ae.safetensors"]
@@ -22,25 +22,7 @@ FP8_MODULES = ["clip_l.safetensors", "t5xxl_fp8_e4m3fn.safetensors", "ae.safeten
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    """flux-ref (fp8 values upcast), flux1-dev-fp8 (all tensors fp8), two GGUF transformers (models/unet and
-    models/diffusion_models) and their dequantized twins; T5 in fp8 and upcast."""
-    root = tmp_path_factory.mktemp("quantized")
-    models = root / "models"
-    tiny = tiny_flux.make(seed=11)
-    tiny_flux.write_parts(models, tiny)
-    low, up = quantized.fp8(tiny.transformer_bfl)
-    quantized.save(models / "Stable-diffusion" / "flux1-dev-fp8.safetensors", low)
-    quantized.save(models / "Stable-diffusion" / "flux-ref.safetensors", up)
-    t5_low, t5_up = quantized.fp8(tiny_flux.t5_file_dict(tiny.t5))
-    quantized.save(models / "text_encoder" / "t5xxl_fp8_e4m3fn.safetensors", t5_low)
-    quantized.save(models / "text_encoder" / "t5xxl_fp16.safetensors", t5_up)  # the same values, upcast
-    q8 = quantized.write_gguf(models / "unet" / "flux1-dev-Q8_0.gguf", tiny.transformer_bfl, "Q8_0", f16=("img_in.weight",))
-    quantized.save(models / "Stable-diffusion" / "flux-q8-ref.safetensors", q8)
-    q4 = quantized.write_gguf(models / "diffusion_models" / "flux1-dev-Q4_0.gguf",
-                              {"model.diffusion_model." + k: v for k, v in tiny.transformer_bfl.items()}, "Q4_0")
-    quantized.save(models / "Stable-diffusion" / "flux-q4-ref.safetensors",
-                   {k.removeprefix("model.diffusion_model."): v for k, v in q4.items()})
-    return root
+    return quantized.write_flux_files(tmp_path_factory.mktemp("quantized"))
 
 
 @pytest.fixture()
