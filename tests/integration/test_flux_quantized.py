@@ -110,3 +110,25 @@ def test_a_gguf_unet_of_an_sd_model_is_a_clear_error(tmp_path):
     start_engine(models, tmp_path / "data")
     with pytest.raises(sd_models_loader.CheckpointLoadError, match="GGUF files load for Flux.1, Chroma and SD 3.5"):
         sd_models.model_manager.get(sd_models.get_closet_checkpoint_match("sdxl-Q8_0"))
+
+
+@pytest.mark.parametrize("family", ["chroma", "sd3"])
+def test_chroma_and_sd3_gguf_transformers_load_through_the_same_path(tmp_path, family):
+    """Their GGUF files hold the transformer in its original keys, as their safetensors do: the same detection and
+    config-from-tensors, quantized layers as GGUFLinear, the other tensors the file's."""
+    from tests.fixtures import chroma as tiny_chroma, sd3 as tiny_sd3
+
+    models = tmp_path / "models"
+    fixture = tiny_chroma if family == "chroma" else tiny_sd3
+    tiny = fixture.make(seed=5)
+    fixture.write_parts(models, tiny)
+    original = tiny.transformer_bfl if family == "chroma" else tiny.transformer_sai
+    dims_ok = {k: v for k, v in original.items() if v.ndim != 2 or v.shape[1] % 32 == 0}
+    quantized.write_gguf(models / "unet" / f"{family}-Q8_0.gguf", original, "Q8_0",
+                         f16=tuple(k for k in original if k not in dims_ok))
+    start_engine(models, tmp_path / "data")
+    model = sd_models.model_manager.get(sd_models.get_closet_checkpoint_match(f"{family}-Q8_0"))
+    assert model.family.name == family
+    layers = [m for m in model.unet.modules() if isinstance(m, GGUFLinear)]
+    assert layers and all(isinstance(m.weight, GGUFParameter) for m in layers)
+    assert not any(t.is_meta for t in model.unet.parameters())
