@@ -90,6 +90,7 @@ group.add_argument("--upcast-sampling", action="store_true", help="fp16 weights,
 group.add_argument("--medvram", action="store_true", help="keep only the running part of the model (text encoder, UNet or VAE) on the GPU")
 group.add_argument("--medvram-sdxl", action="store_true", help="--medvram for SDXL models only")
 group.add_argument("--lowvram", action="store_true", help="like --medvram, and also move the UNet to the GPU one block at a time (very slow, least memory)")
+group.add_argument("--upcast-fp8", action="store_true", help="load fp8 weights (flux1-dev-fp8, t5xxl_fp8) in the compute precision instead of keeping them fp8 and upcasting each layer as it runs (more memory, slightly faster)")
 group.add_argument("--lowram", action="store_true", help="load checkpoint weights straight to VRAM instead of RAM")
 group.add_argument("--device-id", type=str, default=None, help="index of the CUDA device to use, e.g. 1")
 group.add_argument("--use-cpu", type=str.lower, nargs="+", default=[], help="run these parts on the CPU: all, sd, interrogate, gfpgan, esrgan, codeformer")

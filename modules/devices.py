@@ -33,6 +33,7 @@ class DevicePlan:
     dtype_vae: torch.dtype
     memory_mode: str = "normal"  # normal | medvram | medvram-sdxl | lowvram; a model's own plan never says medvram-sdxl
     compile_unet: bool = False  # the fast path: the sampling loop calls a torch.compile'd UNet
+    keep_fp8: bool = True  # fp8 weights stay fp8 in memory, each layer upcast at its forward (--upcast-fp8: on load)
 
     @property
     def is_cuda(self) -> bool:
@@ -70,11 +71,12 @@ def plan_from_flags(cmd_opts) -> DevicePlan:
         if mode != "normal":
             log.warning("--%s changes nothing without CUDA: on the CPU the model is in RAM anyway", mode)
         # Half precision on the CPU is slow and lossy: A1111 also runs fp32 there.
-        return DevicePlan(device, torch.float32, torch.float32, "normal")
+        return DevicePlan(device, torch.float32, torch.float32, "normal", keep_fp8=not getattr(cmd_opts, "upcast_fp8", False))
     full = getattr(cmd_opts, "no_half", False) or getattr(cmd_opts, "precision", "autocast") == "full"
     dtype = torch.float32 if full else torch.float16
     dtype_vae = torch.float32 if full or getattr(cmd_opts, "no_half_vae", False) else torch.float16
-    return DevicePlan(device, dtype, dtype_vae, mode, compile_unet=not getattr(cmd_opts, "no_torch_compile", False))
+    return DevicePlan(device, dtype, dtype_vae, mode, compile_unet=not getattr(cmd_opts, "no_torch_compile", False),
+                      keep_fp8=not getattr(cmd_opts, "upcast_fp8", False))
 
 
 def torch_gc() -> None:

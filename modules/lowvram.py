@@ -2,6 +2,8 @@
 
 A model is cut into parts. --medvram: the text encoder(s), the UNet's blocks, the VAE. --lowvram: the same, with the
 UNet's blocks cut further into each resnet, transformer, down- and upsampler, in the order the UNet calls them.
+Flow-matching transformers (Flux.1, Chroma, SD 3.5) the same way: the text encoders, the transformer's blocks, the VAE
+(--medvram); --lowvram moves the transformer and the text encoders (T5-XXL is 9 GB in bf16) one block at a time.
 A forward pre-hook on a part's modules asks the device's `Offloader` for it; the offloader sends the part that is on
 the device back first, so one part at a time occupies the device. The UNet's small layers outside its blocks (conv_in,
 time and added embeddings, the output convolution) stay on the device: they are tiny and run every step.
@@ -9,7 +11,10 @@ time and added embeddings, the output convolution) stay on the device: they are 
 Each part keeps a stored copy of its weights in RAM. Going to the device copies them there; going back drops the device
 copy unless something wrote into it in place (a LoRA patch while the part was resident): then the new values are
 copied back first. A tensor replaced while stored or resident (a cast, e.g. the VAE's float32 retry) becomes the new
-stored copy. So network patches and their exact restores work whether a part is resident or not.
+stored copy. So network patches and their exact restores work whether a part is resident or not. An fp8 layer
+(modules.quantized_weights) casts its own weights up before its forward and back after it: the values after are those
+before, so the part takes the new device copies as its own (`settle` before, `adopt` after), and goes on knowing
+whether anything else wrote into them.
 
 For a CUDA device a part's stored weights share one page-locked buffer (cudaHostRegister on ordinary memory: torch's
 pinned allocator would round each buffer up to a power of two), so uploads run asynchronously at full bus speed:
@@ -23,6 +28,8 @@ import threading
 import weakref
 
 import torch
+
+from modules import quantized_weights
 
 log = logging.getLogger(__name__)
 STORAGE = torch.device("cpu")  # where offloaded weights wait
@@ -42,6 +49,7 @@ class Part:
         for t, stored in zip(self.tensors, self.stored):
             t.data = stored
         self.on_device: list[tuple[int, int]] | None = None  # (data_ptr, version) of each device copy while resident
+        self.index = {id(t): i for i, t in enumerate(self.tensors)}
         self.uploaded: torch.cuda.Event | None = None  # the last upload from page-locked memory, queued on the device
 
     def _pinned(self) -> list[torch.Tensor]:
@@ -82,18 +90,42 @@ class Part:
             self.uploaded = torch.cuda.Event()
             self.uploaded.record()
 
-    def offload(self) -> None:
+    def _keep(self, i: int, t: torch.Tensor) -> None:
+        """What happened to device copy i since it was recorded becomes the stored weight."""
+        ptr, version = self.on_device[i]
+        if t.data_ptr() != ptr:  # replaced on the device (e.g. cast): its value is the weight from now on
+            self.stored[i] = t.data.to(STORAGE, copy=True)
+        elif t._version != version:  # written in place on the device (a LoRA patch): keep what was written
+            self.stored[i].copy_(t.data)
+
+    def _synchronized(self) -> None:
         if self.uploaded is not None:  # the stored copy may be written (a LoRA patch) once the device has read it
             self.uploaded.synchronize()
             self.uploaded = None
+
+    def offload(self) -> None:
+        self._synchronized()
         for i, t in enumerate(self.tensors):
-            ptr, version = self.on_device[i]
-            if t.data_ptr() != ptr:  # replaced on the device (e.g. cast): its value is the weight from now on
-                self.stored[i] = t.data.to(STORAGE, copy=True)
-            elif t._version != version:  # written in place on the device (a LoRA patch): keep what was written
-                self.stored[i].copy_(t.data)
+            self._keep(i, t)
             t.data = self.stored[i]
         self.on_device = None
+
+    def settle(self, module: torch.nn.Module) -> None:
+        """Before a self-casting layer's forward: what was written into its device copies is kept now."""
+        if self.on_device is None:
+            return
+        for t in module.parameters(recurse=False):
+            i = self.index[id(t)]
+            if t.data_ptr() != self.on_device[i][0] or t._version != self.on_device[i][1]:
+                self._synchronized()
+                self._keep(i, t)
+
+    def adopt(self, module: torch.nn.Module) -> None:
+        """After a self-casting layer's forward: its new device copies hold the values of the ones it had."""
+        if self.on_device is None:
+            return
+        for t in module.parameters(recurse=False):
+            self.on_device[self.index[id(t)]] = (t.data_ptr(), t._version)
 
 
 class Offloader:
@@ -149,6 +181,9 @@ class ModelOffload:
     def add(self, name: str, modules: list[torch.nn.Module], triggers: list[torch.nn.Module]) -> Part:
         part = Part(name, modules, triggers, pin=self.offloader.device.type == "cuda")
         self.offloader.hook(part)
+        for layer in {id(m): m for root in modules for m in root.modules() if quantized_weights.is_cast(m)}.values():
+            layer.register_forward_pre_hook(lambda module, _args, part=part: part.settle(module))
+            layer.register_forward_hook(lambda module, _args, _out, part=part: part.adopt(module))
         self.parts.append(part)
         return part
 
@@ -186,21 +221,52 @@ def unet_units(unet: torch.nn.Module, use_medvram: bool) -> list[tuple[str, torc
     return units
 
 
+def transformer_units(transformer: torch.nn.Module, use_medvram: bool) -> list[tuple[str, torch.nn.Module]]:
+    """A flow transformer's parts: its block lists (Flux's double and single blocks, SD 3.5's joint blocks) together
+    (medvram), else each block."""
+    groups = [(name, m) for name, m in transformer.named_children() if isinstance(m, torch.nn.ModuleList)]
+    if use_medvram:
+        return [("transformer", torch.nn.ModuleList([m for _, m in groups]))]
+    return [(f"transformer.{name}.{i}", block) for name, group in groups for i, block in enumerate(group)]
+
+
+def _encoder_layers(encoder: torch.nn.Module) -> torch.nn.ModuleList | None:
+    """A text encoder's layer list (T5's encoder.block, CLIP's encoder.layers): its first ModuleList."""
+    return next((m for m in encoder.modules() if isinstance(m, torch.nn.ModuleList)), None)
+
+
+def _add_encoders(offload: ModelOffload, sd_model, use_medvram: bool) -> list[torch.nn.Module]:
+    """The text encoders' parts; returns the encoders whose weights outside any part stay on the device."""
+    encoders = list(sd_model.text_encoders.values())
+    layered = [(c, te, _encoder_layers(te)) for c, te in sd_model.text_encoders.items()]
+    if use_medvram or not sd_model.family.is_flow or any(layers is None for _, _, layers in layered):
+        if encoders:  # SDXL's two encoders, Flux's CLIP and T5 run by turns for each prompt: one part
+            triggers = encoders + [child for te in encoders for child in te.children()]
+            offload.add("text_encoders", encoders, triggers)
+        return []
+    for component, _, layers in layered:  # a flow model under --lowvram: T5-XXL alone fills a small card
+        for i, layer in enumerate(layers):
+            offload.add(f"{component}.{i}", [layer], [layer])
+    return encoders
+
+
 def setup_for_low_vram(sd_model, use_medvram: bool, offloader: Offloader | None = None) -> None:
     """Keep the model's weights in RAM and move each part to its device just before it runs."""
     offload = ModelOffload(offloader or offloader_for(sd_model.device))
-    encoders = list(sd_model.text_encoders.values())
-    if encoders:  # SDXL's two encoders always run back to back: one part
-        triggers = encoders + [child for te in encoders for child in te.children()]
-        offload.add("text_encoders", encoders, triggers)
+    resident = _add_encoders(offload, sd_model, use_medvram)
     unet = sd_model.unet
-    for name, module in unet_units(unet, use_medvram):
-        offload.add(name, [module], [unet] if use_medvram else [module])
+    if sd_model.family.is_flow:
+        for name, module in transformer_units(unet, use_medvram):
+            offload.add(name, [module], [unet] if use_medvram else [module])
+    else:
+        for name, module in unet_units(unet, use_medvram):
+            offload.add(name, [module], [unet] if use_medvram else [module])
     taken = {id(t) for part in offload.parts for t in part.tensors}
     with torch.no_grad():
-        for t in itertools.chain(unet.parameters(), unet.buffers()):  # what no part took: the small layers
-            if id(t) not in taken:
-                t.data = t.data.to(offload.offloader.device)
+        for module in (unet, *resident):
+            for t in itertools.chain(module.parameters(), module.buffers()):  # what no part took: the small layers
+                if id(t) not in taken:
+                    t.data = t.data.to(offload.offloader.device)
     offload.add_vae(sd_model.vae)
     sd_model.extra["lowvram"] = offload
     log.info("%s: %s, weights in RAM until they run; %d parts, the largest %.0f MiB", sd_model.sd_checkpoint_info.title,

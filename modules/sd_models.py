@@ -26,6 +26,7 @@ from modules import (
     lowvram,
     model_families,
     paths_internal,
+    quantized_weights,
     script_callbacks,
     sd_models_config,
     sd_models_loader,
@@ -38,7 +39,9 @@ from modules.sd_samplers_common import ModelSigmas
 from modules.shared_cmd_options import cmd_opts
 
 log = logging.getLogger(__name__)
-CHECKPOINT_EXTENSIONS = (".safetensors", ".ckpt")
+# models/Stable-diffusion (A1111); unet and diffusion_models: where Forge and ComfyUI users keep transformer-only files
+TRANSFORMER_DIRS = ("Stable-diffusion", "unet", "diffusion_models")
+CHECKPOINT_EXTENSIONS = (".safetensors", ".ckpt", ".gguf")  # .gguf: quantized flow transformers
 
 
 class CheckpointInfo:
@@ -131,7 +134,7 @@ model_manager: ModelManager | None = None  # the faces' default manager; engine 
 
 
 def model_dirs(cmd_opts) -> list[str]:
-    dirs = [os.path.join(paths_internal.models_path, "Stable-diffusion")]
+    dirs = [os.path.join(paths_internal.models_path, name) for name in TRANSFORMER_DIRS]
     if getattr(cmd_opts, "ckpt_dir", None):
         dirs.append(cmd_opts.ckpt_dir)
     return dirs
@@ -367,9 +370,11 @@ def build_model(info: CheckpointInfo, plan: devices.DevicePlan, cache_dir: Path,
     else:
         sd, metadata = state_dict, dict(info.metadata or {})
     try:
-        flow_family = model_families.detect_flow_family(sd)
+        flow_family = model_families.detect_flow_family(quantized_weights.logical_view(sd))
         if flow_family is not None:
             return build_flow_model(info, flow_family, sd, metadata, plan, cache_dir, started)
+        if info.filename.lower().endswith(".gguf"):
+            raise CheckpointLoadError("GGUF files load for Flux.1, Chroma and SD 3.5 transformers only")
         family = sd_models_config.detect_family(sd, metadata)
         encoders = {}
         for component, kind, prefix in sd_models_config.TEXT_ENCODERS[family.name]:
@@ -410,13 +415,17 @@ def build_flow_model(info: CheckpointInfo, family, sd: dict, metadata: dict, pla
                                                                           info.filename, chosen)
     pads = sd_models_config.tokenizer_pads(family.name)
     tokenizers = {name: load_tokenizer(cache_dir, pad) for name, pad in pads.items()} | tokenizers
-    for part in (transformer, *encoders.values()):
-        place(part, plan.device, plan.dtype)
-    place(vae, plan.device, plan.dtype_vae)
+    plan = plan.for_model(is_sdxl=False)
+    home = lowvram.STORAGE if plan.offloads else plan.device
+    for part in (transformer, *encoders.values()):  # fp8 layers stay fp8 unless --upcast-fp8
+        quantized_weights.store(part, home, plan.dtype, keep_fp8=plan.keep_fp8)
+    place(vae, home, plan.dtype_vae)
     info.metadata = metadata
     model = StableDiffusionModel(info, family, transformer, vae, encoders, tokenizers, flow_sampling.FlowSigmas(), plan,
                                  base_vae=vae, sampling_unet=transformer,
                                  extra={"modules": modules, "modules_chosen": chosen})
+    if plan.offloads:
+        lowvram.setup_for_low_vram(model, use_medvram=plan.memory_mode == "medvram")
     model.load_time = time.perf_counter() - started
     return model
 

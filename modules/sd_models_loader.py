@@ -17,7 +17,7 @@ from diffusers.loaders.single_file_utils import (
 )
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-from modules import sd_models_config as cfgs
+from modules import quantized_weights, sd_models_config as cfgs
 
 
 class CheckpointLoadError(RuntimeError):
@@ -25,13 +25,16 @@ class CheckpointLoadError(RuntimeError):
 
 
 def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """Tensors and metadata of a .safetensors, or a .ckpt/.pt through weights-only unpickling (never runs code)."""
+    """Tensors and metadata of a .safetensors (scaled fp8 weights dequantized), a .gguf (quantized tensors kept as
+    they are stored), or a .ckpt/.pt through weights-only unpickling (never runs code)."""
     path = Path(path)
     try:
         if path.suffix.lower() == ".safetensors":
             with safetensors.safe_open(str(path), framework="pt") as f:
                 metadata = f.metadata() or {}
-            return safetensors.torch.load_file(str(path)), metadata
+            return quantized_weights.dequantize_scaled_fp8(safetensors.torch.load_file(str(path))), metadata
+        if path.suffix.lower() == ".gguf":
+            return quantized_weights.read_gguf(path), {}
         data = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise CheckpointLoadError(
@@ -50,14 +53,20 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
 
 
 def materialize(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str, ignore_extra: tuple[str, ...] = ()) -> None:
-    """Load tensors into a module built on the meta device; every parameter must be filled."""
+    """Load tensors into a module built on the meta device; every parameter must be filled. GGUF-quantized tensors
+    go into diffusers' GGUF layers as they are stored."""
+    quantized_weights.quantize_for_load(module, state)
     expected = set(module.state_dict())
     missing = expected - set(state)
     extra = {k for k in set(state) - expected if not k.startswith(ignore_extra)}
     if missing or extra:
         sample = sorted(missing)[:3] or sorted(extra)[:3]
         raise CheckpointLoadError(f"{what}: {len(missing)} missing and {len(extra)} unexpected weights (e.g. {sample})")
-    module.load_state_dict({k: state[k] for k in expected}, strict=True, assign=True)
+    quantized = {k for k in expected if quantized_weights.is_gguf(state[k])}
+    for key in quantized:  # blocks, not the layer's shape: load_state_dict would refuse them
+        owner, name = key.rsplit(".", 1)
+        setattr(module.get_submodule(owner), name, state[key])
+    module.load_state_dict({k: state[k] for k in expected - quantized}, strict=not quantized, assign=True)
     leftover = [n for n, t in list(module.named_parameters()) + list(module.named_buffers()) if t.is_meta]
     if leftover:
         raise CheckpointLoadError(f"{what}: weights left on the meta device: {leftover[:3]}")

@@ -15,7 +15,7 @@ from accelerate import init_empty_weights
 from diffusers import ChromaTransformer2DModel
 from diffusers.loaders.single_file_utils import convert_chroma_transformer_checkpoint_to_diffusers
 
-from modules import sd_models_config as cfgs, sd_models_loader
+from modules import quantized_weights, sd_models_config as cfgs, sd_models_loader
 from modules.model_families import flux, flux_loader
 
 _MARKER = "distilled_guidance_layer.in_proj.bias"
@@ -78,7 +78,7 @@ def transformer_config(sd: dict, prefix: str) -> dict:
 
 
 def build_transformer(sd: dict, prefix: str) -> ChromaTransformer2DModel:
-    config = transformer_config(sd, prefix)
+    config = transformer_config(quantized_weights.logical_view(sd), prefix)  # GGUF: shapes as dequantized
     with init_empty_weights(include_buffers=False):
         transformer = ChromaTransformer2DModel.from_config(config)
     hidden = config["num_attention_heads"] * config["attention_head_dim"]

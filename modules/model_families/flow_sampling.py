@@ -12,7 +12,7 @@ import math
 import numpy as np
 import torch
 
-from modules import sd_models_config as cfgs
+from modules import quantized_weights, sd_models_config as cfgs
 
 FLOW_SAMPLERS = ("Euler", "Heun", "LMS", "DPM++ 2M")
 FLOW_SCHEDULERS = ("Automatic", "Simple", "simple", "automatic")
@@ -109,7 +109,7 @@ def image_ids(height: int, width: int, device, dtype) -> torch.Tensor:
 
 
 def _transformer(model):
-    return (model.unet if model.sampling_unet is None else model.sampling_unet), next(model.unet.parameters()).dtype
+    return (model.unet if model.sampling_unet is None else model.sampling_unet), quantized_weights.compute_dtype(model.unet)
 
 
 def _denoised(x: torch.Tensor, v: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,7 @@ from accelerate import init_empty_weights
 from diffusers import AutoencoderKL, FluxTransformer2DModel
 from transformers import CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerFast, T5Config, T5EncoderModel
 
-from modules import sd_models_config as cfgs, sd_models_loader
+from modules import quantized_weights, sd_models_config as cfgs, sd_models_loader
 from modules.model_families import flux
 from modules.model_families.qwen_encoders import QWEN3_MARKER
 from modules.sd_models_loader import CheckpointLoadError
@@ -121,7 +121,7 @@ def _strip(part: Part) -> dict[str, torch.Tensor]:
 
 
 def build_transformer(sd: dict, prefix: str) -> FluxTransformer2DModel:
-    config = flux.transformer_config(sd, prefix)
+    config = flux.transformer_config(quantized_weights.logical_view(sd), prefix)  # GGUF: shapes as dequantized
     with init_empty_weights(include_buffers=False):
         transformer = FluxTransformer2DModel.from_config(config)
     hidden = config["num_attention_heads"] * config["attention_head_dim"]

@@ -8,7 +8,7 @@ from accelerate import init_empty_weights
 from diffusers import SD3Transformer2DModel
 from transformers import CLIPTextConfig, CLIPTextModelWithProjection
 
-from modules import sd_models_loader
+from modules import quantized_weights, sd_models_loader
 from modules.model_families import flux_loader, sd3
 from modules.sd_models_loader import CheckpointLoadError
 
@@ -21,7 +21,7 @@ PARTS = flux_loader.PartSpec("SD 3.5", {
 
 
 def build_transformer(sd: dict, prefix: str) -> SD3Transformer2DModel:
-    config = sd3.transformer_config(sd, prefix)
+    config = sd3.transformer_config(quantized_weights.logical_view(sd), prefix)  # GGUF: shapes as dequantized
     with init_empty_weights(include_buffers=False):
         transformer = SD3Transformer2DModel.from_config(config)
     sd_models_loader.materialize(transformer, sd3.convert_transformer(sd, prefix), "SD 3.5 transformer")
