@@ -12,9 +12,10 @@ document.addEventListener("click", function(event) {
     button.closest(".queue-panel").querySelector("button.queue-cancel-send").click();
 });
 
-let atelierJobsRunning = false;
+const atelierJobsRunning = {};
 
-function notifyJobFinished() {
+// the notification shows the job's first image (A1111's notification.js); a click on it brings the page forward
+function notifyJobFinished(tabname) {
     if (opts.notification_audio) {
         const audio = gradioApp().querySelector("#audio_notification audio");
         if (audio) {
@@ -23,7 +24,13 @@ function notifyJobFinished() {
         }
     }
     if (opts.notification_browser && window.Notification && Notification.permission === "granted" && !document.hasFocus()) {
-        new Notification("Atelier", {body: "Generation finished"});
+        const sources = [...new Set([...gradioApp().querySelectorAll("#" + tabname + "_gallery img")].map(img => img.src))];
+        const body = sources.length ? "Generated " + sources.length + " image" + (sources.length > 1 ? "s" : "") : "Generation finished";
+        const notification = new Notification("Atelier", {body: body, icon: sources[0], image: sources[0]});
+        notification.onclick = function() {
+            window.focus();
+            this.close();
+        };
     }
 }
 
@@ -33,9 +40,18 @@ document.addEventListener("click", function(event) {
     if (event.target.closest && event.target.closest("#txt2img_generate, #img2img_generate")) Notification.requestPermission();
 }, true);
 
+// a tab's job ends when its Interrupt button goes (the outputs are in the gallery by then); its own display, not
+// whether its tab is in front
+function jobRunsOn(tabname) {
+    const button = gradioApp().querySelector("#" + tabname + "_interrupt");
+    return !!button && getComputedStyle(button).display !== "none";
+}
+
 setInterval(function() {
     if (!atelierLoaded) return;
-    const running = runningJobProgress() !== null;
-    if (atelierJobsRunning && !running) notifyJobFinished();
-    atelierJobsRunning = running;
+    for (const tabname of ["txt2img", "img2img"]) {
+        const running = jobRunsOn(tabname);
+        if (atelierJobsRunning[tabname] && !running) notifyJobFinished(tabname);
+        atelierJobsRunning[tabname] = running;
+    }
 }, 500);

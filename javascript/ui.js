@@ -151,6 +151,32 @@ function switch_to_extras() {
     return args_to_array(arguments);
 }
 
+// A1111's localStorage helpers (a browser that refuses storage just forgets)
+function localSet(k, v) {
+    try {
+        localStorage.setItem(k, v);
+    } catch (e) {
+        console.warn(`Failed to save ${k} to localStorage: ${e}`);
+    }
+}
+
+function localGet(k, def) {
+    try {
+        const value = localStorage.getItem(k);
+        return value === null ? (def === undefined ? null : def) : value;
+    } catch (e) {
+        return def === undefined ? null : def;
+    }
+}
+
+function localRemove(k) {
+    try {
+        localStorage.removeItem(k);
+    } catch (e) {
+        console.warn(`Failed to remove ${k} from localStorage: ${e}`);
+    }
+}
+
 // A1111's generate-button scripts; our buttons need nothing of them, an extension's button gets its arguments back
 function submit() {
     return args_to_array(arguments);

@@ -147,25 +147,35 @@ def is_task_id(value) -> bool:
 def wrap_gradio_gpu_call(func, extra_outputs=None):
     """A generation for the page: one at a time (queue_lock), errors as messages, time taken in the log. As A1111, a
     first argument `task(...)` is the job's task id (func receives it too): queued, running and finished in
-    modules.progress; a task cancelled while it waited does not run."""
+    modules.progress, its outputs kept there for a page that reloads meanwhile; a task cancelled while it waited does
+    not run."""
+
+    def locked(*args, **kwargs):
+        id_task = args[0] if args and is_task_id(args[0]) else None
+        with queue_lock:
+            if id_task is None:
+                return func(*args, **kwargs)
+            if progress.take_cancelled(id_task):
+                raise TaskCancelled(CANCELLED)
+            progress.start_task(id_task)
+            return func(*args, **kwargs)
+
+    call = wrap_gradio_call(locked, extra_outputs=extra_outputs, add_stats=True)
 
     @functools.wraps(func)
     def f(*args, **kwargs):
         id_task = args[0] if args and is_task_id(args[0]) else None
         if id_task is None:
-            with queue_lock:
-                return func(*args, **kwargs)
+            return call(*args, **kwargs)
         progress.add_task_to_queue(id_task)
-        with queue_lock:
-            if progress.take_cancelled(id_task):
-                raise TaskCancelled(CANCELLED)
-            progress.start_task(id_task)
-            try:
-                return func(*args, **kwargs)
-            finally:
-                progress.finish_task(id_task)
+        try:
+            result = call(*args, **kwargs)
+            progress.record_results(id_task, result)  # before it counts as finished: a restoring page finds it
+            return result
+        finally:
+            progress.finish_task(id_task)
 
-    return wrap_gradio_call(f, extra_outputs=extra_outputs, add_stats=True)
+    return f
 
 
 class TaskCancelled(ValueError):

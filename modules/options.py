@@ -145,13 +145,14 @@ CHOICES_RESOLVED_ELSEWHERE = {"sd_model_checkpoint"}
 
 
 class Options:
-    builtin_fields = {"data", "data_labels", "restricted_opts", "typemap"}
+    builtin_fields = {"data", "data_labels", "restricted_opts", "typemap", "retired"}
     typemap = typemap
 
-    def __init__(self, data_labels: dict[str, OptionInfo], restricted_opts: set[str]):
+    def __init__(self, data_labels: dict[str, OptionInfo], restricted_opts: set[str], retired: dict | None = None):
         self.data_labels = data_labels  # the same dict as the templates: keys added to them later are seen here
         self.data = {k: v.default for k, v in data_labels.items() if not v.do_not_save}
         self.restricted_opts = restricted_opts
+        self.retired = retired or {}  # settings not offered, read by extensions: their A1111 defaults
 
     def __setattr__(self, key, value):
         if key in Options.builtin_fields:
@@ -172,6 +173,8 @@ class Options:
             return self.data[item]
         if item in self.data_labels:
             return self.data_labels[item].default
+        if item in self.retired:
+            return self.retired[item]
         return super().__getattribute__(item)
 
     def _check_changeable(self, key):
@@ -377,6 +380,10 @@ class LayeredOptions(Options):
     @property
     def restricted_opts(self):
         return self.saved.restricted_opts
+
+    @property
+    def retired(self):
+        return self.saved.retired
 
     def save(self, filename):
         self.saved.save(filename)

@@ -679,7 +679,8 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
             index_of_first_image = 0
             # A1111: no grid at all for a job that must not save one (the API without save_images, a script's
             # sub-jobs), so such callers get exactly the images generated
-            if len(output_images) > 1 and (settings.return_grid or settings.grid_save) and not p.do_not_save_grid:
+            one_picture = len(output_images) < 2 and settings.grid_only_if_multiple  # a grid of one is no grid
+            if output_images and not one_picture and (settings.return_grid or settings.grid_save) and not p.do_not_save_grid:
                 grid = images.image_grid(output_images, p.batch_size)
                 if settings.return_grid:
                     infotexts.insert(0, infotexts[0])

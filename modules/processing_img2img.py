@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from modules import images, masking, sd_vae_taesd
+from modules import images, job_context, masking, sd_vae_taesd
 from modules.scripts import MaskBlendArgs
 
 FILL, ORIGINAL, LATENT_NOISE, LATENT_NOTHING = 0, 1, 2, 3
@@ -47,8 +47,9 @@ def prepare_images(p) -> PreparedImages:
             mask = images.resize_image(p.resize_mode, mask, p.width, p.height)
             mask_for_overlay = Image.fromarray(np.clip(np.asarray(mask, dtype=np.float32) * 2, 0, 255).astype(np.uint8))
     pixels, overlays = [], []
+    background = job_context.settings(p).img2img_background_color  # what transparent parts of an init image become
     for img in p.init_images:
-        image = img.convert("RGB")
+        image = images.flatten(img, background)
         if crop_region is None and p.resize_mode != 3:
             image = images.resize_image(p.resize_mode, image, p.width, p.height)
         if mask_for_overlay is not None:

@@ -12,6 +12,7 @@ import time
 from modules.shared_state import state
 
 FINISHED_KEPT = 16  # as A1111: a client polling long after its task ended sees "completed" for the last 16 tasks
+RESULTS_KEPT = 4  # finished tasks whose outputs a reloaded page can still take back (🌀); A1111 keeps 2
 
 _lock = threading.Lock()
 current_task: str | None = None
@@ -19,6 +20,7 @@ pending_tasks: dict[str, float] = {}  # id -> time queued; insertion order is th
 finished_tasks: collections.deque[str] = collections.deque(maxlen=FINISHED_KEPT)
 owners: dict[str, str] = {}  # id -> who queued it ("page 1a2b3c4d", "API 127.0.0.1"), while queued or running
 cancelled_tasks: set[str] = set()  # taken out of the queue before they ran: their turn does nothing
+recorded_results: collections.deque[tuple[str, tuple]] = collections.deque(maxlen=RESULTS_KEPT)  # (id, outputs)
 
 
 def create_task_id(task_type: str) -> str:
@@ -50,6 +52,22 @@ def finish_task(id_task: str) -> None:
         pending_tasks.pop(id_task, None)  # a job refused before it ran is finished too
         owners.pop(id_task, None)
         finished_tasks.append(id_task)
+
+
+def record_results(id_task: str, result) -> None:
+    """Keep a finished task's outputs for a page that reloaded while it ran (A1111's restore_progress)."""
+    with _lock:
+        recorded_results.append((id_task, tuple(result)))
+
+
+def recorded_result(id_task: str) -> tuple | None:
+    with _lock:
+        return next((result for task, result in reversed(recorded_results) if task == id_task), None)
+
+
+def is_waiting_or_running(id_task: str) -> bool:
+    with _lock:
+        return id_task == current_task or id_task in pending_tasks
 
 
 def queued_tasks() -> list[dict]:

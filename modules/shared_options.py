@@ -129,11 +129,6 @@ options_templates.update(options_section(("saving-images", "Saving images/grids"
     "grid_text_active_color": OptionInfo("#000000", "Text color for image grids", "ColorPicker"),
     "grid_text_inactive_color": OptionInfo("#999999", "Inactive text color for image grids", "ColorPicker"),
     "grid_background_color": OptionInfo("#ffffff", "Background color for image grids", "ColorPicker"),
-    "save_images_before_face_restoration": OptionInfo(False, "Save a copy of image before doing face restoration."),
-    "save_images_before_highres_fix": OptionInfo(False, "Save a copy of image before applying highres fix."),
-    "save_images_before_color_correction": OptionInfo(False, "Save a copy of image before applying color correction to img2img results"),
-    "save_mask": OptionInfo(False, "For inpainting, save a copy of the greyscale mask"),
-    "save_mask_composite": OptionInfo(False, "For inpainting, save a masked composite"),
     "jpeg_quality": OptionInfo(80, "Quality for saved jpeg and avif images", "Slider", {"minimum": 1, "maximum": 100, "step": 1}),
     "webp_lossless": OptionInfo(False, "Use lossless compression for webp images"),
     "export_for_4chan": OptionInfo(True, "Save copy of large images as JPG").info("if the file size is above the limit, or either width or height are above the limit"),
@@ -144,10 +139,8 @@ options_templates.update(options_section(("saving-images", "Saving images/grids"
     "use_upscaler_name_as_suffix": OptionInfo(False, "Use upscaler name as filename suffix in the extras tab"),
     "save_selected_only": OptionInfo(True, "When using 'Save' button, only save a single selected image"),
     "save_write_log_csv": OptionInfo(True, "Write log.csv when saving images using 'Save' button"),
-    "save_init_img": OptionInfo(False, "Save init images when using img2img"),
     "temp_dir": OptionInfo("", "Directory for temporary images; leave empty for default", component_args=dir_field_args),
     "clean_temp_dir_at_start": OptionInfo(False, "Cleanup non-default temporary directory when starting webui", component_args=dir_field_args),
-    "save_incomplete_images": OptionInfo(False, "Save incomplete images").info("save images that has been interrupted in mid-generation; even if not saved, they will still show up in webui output."),
 }))
 
 options_templates.update(options_section(("saving-paths", "Paths for saving", "saving"), {
@@ -173,7 +166,6 @@ options_templates.update(options_section(("saving-to-dirs", "Saving to a directo
 options_templates.update(options_section(("upscaling", "Upscaling", "postprocessing"), {
     "ESRGAN_tile": OptionInfo(192, "Tile size for ESRGAN upscalers.", "Slider", {"minimum": 0, "maximum": 512, "step": 16}).info("0 = no tiling"),
     "ESRGAN_tile_overlap": OptionInfo(8, "Tile overlap for ESRGAN upscalers.", "Slider", {"minimum": 0, "maximum": 48, "step": 1}).info("Low values = visible seam"),
-    "upscaler_for_img2img": OptionInfo(None, "Upscaler for img2img", "Dropdown", {"choices": ["None", "Lanczos", "Nearest"]}),
     "set_scale_by_when_changing_upscaler": OptionInfo(False, "Automatically set the Scale by factor based on the name of the selected Upscaler."),
     "upscale_button_upscaler": OptionInfo("Lanczos", "Upscaler of the ✨ button under the gallery", "Dropdown", image_upscaler_choices),
     "upscale_button_scale": OptionInfo(2.0, "Scale of the ✨ button under the gallery", "Slider", {"minimum": 1.0, "maximum": 4.0, "step": 0.05}),
@@ -183,16 +175,11 @@ options_templates.update(options_section(("face-restoration", "Face restoration"
     "face_restoration": OptionInfo(False, "Restore faces", infotext="Face restoration").info("will use a third-party model on generation result to reconstruct faces"),
     "face_restoration_model": OptionInfo("CodeFormer", "Face restoration model", "Radio", {"choices": ["CodeFormer", "GFPGAN"]}),
     "code_former_weight": OptionInfo(0.5, "CodeFormer weight", "Slider", {"minimum": 0, "maximum": 1, "step": 0.01}).info("0 = maximum effect; 1 = minimum effect"),
-    "face_restoration_unload": OptionInfo(False, "Move face restoration model from VRAM into RAM after processing"),
 }))
 
 options_templates.update(options_section(("system", "System", "system"), {
-    "auto_launch_browser": OptionInfo("Local", "Automatically open webui in browser on startup", "Radio", {"choices": ["Disable", "Local", "Remote"]}),
-    "show_warnings": OptionInfo(False, "Show warnings in console.").needs_reload_ui(),
-    "samples_log_stdout": OptionInfo(False, "Always print all generation info to standard output"),
     "multiple_tqdm": OptionInfo(True, "Add a second progress bar to the console that shows progress for an entire job."),
     "list_hidden_files": OptionInfo(True, "Load models/files in hidden directories").info("directory is hidden if its name starts with \".\""),
-    "disable_mmap_load_safetensors": OptionInfo(False, "Disable memmapping for loading .safetensors files.").info("fixes very slow loading speed in some cases"),
 }))
 
 options_templates.update(options_section(("API", "API", "system"), {
@@ -224,16 +211,9 @@ options_templates.update(options_section(("interrogate", "Interrogate", "trainin
 options_templates.update(options_section(("sd", "Stable Diffusion", "sd"), {
     "sd_model_checkpoint": OptionInfo(None, "Stable Diffusion checkpoint", "Dropdown", checkpoint_choices, refresh=refresh_checkpoints, infotext="Model hash"),
     "sd_checkpoints_limit": OptionInfo(1, "Maximum number of checkpoints loaded at the same time", "Slider", {"minimum": 1, "maximum": 10, "step": 1}),
-    "sd_checkpoints_keep_in_cpu": OptionInfo(True, "Only keep one model on device").info("will keep models other than the currently used one in RAM rather than VRAM"),
-    "sd_checkpoint_cache": OptionInfo(0, "Checkpoints to cache in RAM", "Slider", {"minimum": 0, "maximum": 10, "step": 1}).info("obsolete; set to 0 and use the two settings above instead"),
-    "sd_unet": OptionInfo("Automatic", "SD Unet", "Dropdown", {"choices": ["Automatic", "None"]}, infotext="Unet").info("choose Unet model: Automatic = use one with same filename as checkpoint; None = use Unet from checkpoint"),
-    "enable_quantization": OptionInfo(False, "Enable quantization in K samplers for sharper and cleaner results. This may change existing seeds"),
     "emphasis": OptionInfo("Original", "Emphasis mode", "Radio", {"choices": ["None", "Ignore", "Original", "No norm"]}, infotext="Emphasis").info("makes it possible to make model to pay (more:1.1) or (less:0.9) attention to text when you use the syntax in prompt"),
-    "enable_batch_seeds": OptionInfo(True, "Make K-diffusion samplers produce same images in a batch as when making a single image"),
     "comma_padding_backtrack": OptionInfo(20, "Prompt word wrap length limit", "Slider", {"minimum": 0, "maximum": 74, "step": 1}).info("in tokens - for texts shorter than specified, if they don't fit into 75 token limit, move them to the next 75 token chunk"),
-    "sdxl_clip_l_skip": OptionInfo(False, "Clip skip SDXL", infotext="Clip skip SDXL").info("Enable Clip skip for the secondary clip model in sdxl. Has no effect on SD 1.5 or SD 2.0/2.1."),
     "CLIP_stop_at_last_layers": OptionInfo(1, "Clip skip", "Slider", {"minimum": 1, "maximum": 12, "step": 1}, infotext="Clip skip").link("wiki", "https://github.com/AUTOMATIC1111/stable-diffusion-webui/wiki/Features#clip-skip").info("ignore last layers of CLIP network; 1 ignores none, 2 ignores one layer"),
-    "upcast_attn": OptionInfo(False, "Upcast cross attention layer to float32"),
     "randn_source": OptionInfo("GPU", "Random number generator source.", "Radio", {"choices": ["GPU", "CPU", "NV"]}, infotext="RNG").info("changes seeds drastically; use CPU to produce the same picture across different videocard vendors; use NV to produce same picture as on NVidia videocards"),
     "tiling": OptionInfo(False, "Tiling", infotext="Tiling").info("produce a tileable picture"),
     "hires_fix_refiner_pass": OptionInfo("second pass", "Hires fix: which pass to enable refiner for", "Radio", {"choices": ["first pass", "second pass", "both passes"]}, infotext="Hires refiner"),
@@ -253,43 +233,28 @@ image into latent space representation and back. Latent space representation is 
 (i.e. when the progress bar is between empty and full). For txt2img, VAE is used to create a resulting image after the sampling is finished.
 For img2img, VAE is used to process user's input image before the sampling, and to create an image after sampling.
 """),
-    "sd_vae_checkpoint_cache": OptionInfo(0, "VAE Checkpoints to cache in RAM", "Slider", {"minimum": 0, "maximum": 10, "step": 1}),
     "sd_vae": OptionInfo("Automatic", "SD VAE", "Dropdown", vae_choices, refresh=refresh_vae_list, infotext="VAE").info("choose VAE model: Automatic = use one with same filename as checkpoint; None = use VAE from checkpoint"),
     "forge_additional_modules": OptionInfo([], "VAE / Text Encoder", "Dropdown", additional_module_choices).info("Forge's: the separate parts (VAE, CLIP-L, T5) a Flux checkpoint without them uses; none chosen: the first file of each kind in models/VAE and models/text_encoder"),
     "sd_vae_overrides_per_model_preferences": OptionInfo(True, "Selected VAE overrides per-model preferences").info("you can set per-model VAE either by editing user metadata for checkpoints, or by making the VAE have same name as checkpoint"),
-    "auto_vae_precision_bfloat16": OptionInfo(False, "Automatically convert VAE to bfloat16").info("triggers when a tensor with NaNs is produced in VAE; disabling the option in this case will result in a black square image; if enabled, overrides the option below"),
     "auto_vae_precision": OptionInfo(True, "Automatically revert VAE to 32-bit floats").info("triggers when a tensor with NaNs is produced in VAE; disabling the option in this case will result in a black square image"),
     "sd_vae_encode_method": OptionInfo("Full", "VAE type for encode", "Radio", {"choices": ["Full", "TAESD"]}, infotext="VAE Encoder").info("method to encode image to latent (use in img2img, hires-fix or inpaint mask)"),
     "sd_vae_decode_method": OptionInfo("Full", "VAE type for decode", "Radio", {"choices": ["Full", "TAESD"]}, infotext="VAE Decoder").info("method to decode latent to image"),
 }))
 
 options_templates.update(options_section(("img2img", "img2img", "sd"), {
-    "inpainting_mask_weight": OptionInfo(1.0, "Inpainting conditioning mask strength", "Slider", {"minimum": 0.0, "maximum": 1.0, "step": 0.01}, infotext="Conditional mask weight"),
     "initial_noise_multiplier": OptionInfo(1.0, "Noise multiplier for img2img", "Slider", {"minimum": 0.0, "maximum": 1.5, "step": 0.001}, infotext="Noise multiplier"),
     "img2img_extra_noise": OptionInfo(0.0, "Extra noise multiplier for img2img and hires fix", "Slider", {"minimum": 0.0, "maximum": 1.0, "step": 0.01}, infotext="Extra noise").info("0 = disabled (default); should be lower than denoising strength"),
-    "img2img_color_correction": OptionInfo(False, "Apply color correction to img2img results to match original colors."),
-    "img2img_fix_steps": OptionInfo(False, "With img2img, do exactly the amount of steps the slider specifies.").info("normally you'd do less with less denoising"),
     "img2img_background_color": OptionInfo("#ffffff", "With img2img, fill transparent parts of the input image with this color.", "ColorPicker"),
-    "return_mask": OptionInfo(False, "For inpainting, include the greyscale mask in results for web"),
-    "return_mask_composite": OptionInfo(False, "For inpainting, include masked composite in results for web"),
-    "overlay_inpaint": OptionInfo(True, "Overlay original for inpaint").info("when inpainting, overlay the original image over the areas that weren't inpainted."),
 }))
 
 options_templates.update(options_section(("optimizations", "Optimizations", "sd"), {
-    "s_min_uncond": OptionInfo(0.0, "Negative Guidance minimum sigma", "Slider", {"minimum": 0.0, "maximum": 15.0, "step": 0.01}, infotext="NGMS").info("skip negative prompt for some steps when the image is almost ready; 0=disable, higher=faster"),
-    "pad_cond_uncond": OptionInfo(False, "Pad prompt/negative prompt", infotext="Pad conds").info("improves performance when prompt and negative prompt have different lengths; changes seeds"),
-    "persistent_cond_cache": OptionInfo(True, "Persistent cond cache").info("do not recalculate conds from prompts if prompts have not changed since previous calculation"),
     "batch_cond_uncond": OptionInfo(True, "Batch cond/uncond").info("do both conditional and unconditional denoising in one batch; uses a bit more VRAM during sampling, but improves speed"),
-    "skip_early_cond": OptionInfo(0.0, "Ignore negative prompt during early sampling", "Slider", {"minimum": 0.0, "maximum": 1.0, "step": 0.01}, infotext="Skip Early CFG").info("disables CFG on a proportion of steps at the beginning of generation; 0=skip none; 1=skip all; can both improve sample diversity/quality and speed up sampling"),
 }))
 
 options_templates.update(options_section(("compatibility", "Compatibility", "sd"), {
     "auto_backcompat": OptionInfo(True, "Automatic backward compatibility").info("automatically enable options for backwards compatibility when importing generation parameters from infotext that has program version."),
-    "use_old_emphasis_implementation": OptionInfo(False, "Use old emphasis implementation. Can be useful to reproduce old seeds."),
     "use_old_karras_scheduler_sigmas": OptionInfo(False, "Use old karras scheduler sigmas (0.1 to 10)."),
-    "no_dpmpp_sde_batch_determinism": OptionInfo(False, "Do not make DPM++ SDE deterministic across different batch sizes."),
     "use_old_hires_fix_width_height": OptionInfo(False, "For hires fix, use width/height sliders to set final resolution rather than first pass (disables Upscale by, Resize width/height to)."),
-    "hires_fix_use_firstpass_conds": OptionInfo(False, "For hires fix, calculate conds of second pass using extra networks of first pass."),
     "use_old_scheduling": OptionInfo(False, "Use old prompt editing timelines.", infotext="Old prompt editing timelines").info("For [red:green:N]; old: If N < 1, it's a fraction of steps (and hires fix uses range from 0 to 1), if N >= 1, it's an absolute number of steps; new: If N has a decimal point in it, it's a fraction of steps (and hires fix uses range from 1 to 2), otherwise it's an absolute number of steps"),
     "refiner_switch_by_sample_steps": OptionInfo(False, "Switch to refiner by sampling steps instead of model timesteps. Old behavior for refiner.", infotext="Refiner switch by sampling steps"),
 }))
@@ -349,7 +314,6 @@ options_templates.update(options_section(("infotext", "Infotext", "ui"), {
     "add_model_hash_to_info": OptionInfo(True, "Add model hash to infotext"),
     "add_vae_name_to_info": OptionInfo(True, "Add VAE name to infotext"),
     "add_vae_hash_to_info": OptionInfo(True, "Add VAE hash to infotext"),
-    "add_user_name_to_info": OptionInfo(False, "Add user name to infotext when authenticated"),
     "add_version_to_infotext": OptionInfo(True, "Add program version to infotext"),
     "disable_weights_auto_swap": OptionInfo(True, "Disregard checkpoint information from pasted infotext").info("when reading generation parameters from text into UI"),
     "infotext_skip_pasting": OptionInfo([], "Disregard fields from pasted infotext", "Dropdown", infotext_choices),
@@ -364,9 +328,7 @@ options_templates.update(options_section(("ui", "Live previews", "ui"), {
     "show_progress_every_n_steps": OptionInfo(10, "Live preview display period", "Slider", {"minimum": -1, "maximum": 32, "step": 1}).info("in sampling steps - show new live preview image every N sampling steps; -1 = only show after completion of batch"),
     "show_progress_type": OptionInfo("Approx NN", "Live preview method", "Radio", {"choices": ["Full", "Approx NN", "Approx cheap", "TAESD"]}).info("Full = slow but pretty; Approx NN and TAESD = fast but low quality; Approx cheap = super fast but terrible otherwise"),
     "live_preview_allow_lowvram_full": OptionInfo(False, "Allow Full live preview method with lowvram/medvram").info("If not, Approx NN will be used instead; Full live preview method is very detrimental to speed if lowvram/medvram optimizations are enabled"),
-    "live_preview_content": OptionInfo("Prompt", "Live preview subject", "Radio", {"choices": ["Combined", "Prompt", "Negative prompt"]}),
     "live_preview_refresh_period": OptionInfo(1000, "Progressbar and preview update period").info("in milliseconds"),
-    "live_preview_fast_interrupt": OptionInfo(False, "Return image with chosen live preview method on interrupt").info("makes interrupts faster"),
     "prevent_screen_sleep_during_generation": OptionInfo(True, "Prevent screen sleep during generation"),
 }))
 
@@ -374,7 +336,6 @@ options_templates.update(options_section(("sampler-params", "Sampler parameters"
     "hide_samplers": OptionInfo([], "Hide samplers in user interface", "CheckboxGroup", sampler_choices).needs_reload_ui(),
     "eta_ddim": OptionInfo(0.0, "Eta for DDIM", "Slider", {"minimum": 0.0, "maximum": 1.0, "step": 0.01}, infotext="Eta DDIM").info("noise multiplier; higher = more unpredictable results"),
     "eta_ancestral": OptionInfo(1.0, "Eta for k-diffusion samplers", "Slider", {"minimum": 0.0, "maximum": 1.0, "step": 0.01}, infotext="Eta").info("noise multiplier; currently only applies to ancestral samplers (i.e. Euler a) and SDE samplers"),
-    "ddim_discretize": OptionInfo("uniform", "img2img DDIM discretize", "Radio", {"choices": ["uniform", "quad"]}),
     "s_churn": OptionInfo(0.0, "sigma churn", "Slider", {"minimum": 0.0, "maximum": 100.0, "step": 0.01}, infotext="Sigma churn").info("amount of stochasticity; only applies to Euler, Heun, and DPM2"),
     "s_tmin": OptionInfo(0.0, "sigma tmin", "Slider", {"minimum": 0.0, "maximum": 10.0, "step": 0.01}, infotext="Sigma tmin").info("enable stochasticity; start value of the sigma range; only applies to Euler, Heun, and DPM2"),
     "s_tmax": OptionInfo(0.0, "sigma tmax", "Slider", {"minimum": 0.0, "maximum": 999.0, "step": 0.01}, infotext="Sigma tmax").info("0 = inf; end value of the sigma range; only applies to Euler, Heun, and DPM2"),
@@ -384,12 +345,10 @@ options_templates.update(options_section(("sampler-params", "Sampler parameters"
     "rho": OptionInfo(0.0, "rho", "Number", infotext="Schedule rho").info("0 = default (7 for karras, 1 for polyexponential); higher values result in a steeper noise schedule (decreases faster)"),
     "eta_noise_seed_delta": OptionInfo(0, "Eta noise seed delta", "Number", {"precision": 0}, infotext="ENSD").info("ENSD; does not improve anything, just produces different results for ancestral samplers - only useful for reproducing images"),
     "always_discard_next_to_last_sigma": OptionInfo(False, "Always discard next-to-last sigma", infotext="Discard penultimate sigma"),
-    "sgm_noise_multiplier": OptionInfo(False, "SGM noise multiplier", infotext="SGM noise multiplier").info("Match initial noise to official SDXL implementation - only useful for reproducing images"),
     "uni_pc_variant": OptionInfo("bh1", "UniPC variant", "Radio", {"choices": ["bh1", "bh2", "vary_coeff"]}, infotext="UniPC variant"),
     "uni_pc_skip_type": OptionInfo("time_uniform", "UniPC skip type", "Radio", {"choices": ["time_uniform", "time_quadratic", "logSNR"]}, infotext="UniPC skip type"),
     "uni_pc_order": OptionInfo(3, "UniPC order", "Slider", {"minimum": 1, "maximum": 50, "step": 1}, infotext="UniPC order").info("must be < sampling steps"),
     "uni_pc_lower_order_final": OptionInfo(True, "UniPC lower order final", infotext="UniPC lower order final"),
-    "sd_noise_schedule": OptionInfo("Default", "Noise schedule for sampling", "Radio", {"choices": ["Default", "Zero Terminal SNR"]}, infotext="Noise Schedule").info("for use with zero terminal SNR trained models"),
     "beta_dist_alpha": OptionInfo(0.6, "Beta scheduler - alpha", "Slider", {"minimum": 0.01, "maximum": 1.0, "step": 0.01}, infotext="Beta scheduler alpha").info("Default = 0.6; the alpha parameter of the beta distribution used in Beta sampling"),
     "beta_dist_beta": OptionInfo(0.6, "Beta scheduler - beta", "Slider", {"minimum": 0.01, "maximum": 1.0, "step": 0.01}, infotext="Beta scheduler beta").info("Default = 0.6; the beta parameter of the beta distribution used in Beta sampling"),
 }))
@@ -413,9 +372,55 @@ options_templates.update(options_section(("control_net", "ControlNet", "sd"), {
 options_templates.update(options_section((None, "Hidden options"), {
     "disabled_extensions": OptionInfo([], "Disable these extensions"),
     "disable_all_extensions": OptionInfo("none", "Disable all extensions (preserves the list of disabled extensions)", "Radio", {"choices": ["none", "extra", "all"]}),
-    "restore_config_state_file": OptionInfo("", "Config state file to restore from, under 'config-states/' folder"),
     "sd_checkpoint_hash": OptionInfo("", "SHA256 hash of the current checkpoint"),
 }))
 
-saved_opts = Options(options_templates, restricted_opts)  # the settings of config.json; jobs never write them
+# A1111 settings that nothing in Atelier acts on, so the Settings tab does not offer them: an extension that reads one
+# through opts still gets A1111's default (Options falls back to this table); they are neither shown nor saved.
+retired_options = {
+    "save_images_before_face_restoration": False,
+    "save_images_before_highres_fix": False,
+    "save_images_before_color_correction": False,
+    "save_mask": False,
+    "save_mask_composite": False,
+    "save_init_img": False,
+    "save_incomplete_images": False,
+    "upscaler_for_img2img": None,
+    "face_restoration_unload": False,
+    "auto_launch_browser": "Local",
+    "show_warnings": False,
+    "samples_log_stdout": False,
+    "disable_mmap_load_safetensors": False,
+    "sd_checkpoints_keep_in_cpu": True,
+    "sd_checkpoint_cache": 0,
+    "sd_unet": "Automatic",
+    "enable_quantization": False,
+    "enable_batch_seeds": True,
+    "sdxl_clip_l_skip": False,
+    "upcast_attn": False,
+    "sd_vae_checkpoint_cache": 0,
+    "auto_vae_precision_bfloat16": False,
+    "inpainting_mask_weight": 1.0,
+    "img2img_color_correction": False,
+    "img2img_fix_steps": False,
+    "return_mask": False,
+    "return_mask_composite": False,
+    "overlay_inpaint": True,
+    "s_min_uncond": 0.0,
+    "pad_cond_uncond": False,
+    "persistent_cond_cache": True,
+    "skip_early_cond": 0.0,
+    "use_old_emphasis_implementation": False,
+    "no_dpmpp_sde_batch_determinism": False,
+    "hires_fix_use_firstpass_conds": False,
+    "add_user_name_to_info": False,
+    "live_preview_content": "Prompt",
+    "live_preview_fast_interrupt": False,
+    "ddim_discretize": "uniform",
+    "sgm_noise_multiplier": False,
+    "sd_noise_schedule": "Default",
+    "restore_config_state_file": "",
+}
+
+saved_opts = Options(options_templates, restricted_opts, retired_options)  # the settings of config.json; jobs never write them
 opts = ContextFacade("settings", saved_opts)  # A1111's name: a running job's settings view, else the saved ones

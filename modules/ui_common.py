@@ -353,8 +353,10 @@ def progress_fraction(job_no: int, job_count: int, step: int, steps: int) -> flo
     return min(max(done, 0.0), 1.0)
 
 
-def progress_html(fraction: float | None, text: str, eta: float | None = None, preview: str | None = None) -> str:
-    """The bar (percent and ETA) and the live preview shown above the gallery while a job runs."""
+def progress_html(fraction: float | None, text: str, eta: float | None = None, preview: str | None = None,
+                  id_task: str | None = None) -> str:
+    """The bar (percent and ETA) and the live preview shown above the gallery while a job runs; the task's id is
+    there for the page to remember (🌀 takes the job back after a reload)."""
     parts = []
     if fraction is not None and opts.show_progressbar:
         percent = int(fraction * 100)
@@ -364,7 +366,8 @@ def progress_html(fraction: float | None, text: str, eta: float | None = None, p
     parts.append(f"<div class='progress-text'>{html.escape(text)}</div>")
     if preview:
         parts.append(f"<div class='livePreview'><img src='{preview}' alt='Live preview'></div>")
-    return f"<div class='progress-panel-inner'>{''.join(parts)}</div>"
+    task = f" data-id-task='{html.escape(id_task, quote=True)}'" if id_task else ""
+    return f"<div class='progress-panel-inner'{task}>{''.join(parts)}</div>"
 
 
 def request_text() -> str:
@@ -401,21 +404,23 @@ class JobWatcher:
                 if progress.owners.get(running) == owner:
                     return gr.skip()
                 place = progress.task_progress(self.id_task, live_preview=False)["textinfo"]
-                return progress_html(None, f"{place}: waiting for the running job to finish...")
+                return progress_html(None, f"{place}: waiting for the running job to finish...", id_task=self.id_task)
             # the lock held by this job's own thread is no reason to wait: only a job ahead of it in the queue is
             busy = call_queue.queue_lock.waiting() > 0
-            return progress_html(None, "Waiting for the running job to finish..." if busy else "Preparing...")
+            return progress_html(None, "Waiting for the running job to finish..." if busy else "Preparing...",
+                                 id_task=self.id_task)
         job_count, job_no = state.job_count, state.job_no
         steps, step = state.sampling_steps, state.sampling_step
         if job_count <= 0 or steps <= 0:
-            return progress_html(0.0, "Loading model and preparing...")
+            return progress_html(0.0, "Loading model and preparing...", id_task=self.id_task)
         fraction = progress_fraction(job_no, job_count, step, steps)
         elapsed = time.time() - state.time_start
         eta = elapsed / fraction - elapsed if fraction > 0 else None
         self._update_preview()
         self._update_console(job_no * steps + step, job_count * steps)
         image_text = f"Image {min(job_no + 1, job_count)}/{job_count}, " if job_count > 1 else ""
-        return progress_html(fraction, f"{image_text}step {step}/{steps}{request_text()}", eta, self.preview)
+        return progress_html(fraction, f"{image_text}step {step}/{steps}{request_text()}", eta, self.preview,
+                             id_task=self.id_task)
 
     def _update_preview(self) -> None:
         latent = state.current_latent
@@ -477,4 +482,28 @@ def stream_job(func, args, n_outputs: int, id_task: str | None = None, owner: st
     message = call_queue.error_in(result[-1]) if result else None
     if message is not None:
         gr.Warning(message)  # a toast, besides the message under the gallery
+    yield (*result, "")
+
+
+def restore_job(id_task: str, n_outputs: int):
+    """🌀 after a page reload (A1111's restore_progress): follow task `id_task` of an earlier page while it waits
+    and runs, then yield its outputs, kept by the queue, as its own Generate would have. Yields, like stream_job,
+    for [the job's outputs..., progress HTML]."""
+    skip = [gr.skip()] * n_outputs
+    if not call_queue.is_task_id(id_task):
+        yield (*skip, "")
+        return
+    watcher = JobWatcher(0.0, id_task)  # the job began before this page did
+    try:
+        yield (*skip, watcher.poll())  # its id first: the page forgets it once the outputs come
+        while progress.is_waiting_or_running(id_task):
+            time.sleep(refresh_period())
+            yield (*skip, watcher.poll())
+    finally:
+        watcher.close()
+    result = progress.recorded_result(id_task)
+    if result is None:
+        message = f"Couldn't restore progress for {id_task}: results either have been discarded or never were obtained"
+        yield (*skip[:-1], call_queue.error_html(message), "")
+        return
     yield (*result, "")

@@ -24,6 +24,7 @@ paste_symbol = "\u2199\ufe0f"  # ↙️
 clear_prompt_symbol = "\U0001f5d1\ufe0f"  # 🗑️
 edit_styles_symbol = "\U0001f58c\ufe0f"  # 🖌️
 copy_prompt_symbol = "\u2b07\ufe0f"  # ⬇️
+restore_progress_symbol = "\U0001f300"  # 🌀
 PASTE_TITLE = "Read generation parameters from prompt or last generation if prompt is empty into user interface."
 
 
@@ -45,6 +46,7 @@ class Toprow:
     style_editor: StyleEditor
     interrogate: ToolButton | None = None  # img2img only
     deepbooru: ToolButton | None = None
+    restore_progress: ToolButton | None = None  # 🌀, shown by the page while it remembers an unfinished task
     prompt_container: gr.Column | None = None
     compact: bool = False  # compact_prompt_box: the prompts are placed by render_inline_prompts
 
@@ -183,13 +185,14 @@ def _tools_and_styles(tabname: str) -> tuple:
         paste = ToolButton(paste_symbol, elem_id="paste")  # A1111's id, the same on both tabs
         clear_prompt = ToolButton(clear_prompt_symbol, elem_id=f"{tabname}_clear_prompt")
         interrogators = create_interrogate_buttons() if tabname == "img2img" else (None, None)
+        restore_progress = ToolButton(restore_progress_symbol, elem_id=f"{tabname}_restore_progress")
     with gr.Row(elem_id=f"{tabname}_styles_row", elem_classes=["styles-row"]):
         chosen = gr.Dropdown(label="Styles", show_label=False, choices=style_names(), value=[], multiselect=True,
                              elem_id=f"{tabname}_styles", scale=4)
         style_apply = ToolButton(apply_style_symbol, elem_id=f"{tabname}_style_apply")
         style_create = ToolButton(save_style_symbol, elem_id=f"{tabname}_style_create")
         style_editor = _create_style_editor(tabname)
-    return paste, clear_prompt, interrogators, chosen, style_apply, style_create, style_editor
+    return paste, clear_prompt, interrogators, restore_progress, chosen, style_apply, style_create, style_editor
 
 
 def create_toprow(tabname: str) -> Toprow:
@@ -212,10 +215,10 @@ def create_toprow(tabname: str) -> Toprow:
                 tools = _tools_and_styles(tabname)
         prompt_image = gr.File(label="", file_count="single", type="filepath", visible="hidden",
                                elem_id=f"{tabname}_prompt_image")
-    paste, clear_prompt, interrogators, chosen, style_apply, style_create, style_editor = tools
+    paste, clear_prompt, interrogators, restore_progress, chosen, style_apply, style_create, style_editor = tools
     return Toprow(prompt, negative_prompt, counter, negative_counter, generate, interrupt, skip, chosen, style_apply,
                   style_create, paste, clear_prompt, prompt_image, style_editor, *interrogators,
-                  prompt_container=prompt_container, compact=compact)
+                  restore_progress=restore_progress, prompt_container=prompt_container, compact=compact)
 
 
 def create_interrogate_buttons() -> tuple[ToolButton, ToolButton]:

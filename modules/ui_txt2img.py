@@ -484,6 +484,15 @@ def run_job(job, tabname: str):
     return run
 
 
+def restore_job():
+    """🌀: the outputs (and meanwhile the progress) of the task the page ran before it was reloaded."""
+
+    def restore(id_task: str):
+        yield from ui_common.restore_job(id_task, n_outputs=4)
+
+    return restore
+
+
 def busy_buttons() -> tuple:
     """Interrupt and Skip come beside Generate while the page's jobs run; Generate stays to queue more."""
     return gr.update(visible=True, value="Interrupt"), gr.update(visible=True), gr.update(visible=True)
@@ -506,6 +515,16 @@ def wire_generate(tabname: str, toprow: ui_toprow.Toprow, output: ui_common.Outp
                           outputs=[output.gallery, output.generation_info, output.infotext, output.html_log, output.progress],
                           show_progress="hidden", concurrency_limit=None, trigger_mode="multiple",
                           api_visibility="private").then(
+        fn=idle_buttons, outputs=[toprow.interrupt, toprow.skip, toprow.generate, output.selected_index], queue=False,
+        show_progress="hidden", api_visibility="private")
+    restored_task = gr.Textbox(visible=False, elem_id=f"{tabname}_restored_task")  # filled by the page's script
+    toprow.restore_progress.click(fn=busy_buttons, outputs=[toprow.interrupt, toprow.skip, toprow.generate], queue=False,
+                                  show_progress="hidden", api_visibility="private")
+    toprow.restore_progress.click(fn=restore_job(), inputs=[restored_task],
+                                  outputs=[output.gallery, output.generation_info, output.infotext, output.html_log,
+                                           output.progress],
+                                  js=f"() => restoreProgress{tabname.capitalize()}()", show_progress="hidden", concurrency_limit=None,
+                                  api_visibility="private").then(
         fn=idle_buttons, outputs=[toprow.interrupt, toprow.skip, toprow.generate, output.selected_index], queue=False,
         show_progress="hidden", api_visibility="private")
     toprow.interrupt.click(fn=interrupt, outputs=[toprow.interrupt], concurrency_limit=None, show_progress="hidden")  # queued: its toast

@@ -10,6 +10,7 @@ import functools
 import logging
 import os
 import re
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -25,7 +26,7 @@ from spandrel import (
     canonicalize_state_dict,
 )
 
-from modules import devices, job_context, sd_models
+from modules import devices, job_context, modelloader, sd_models
 from modules.upscaler import Upscaler, UpscalerData, default_models_path, tiled_upscale
 
 log = logging.getLogger(__name__)
@@ -106,23 +107,56 @@ def upscale_with_model(descriptor: ImageModelDescriptor, image: Image.Image, til
     return tensor_to_pil(output)
 
 
+@dataclass(frozen=True)
+class OfferedModel:
+    """A model A1111 lists before its file exists, under its name: downloaded from `url` into the kind's folder, as
+    `file_name`, the first time it is chosen."""
+
+    name: str
+    url: str
+    file_name: str
+    scale: int = 4
+
+
+class ModelNotDownloaded(ValueError):
+    """An offered model's file could not be had (offline, refused): a user's matter, with where to put the file."""
+
+
 class UpscalerSpandrel(Upscaler):
     """Every model file in the kind's folder (models/<folder>, or its --<kind>-models-path) is one upscaler,
-    named after the file."""
+    named after the file; the kind's `offered` models are listed under A1111's names, their file or their URL."""
 
     name = None  # a base: each kind below names itself
     folder: str = ""
+    offered: tuple[OfferedModel, ...] = ()
 
     def __init__(self, dirname: str | None = None):
         self.model_path = default_models_path(self.folder)
         self.user_path = dirname
         super().__init__()
-        self.scalers = [UpscalerData(os.path.splitext(os.path.basename(f))[0], f, self, scale_from_name(f))
-                        for f in self.find_models()]
+        files = self.find_models()
+        by_name = {os.path.basename(f).lower(): f for f in files}
+        offered = [UpscalerData(m.name, by_name.get(m.file_name.lower(), m.url), self, m.scale) for m in self.offered]
+        taken = {data.data_path for data in offered}
+        self.scalers = offered + [UpscalerData(os.path.splitext(os.path.basename(f))[0], f, self, scale_from_name(f))
+                                  for f in files if f not in taken]
+
+    def local_path(self, path: str) -> str:
+        """The file of an upscaler: its own path, or an offered model's file, downloaded once (a log line says so)."""
+        model = next((m for m in self.offered if m.url == path), None)
+        if model is None:
+            return path
+        try:
+            return modelloader.load_file_from_url(model.url, model_dir=self.model_path, file_name=model.file_name)
+        except modelloader.DownloadError as error:
+            raise ModelNotDownloaded(
+                f"{model.name}: could not download {model.file_name} from {model.url} ({error}). Download it and put "
+                f"it in {self.model_path}") from error
 
     def load_model(self, path: str) -> ImageModelDescriptor:
         from modules.shared_cmd_options import cmd_opts
 
+        path = self.local_path(path)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"Upscaler model file not found: {path}")
         prefer_half = not getattr(cmd_opts, "no_half", False)
@@ -135,16 +169,27 @@ class UpscalerSpandrel(Upscaler):
 class UpscalerESRGAN(UpscalerSpandrel):
     name = "ESRGAN"
     folder = "ESRGAN"
+    offered = (OfferedModel("ESRGAN_4x", "https://github.com/cszn/KAIR/releases/download/v1.0/ESRGAN.pth", "ESRGAN_4x.pth"),)
+
+
+REALESRGAN_RELEASES = "https://github.com/xinntao/Real-ESRGAN/releases/download"
 
 
 class UpscalerRealESRGAN(UpscalerSpandrel):
     name = "RealESRGAN"
     folder = "RealESRGAN"
+    offered = (  # A1111's two enabled by default (realesrgan_enabled_models)
+        OfferedModel("R-ESRGAN 4x+", f"{REALESRGAN_RELEASES}/v0.1.0/RealESRGAN_x4plus.pth", "RealESRGAN_x4plus.pth"),
+        OfferedModel("R-ESRGAN 4x+ Anime6B", f"{REALESRGAN_RELEASES}/v0.2.2.4/RealESRGAN_x4plus_anime_6B.pth",
+                     "RealESRGAN_x4plus_anime_6B.pth"),
+    )
 
 
 class UpscalerSwinIR(UpscalerSpandrel):
     name = "SwinIR"
     folder = "SwinIR"
+    offered = (OfferedModel("SwinIR 4x", "https://github.com/JingyunLiang/SwinIR/releases/download/v0.0/"
+                            "003_realSR_BSRGAN_DFOWMFC_s64w8_SwinIR-L_x4_GAN.pth", "SwinIR_4x.pth"),)
 
 
 class UpscalerDAT(UpscalerSpandrel):

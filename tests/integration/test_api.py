@@ -223,6 +223,19 @@ def test_extras_single_and_batch(server):
     assert [decode(b).size for b in batch["images"]] == [(24, 24), (24, 24)]
 
 
+def test_a1111s_ai_upscalers_are_listed_and_offline_their_choice_says_where_to_put_the_file(server):
+    listed = {u["name"]: u for u in server.ok("GET", "/sdapi/v1/upscalers")}
+    url = "https://github.com/xinntao/Real-ESRGAN/releases/download/v0.1.0/RealESRGAN_x4plus.pth"
+    assert {"ESRGAN_4x", "R-ESRGAN 4x+", "R-ESRGAN 4x+ Anime6B", "SwinIR 4x"} <= set(listed)
+    assert listed["R-ESRGAN 4x+"]["model_path"] == url and listed["R-ESRGAN 4x+"]["scale"] == 4
+    response = server.post("/sdapi/v1/extra-single-image", {"image": encode(gradient(16)), "upscaler_1": "R-ESRGAN 4x+",
+                                                             "upscaling_resize": 2})
+    assert response.status_code == 422
+    assert response.json()["detail"] == (f"R-ESRGAN 4x+: could not download RealESRGAN_x4plus.pth from {url} "
+                                         f"(HF_HUB_OFFLINE is set). Download it and put it in "
+                                         f"{server.models_dir / 'RealESRGAN'}")
+
+
 def test_png_info_of_our_own_image_returns_its_parameters(server):
     generated = server.ok("POST", "/sdapi/v1/txt2img", {**SMALL, "seed": 77})
     result = server.ok("POST", "/sdapi/v1/png-info", {"image": generated["images"][0]})
@@ -265,7 +278,10 @@ def test_lists(server):
                              "need_inner_model": False}  # A1111's entry; webuiapi sends scheduler "automatic"
     assert server.ok("GET", "/sdapi/v1/sd-modules") == [{"model_name": "tiny_vae.safetensors",
                                                          "filename": str(server.models_dir / "VAE" / "tiny_vae.safetensors")}]
-    assert server.ok("GET", "/sdapi/v1/realesrgan-models") == []
+    releases = "https://github.com/xinntao/Real-ESRGAN/releases/download"
+    assert server.ok("GET", "/sdapi/v1/realesrgan-models") == [  # A1111's two, offered before their files exist
+        {"name": "R-ESRGAN 4x+", "path": f"{releases}/v0.1.0/RealESRGAN_x4plus.pth", "scale": 4},
+        {"name": "R-ESRGAN 4x+ Anime6B", "path": f"{releases}/v0.2.2.4/RealESRGAN_x4plus_anime_6B.pth", "scale": 4}]
     upscalers = [u["name"] for u in server.ok("GET", "/sdapi/v1/upscalers")]
     assert upscalers[:3] == ["None", "Lanczos", "Nearest"]
     modes = server.ok("GET", "/sdapi/v1/latent-upscale-modes")

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image, PngImagePlugin
 
-from modules import call_queue, ui_common, ui_toprow, ui_txt2img
+from modules import call_queue, progress, ui_common, ui_toprow, ui_txt2img
 from modules.shared_options import opts
 from modules.shared_state import State, state
 from tests.integration.engine_helpers import start_engine
@@ -234,3 +234,38 @@ def test_generate_click_has_a1111s_outputs():
     assert len(job) == 1 and len(job[0]["inputs"]) > 10
     assert [labels[i] for i in job[0]["outputs"][:4]] == ["txt2img_gallery", "generation_info_txt2img",
                                                          "html_info_txt2img", "html_log_txt2img"]
+
+
+def test_a_page_that_reloads_takes_its_running_job_back_with_restore(monkeypatch):
+    """🌀: the page's stream of a task ends (reload) while the job runs on; restore_job follows the same task id, with
+    its id in the progress HTML, then yields the job's outputs as they were (time taken included)."""
+    monkeypatch.setitem(opts.data, "live_preview_refresh_period", 100)
+    release = threading.Event()
+
+    def page_job(id_task, prompt):
+        state.begin(job="txt2img")
+        state.job_count, state.sampling_steps, state.sampling_step = 1, 10, 3
+        release.wait(10)
+        state.end()
+        return [f"image of {prompt}"], "{}", "<p>info</p>", "<p>log</p>"
+
+    job = call_queue.wrap_gradio_gpu_call(page_job, extra_outputs=[gr.skip(), gr.skip(), gr.skip()])
+    task = progress.create_task_id("txt2img")
+    stream = ui_common.stream_job(job, ("a cube",), n_outputs=4, id_task=task, owner="page a")
+    first = next(stream)
+    assert f"data-id-task='{task}'" in first[4]
+    stream.close()  # the page reloaded: Gradio drops its stream, the job runs on
+
+    restored = ui_common.restore_job(task, n_outputs=4)
+    following = next(restored)
+    assert f"data-id-task='{task}'" in following[4] and isinstance(following[0], type(gr.skip()))
+    release.set()
+    *_, last = restored
+    assert last[:3] == (["image of a cube"], "{}", "<p>info</p>") and last[4] == ""
+    assert last[3].startswith("<p>log</p><div class='performance'><p class='time'>Time taken:")
+    assert progress.recorded_result(task) == last[:4]
+
+    *_, unknown = ui_common.restore_job("task(txt2img-unknown)", n_outputs=4)
+    assert unknown[3] == call_queue.error_html("Couldn't restore progress for task(txt2img-unknown): results either "
+                                               "have been discarded or never were obtained")
+    assert unknown[4] == ""

@@ -11,7 +11,7 @@ import pytest
 from modules import options, paths_internal
 from modules.options import OptionInfo, Options, options_section
 from modules.shared_cmd_options import cmd_opts
-from modules.shared_options import options_templates, restricted_opts
+from modules.shared_options import options_templates, restricted_opts, retired_options
 
 A1111_DEFAULTS = {
     "sd_checkpoint_hash": "", "sd_vae": "Automatic", "sd_vae_overrides_per_model_preferences": True,
@@ -43,7 +43,7 @@ A1111_DEFAULTS = {
 
 def fresh_store():
     """A store over copies of the templates, so no test changes the process-wide settings or their callbacks."""
-    return Options({key: copy.copy(info) for key, info in options_templates.items()}, restricted_opts)
+    return Options({key: copy.copy(info) for key, info in options_templates.items()}, restricted_opts, retired_options)
 
 
 @pytest.fixture
@@ -70,7 +70,7 @@ def flags():
 
 def test_a1111_keys_and_defaults(opts):
     for key, default in A1111_DEFAULTS.items():
-        assert key in options_templates, key
+        assert key in options_templates or key in retired_options, key
         assert getattr(opts, key) == default, key
         assert type(getattr(opts, key)) is type(default), key
     assert restricted_opts <= set(options_templates)

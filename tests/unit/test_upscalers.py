@@ -1,5 +1,6 @@
 """Upscalers: the list (None/Lanczos/Nearest first, every model file by name), spandrel loading of tiny random
 ESRGAN x4 and RealESRGAN-compact x2 files, sizes, tiling, plain resizers equal to Pillow's."""
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -7,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from modules import paths_internal, upscaler, upscaler_spandrel
+from modules import modelloader, paths_internal, upscaler, upscaler_spandrel
 from modules.shared_options import opts
 from modules.upscaler import UpscalerLanczos, UpscalerNearest, UpscalerNone, tiled_upscale
 from tests.fixtures.upscalers import compact_x2, esrgan_x4, write_compact_x2, write_esrgan_x4
@@ -41,7 +42,8 @@ def random_image(width=48, height=32, seed=0) -> Image.Image:
 
 def test_list_order_names_and_scales(upscalers):
     assert [d.name for d in upscaler.sd_upscalers] == [
-        "None", "Lanczos", "Nearest", "Another ESRGAN", "from_flag_x2", "tiny_compact_x2", "tiny_esrgan_4x"]
+        "None", "Lanczos", "Nearest", "Another ESRGAN", "ESRGAN_4x", "from_flag_x2", "R-ESRGAN 4x+", "R-ESRGAN 4x+ Anime6B",
+        "SwinIR 4x", "tiny_compact_x2", "tiny_esrgan_4x"]
     assert upscalers["tiny_esrgan_4x"].scale == 4 and upscalers["tiny_compact_x2"].scale == 2
     assert upscalers["from_flag_x2"].data_path.endswith("flag-dir/from_flag_x2.pth")
     assert upscaler.find_upscaler("None") is None
@@ -183,3 +185,84 @@ def test_upscale_to_covers_then_resizes_exactly(upscalers):
     assert result.size == (100, 60)
     assert result.tobytes() == covering.resize((100, 60), Image.Resampling.LANCZOS).tobytes()
     assert upscaler.upscale_to(image, 24, 16, "tiny_esrgan_4x").tobytes() == image.resize((24, 16), Image.Resampling.LANCZOS).tobytes()
+
+
+OFFERED = {  # A1111's names, URLs and file names (modules/realesrgan_model.py, esrgan_model.py, SwinIR)
+    "ESRGAN_4x": ("https://github.com/cszn/KAIR/releases/download/v1.0/ESRGAN.pth", "ESRGAN", "ESRGAN_4x.pth"),
+    "R-ESRGAN 4x+": ("https://github.com/xinntao/Real-ESRGAN/releases/download/v0.1.0/RealESRGAN_x4plus.pth",
+                     "RealESRGAN", "RealESRGAN_x4plus.pth"),
+    "R-ESRGAN 4x+ Anime6B": ("https://github.com/xinntao/Real-ESRGAN/releases/download/v0.2.2.4/"
+                             "RealESRGAN_x4plus_anime_6B.pth", "RealESRGAN", "RealESRGAN_x4plus_anime_6B.pth"),
+    "SwinIR 4x": ("https://github.com/JingyunLiang/SwinIR/releases/download/v0.0/"
+                  "003_realSR_BSRGAN_DFOWMFC_s64w8_SwinIR-L_x4_GAN.pth", "SwinIR", "SwinIR_4x.pth"),
+}
+
+
+@pytest.fixture()
+def empty_models(tmp_path, monkeypatch):
+    """A models folder with no upscaler file; downloads fail loudly unless a test says otherwise."""
+    saved = paths_internal.models_path
+    paths_internal.configure(str(tmp_path), str(tmp_path / "models"))
+    monkeypatch.setitem(opts.data, "ESRGAN_tile", 0)
+
+    def no_download(url, path, timeout=None):
+        raise AssertionError(f"downloaded {url}")
+
+    monkeypatch.setattr(modelloader, "download", no_download)
+    monkeypatch.setattr(modelloader, "offline", lambda: False)
+    yield tmp_path / "models"
+    paths_internal.configure(str(tmp_path), saved)
+    upscaler.sd_upscalers.clear()
+
+
+def refreshed() -> dict:
+    return {d.name: d for d in upscaler.refresh_upscalers(SimpleNamespace(use_cpu=[]))}
+
+
+def test_a1111s_models_are_offered_by_name_before_their_file_exists(empty_models):
+    listed = refreshed()
+    for name, (url, _, _) in OFFERED.items():
+        assert listed[name].data_path == url and listed[name].scale == 4
+
+
+def test_an_offered_models_file_in_its_folder_is_used_without_a_download(empty_models):
+    path = write_esrgan_x4(empty_models / "RealESRGAN" / "RealESRGAN_x4plus.pth")  # the real file's name
+    data = refreshed()["R-ESRGAN 4x+"]
+    assert data.data_path == str(path)
+    assert "RealESRGAN_x4plus" not in refreshed()  # listed once, under A1111's name
+    image = random_image()
+    result = np.asarray(data.scaler.upscale(image, 4, data.data_path), dtype=np.int16)
+    tensor = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1)[None]
+    with torch.inference_mode():
+        expected = esrgan_x4()(tensor).clamp(0, 1).mul(255).round()[0].permute(1, 2, 0).numpy().astype(np.int16)
+    assert np.array_equal(result, expected)
+
+
+def test_choosing_an_offered_model_downloads_its_file_once(empty_models, monkeypatch):
+    fetched = []
+
+    def fake_download(url, path, timeout=None):
+        fetched.append((url, path))
+        write_esrgan_x4(Path(path))
+
+    monkeypatch.setattr(modelloader, "download", fake_download)
+    data = refreshed()["ESRGAN_4x"]
+    for _ in range(2):
+        assert data.scaler.upscale(random_image(), 4, data.data_path).size == (192, 128)
+    assert fetched == [(OFFERED["ESRGAN_4x"][0], str(empty_models / "ESRGAN" / "ESRGAN_4x.pth"))]
+    assert refreshed()["ESRGAN_4x"].data_path == str(empty_models / "ESRGAN" / "ESRGAN_4x.pth")
+
+
+@pytest.mark.parametrize("name", list(OFFERED))
+def test_a_failed_download_says_which_file_from_where_into_which_folder(empty_models, monkeypatch, name):
+    def refused(url, path, timeout=None):
+        raise OSError("connection refused")
+
+    monkeypatch.setattr(modelloader, "download", refused)
+    url, folder, file_name = OFFERED[name]
+    data = refreshed()[name]
+    with pytest.raises(upscaler_spandrel.ModelNotDownloaded) as raised:
+        data.scaler.upscale(random_image(), 4, data.data_path)
+    assert str(raised.value) == (f"{name}: could not download {file_name} from {url} (connection refused). "
+                                 f"Download it and put it in {empty_models / folder}")
+    assert isinstance(raised.value, ValueError)  # a user's matter: a message on the page, a 422 from the API
