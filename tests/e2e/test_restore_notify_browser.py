@@ -4,16 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.test_ui_browser import (  # noqa: F401 - the shared app and browser fixtures
-    JOB_TIMEOUT,
-    app,
-    browser,
-    choose_checkpoint,
-    page,
-    set_number,
-    small_job,
-    wait_for_job,
-)
+from tests.e2e.test_ui_browser import JOB_TIMEOUT, choose_checkpoint, set_number, small_job, wait_for_job
 
 pytestmark = pytest.mark.e2e
 
