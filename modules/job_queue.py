@@ -180,13 +180,16 @@ class JobQueue:
                 self.store.cancel_queued(job.id)
                 metrics.job_finished(self.store.get(job.id))
                 self._release(job.id, None)
-            elif self.store.mark_running(job):
+            else:
+                self._running.append(job.id)  # before a DELETE can see it running
+                if not self.store.mark_running(job):
+                    self._running.remove(job.id)
+                    continue
                 progress.start_task(job.id)
                 running.append(job)
         if not running:
             return
         metrics.batch_started(running)
-        self._running = [job.id for job in running]
         try:
             outcomes = self.executor.run(running)
         except Exception as e:
