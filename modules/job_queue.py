@@ -2,8 +2,9 @@
 order by one worker thread that takes its turn on the GPU with the page's jobs (the shared queue lock).
 
 Queue and worker meet at two seams, so that batching and remote workers can replace either side:
-- `JobQueue.take(limit)` hands the worker the next jobs: the first queued one and, up to `limit`, queued jobs that
-  `compatible(first, other)` accepts (by default none: one job at a time);
+- `JobQueue.take(limit)` hands the worker the next jobs: the first queued one and, up to `limit` images in all,
+  queued jobs that `compatible(first, other)` accepts (by default none: one job at a time); `policy()` gives the
+  limit and how long the worker waits for partners after the first job (the batching window);
 - an `Executor` runs a list of jobs and returns one `Outcome` each. A job is plain data (its kind and the request
   as JSON), an outcome too (the response as JSON, or an error), so an executor may run elsewhere (a Ray replica).
 Progress of the running job is the process-wide state (/internal/progress, /sdapi/v1/progress), as for page jobs.
@@ -39,9 +40,12 @@ class Executor(Protocol):
 
 class JobQueue:
     def __init__(self, store: JobStore, executor: Executor, lock, limit: int = 1,
-                 compatible: Callable[[Job, Job], bool] | None = None):
+                 compatible: Callable[[Job, Job], bool] | None = None,
+                 policy: Callable[[], tuple[int, float]] | None = None):
         self.store, self.executor, self.lock = store, executor, lock
-        self.limit, self.compatible = limit, compatible or (lambda first, other: False)
+        self.compatible = compatible or (lambda first, other: False)
+        self.policy = policy or (lambda: (limit, 0.0))  # (most images per batch, seconds to wait for partners)
+        self._running: list[str] = []  # the ids of the batch running now
         self._wake = threading.Condition()
         self._paused = False
         self._stopping = False
@@ -96,7 +100,10 @@ class JobQueue:
         job = self.store.get(job_id)
         if job is not None and job.state == RUNNING:
             self._cancel_asked.add(job_id)
-            progress.cancel_task(job_id)
+            # one job of a batch: the others go on and its images are dropped; the last one left stops the batch
+            if all(other in self._cancel_asked for other in self._running):
+                for other in self._running:
+                    progress.cancel_task(other)  # interrupts the state through the task registry's running id
             return "interrupting"
         return None
 
@@ -123,22 +130,40 @@ class JobQueue:
         self.store.close()
 
     def take(self, limit: int) -> list[Job]:
-        """The first queued job and up to limit-1 queued jobs compatible with it, in the queue's order."""
+        """The first queued job and the queued jobs compatible with it, in the queue's order, while their images
+        (batch_size each) add up to at most `limit`."""
         queued = [job for job in self.store.active() if job.state == QUEUED]
         if not queued:
             return []
         first = queued[0]
-        return [first, *[job for job in queued[1:] if self.compatible(first, job)][:limit - 1]]
+        jobs, images = [first], images_of(first)
+        for job in queued[1:]:
+            if images + images_of(job) <= limit and self.compatible(first, job):
+                jobs.append(job)
+                images += images_of(job)
+        return jobs
 
     def _next(self) -> list[Job] | None:
         with self._wake:
             while True:
                 if self._stopping:
                     return None
-                jobs = [] if self._paused else self.take(self.limit)
+                limit, window = self.policy()
+                jobs = [] if self._paused else self.take(limit)
                 if jobs:
-                    return jobs
+                    return self._gather(jobs, limit, window)
                 self._wake.wait(1.0)
+
+    def _gather(self, jobs: list[Job], limit: int, window: float) -> list[Job]:
+        """`jobs` joined by compatible ones submitted within `window` seconds of taking the first (caller holds
+        _wake), until the batch is full."""
+        if not self.compatible(jobs[0], jobs[0]):  # a job that never batches does not wait
+            return jobs
+        deadline = time.monotonic() + window
+        while sum(map(images_of, jobs)) < limit and (left := deadline - time.monotonic()) > 0 and not self._stopping:
+            self._wake.wait(left)
+            jobs = self.take(limit) or jobs  # the first may have been cancelled meanwhile: the next one leads
+        return jobs
 
     def _work(self) -> None:
         while (jobs := self._next()) is not None:
@@ -155,7 +180,11 @@ class JobQueue:
                 self.store.cancel_queued(job.id)
                 metrics.job_finished(self.store.get(job.id))
                 self._release(job.id, None)
-            elif self.store.mark_running(job):
+            else:
+                self._running.append(job.id)  # before a DELETE can see it running
+                if not self.store.mark_running(job):
+                    self._running.remove(job.id)
+                    continue
                 progress.start_task(job.id)
                 running.append(job)
         if not running:
@@ -165,7 +194,11 @@ class JobQueue:
             outcomes = self.executor.run(running)
         except Exception as e:
             outcomes = [Outcome(error=str(e) or type(e).__name__, status_code=500, exception=e)] * len(running)
+        finally:
+            self._running = []
         for job, outcome in zip(running, outcomes):
+            if len(running) > 1 and job.id in self._cancel_asked and outcome.error is None:
+                outcome = Outcome()  # cancelled inside a batch that went on: its images are dropped
             self._finish(job, outcome)
 
     def _finish(self, job: Job, outcome: Outcome) -> None:
@@ -225,6 +258,10 @@ class JobQueue:
             return typical
         elapsed = time.time() - started
         return max(elapsed / done - elapsed, 0.0)
+
+
+def images_of(job: Job) -> int:
+    return max(int(job.request.get("batch_size") or 1), 1) * max(int(job.request.get("n_iter") or 1), 1)
 
 
 _service: JobQueue | None = None

@@ -99,6 +99,7 @@ class StableDiffusionProcessing:
     all_negative_prompts: list[str] = field(default_factory=list)
     all_seeds: list[int] = field(default_factory=list)
     all_subseeds: list[int] = field(default_factory=list)
+    all_cfg_scales: list[float] = field(default_factory=list)  # per image, for requests batched together; else cfg_scale
     prompts: list[str] = field(default_factory=list)  # the current batch's share of all_prompts, and so on
     negative_prompts: list[str] = field(default_factory=list)
     seeds: list[int] = field(default_factory=list)
@@ -348,11 +349,17 @@ def prepare(p: StableDiffusionProcessing) -> None:
     if settings.enable_prompt_comments:
         p.all_prompts = [prompt_parser.strip_comments(x) for x in p.all_prompts]
         p.all_negative_prompts = [prompt_parser.strip_comments(x) for x in p.all_negative_prompts]
-    p.seed = get_fixed_seed(p.seed)
-    p.subseed = get_fixed_seed(p.subseed)
     varied = p.subseed_strength > 0
-    p.all_seeds = [p.seed if varied else p.seed + i for i in range(count)]
-    p.all_subseeds = [p.subseed + i for i in range(count)]
+    if isinstance(p.seed, list):  # A1111: a list gives every image its seed (requests batched together)
+        p.all_seeds = [int(seed) for seed in p.seed]
+    else:
+        p.seed = get_fixed_seed(p.seed)
+        p.all_seeds = [p.seed if varied else p.seed + i for i in range(count)]
+    if isinstance(p.subseed, list):
+        p.all_subseeds = [int(seed) for seed in p.subseed]
+    else:
+        p.subseed = get_fixed_seed(p.subseed)
+        p.all_subseeds = [p.subseed + i for i in range(count)]
     p.clip_skip = int(settings.CLIP_stop_at_last_layers)
     if p.sd_model.family.is_flow and p.scheduler == sd_samplers.AUTOMATIC:
         p.scheduler = "Simple"  # a flow family's own schedule, as Forge labels it
@@ -608,6 +615,8 @@ def create_infotext(p: StableDiffusionProcessing, index: int, refiner=None) -> s
         not sampler.timestep_based and sampler.default_scheduler != "uniform" else p.scheduler
     uses_ensd = sampler.ancestral and settings.eta_noise_seed_delta != 0 and p.sampling_options["eta_ancestral"] != 0
     values = {name: getattr(p, name) for name in generation_parameters.BY_NAME if hasattr(p, name)}
+    if p.all_cfg_scales:
+        values["cfg_scale"] = p.all_cfg_scales[index]
     values.update(seed=p.all_seeds[index], subseed=p.all_subseeds[index], scheduler=scheduler_label,
                   image_cfg_scale=None,  # written for instruct-pix2pix models only, which the engine does not run
                   denoising_strength=p.denoising_strength if uses_denoising(p) else None,
@@ -805,7 +814,8 @@ def run_sampler(p, model, refiner, sampler, sigmas, options, start, noise, rng, 
         if refiner else None
     steps = len(sigmas) - 1
     # CFG++ guides in the unconditional direction, on a scale A1111 divides by 12.5.
-    cfg_scale = p.cfg_scale / 12.5 if sampler.name == "DDIM CFG++" else p.cfg_scale
+    cfg_scale = batch_cfg_scale(p, len(prompts))
+    cfg_scale = cfg_scale / 12.5 if sampler.name == "DDIM CFG++" else cfg_scale
     p.sampler = sd_samplers.create_sampler(sampler.name, model)
     denoiser = p.sampler.model_wrap_cfg.prepare(stage, cfg_scale, state, refiner=refiner_stage,
                                                 switch_at=p.refiner_switch_at or 1.0,
@@ -835,6 +845,15 @@ def run_sampler(p, model, refiner, sampler, sigmas, options, start, noise, rng, 
     if regen_mask is not None:  # the kept area leaves the sampler exactly as it came in
         out = i2i.blend(out, keep_latent, regen_mask, on_blend)
     return out
+
+
+def batch_cfg_scale(p, rows: int) -> float | torch.Tensor:
+    """The CFG scale of the current batch: p.cfg_scale, or a [rows] tensor where batched requests' scales differ."""
+    start = p.iteration * p.batch_size
+    scales = p.all_cfg_scales[start:start + rows]
+    if len(set(scales)) > 1:
+        return torch.tensor(scales, dtype=torch.float32)
+    return float(scales[0]) if scales else p.cfg_scale
 
 
 def sample_batch(p, model, refiner, sampler, sigmas, options, batch: slice) -> torch.Tensor:

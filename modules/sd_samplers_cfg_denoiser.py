@@ -40,10 +40,10 @@ class CFGDenoiser:
         self.sampler = sampler
         self.step = 0  # set by the sampling callback
 
-    def prepare(self, stage: UNetStage, cfg_scale: float, state, *, refiner: Callable[[], UNetStage] | None = None,
+    def prepare(self, stage: UNetStage, cfg_scale: float | torch.Tensor, state, *, refiner: Callable[[], UNetStage] | None = None,
                 switch_at: float = 1.0, switch_by_steps: bool = False, schedule: list[float] | None = None):
         self.stage = stage
-        self.cfg_scale = cfg_scale
+        self.cfg_scale = cfg_scale  # a float, or a [B] tensor: one scale per image (requests batched together)
         self.state = state
         self.refiner = refiner
         self.switch_at = switch_at
@@ -103,7 +103,7 @@ class CFGDenoiser:
         owners = [i for i, rows in enumerate(conds_list) for _ in rows]  # the image of each cond row
         plain = all(rows == [(i, 1.0)] for i, rows in enumerate(conds_list))  # no AND: one cond per image
         denoised_hook = bool(script_callbacks.callbacks("cfg_denoised"))
-        if self.cfg_scale == 1.0 and plain:
+        if isinstance(self.cfg_scale, float | int) and self.cfg_scale == 1.0 and plain:
             self.uncond_denoised = None
             out = self._denoise(stage, x, sigma, cond, owners, first_uncond=len(owners))
             return self._cfg_denoised(stage, out, None)[0] if denoised_hook else out
@@ -124,15 +124,18 @@ class CFGDenoiser:
     def combine_denoised(self, x_out: torch.Tensor, conds_list, uncond, cond_scale: float) -> torch.Tensor:
         """A1111's CFG step, the one extensions override (e.g. dynamic thresholding): x_out holds the cond rows then
         one uncond row per image; conds_list[i] lists (cond row, weight) of image i; uncond is the unconditional
-        conditioning (its row count is the image count)."""
+        conditioning (its row count is the image count); cond_scale is a float, or a [B] tensor of per-image scales."""
         b = (uncond["crossattn"] if isinstance(uncond, dict) else uncond).shape[0]
         denoised_uncond = x_out[-b:]
+        per_image = isinstance(cond_scale, torch.Tensor)
         if all(rows == [(i, 1.0)] for i, rows in enumerate(conds_list)):  # no AND: one batched step
-            return denoised_uncond + (x_out[:b] - denoised_uncond) * cond_scale
+            scale = cond_scale.to(x_out).reshape(-1, *[1] * (x_out.dim() - 1)) if per_image else cond_scale
+            return denoised_uncond + (x_out[:b] - denoised_uncond) * scale
+        scales = cond_scale.tolist() if per_image else [cond_scale] * b
         denoised = denoised_uncond.clone()
         for i, rows in enumerate(conds_list):
             for row, weight in rows:
-                denoised[i] += (x_out[row] - denoised_uncond[i]) * (weight * cond_scale)
+                denoised[i] += (x_out[row] - denoised_uncond[i]) * (weight * scales[i])
         return denoised
 
     def _maybe_switch(self) -> None:

@@ -186,6 +186,8 @@ options_templates.update(options_section(("API", "API", "system"), {
     "api_enable_requests": OptionInfo(True, "Allow http:// and https:// URLs for input images in API", restrict_api=True),
     "api_forbid_local_requests": OptionInfo(True, "Forbid URLs to local resources", restrict_api=True),
     "api_useragent": OptionInfo("", "User agent for requests", restrict_api=True),
+    "job_batch_window_ms": OptionInfo(200, "Batching: how long a queued API job waits for compatible jobs to share its sampling batch", "Number").info("milliseconds; 0 = run each job alone"),
+    "job_batch_max_images": OptionInfo(4, "Batching: most images in one batch of queued API jobs", "Number"),
 }))
 
 options_templates.update(options_section(("training", "Training", "training"), {

@@ -18,9 +18,10 @@ from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from pydantic import ValidationError
 
 from modules import job_queue, metrics, paths_internal, progress
-from modules.api import models
+from modules.api import job_batching, models
 from modules.job_store import CANCELLED, DONE, FAILED, QUEUED, RUNNING, DuplicateJob, Job
 from modules.shared_cmd_options import cmd_opts
+from modules.shared_options import opts
 from modules.shared_state import state
 
 log = logging.getLogger(__name__)
@@ -40,25 +41,41 @@ def jobs_folder() -> str:
 
 
 class ApiExecutor:
-    """Runs queued jobs in this process, one after another, with the Api's txt2img/img2img code (job_queue.Executor)."""
+    """Runs queued jobs in this process with the Api's txt2img/img2img code (job_queue.Executor): one alone, several
+    (compatible, see job_batching) as one sampling batch."""
 
     def __init__(self, api):
         self.api = api
 
     def run(self, jobs: list[Job]) -> list[job_queue.Outcome]:
-        return [self.run_one(job) for job in jobs]
+        if len(jobs) == 1:
+            return [self.run_one(jobs[0])]
+        try:
+            results = job_batching.run_batch(self.api, jobs)
+        except Exception as e:
+            outcome = self.failure(jobs, e)
+            return [outcome] * len(jobs)
+        return [self.success(result) for result in results]
 
     def run_one(self, job: Job) -> job_queue.Outcome:
         try:
             req = KINDS[job.kind].model_validate(job.request)
             result = self.api.text2img_job(req) if job.kind == "txt2img" else self.api.img2img_job(req)
-        except HTTPException as e:
-            return job_queue.Outcome(error=str(e.detail), status_code=e.status_code, exception=e)
-        except ValidationError as e:
-            return job_queue.Outcome(error=str(e), status_code=422, exception=e)
         except Exception as e:
-            log.exception("Job %s failed", job.id)
-            return job_queue.Outcome(error=str(e).strip() or type(e).__name__, status_code=500, exception=e)
+            return self.failure([job], e)
+        return self.success(result)
+
+    @staticmethod
+    def failure(jobs: list[Job], e: Exception) -> job_queue.Outcome:
+        if isinstance(e, HTTPException):
+            return job_queue.Outcome(error=str(e.detail), status_code=e.status_code, exception=e)
+        if isinstance(e, ValidationError):
+            return job_queue.Outcome(error=str(e), status_code=422, exception=e)
+        log.exception("Job(s) %s failed", [job.id for job in jobs])
+        return job_queue.Outcome(error=str(e).strip() or type(e).__name__, status_code=500, exception=e)
+
+    @staticmethod
+    def success(result: dict) -> job_queue.Outcome:
         info = json.loads(result["info"])
         return job_queue.Outcome(result=result, images=len(info["infotexts"]) - info["index_of_first_image"])
 
@@ -72,10 +89,17 @@ def request_model(kind: str, body: dict):
         raise HTTPException(status_code=422, detail=json.loads(e.json(include_url=False))) from e
 
 
+def batching_policy() -> tuple[int, float]:
+    """(most images per batch, seconds a job waits for partners) from the settings; a window of 0 turns batching off."""
+    window = max(float(opts.job_batch_window_ms), 0.0) / 1000
+    return (max(int(opts.job_batch_max_images), 1) if window > 0 else 1), window
+
+
 class JobRoutes:
     def __init__(self, api, router):
         self.api = api
-        job_queue.start(jobs_folder(), ApiExecutor(api), api.queue_lock)
+        queue = job_queue.start(jobs_folder(), ApiExecutor(api), api.queue_lock)
+        queue.compatible, queue.policy = job_batching.compatible, batching_policy
         router.add_api_route("/atelier/v1/jobs", self.submit, methods=["POST"], status_code=202)
         router.add_api_route("/atelier/v1/jobs/{job_id}", self.get, methods=["GET"])
         router.add_api_route("/atelier/v1/jobs/{job_id}", self.delete, methods=["DELETE"])
@@ -108,6 +132,8 @@ class JobRoutes:
             raise HTTPException(status_code=409, detail=job.error or "Cancelled before it started.")
         if outcome.exception is not None:
             raise outcome.exception
+        if outcome.result is None:  # interrupted inside a batch that went on: its images were dropped
+            raise HTTPException(status_code=409, detail="Cancelled while it ran in a batch.")
         return outcome.result
 
     def check(self, kind: str, req) -> None:

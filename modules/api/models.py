@@ -13,7 +13,7 @@ from modules import generation_parameters, postprocessing, processing
 # Engine-side attributes that are not request fields (objects, or values the engine fills in).
 INTERNAL_FIELDS = {"sd_model", "outpath_samples", "outpath_grids", "extra_generation_params", "seed_enable_extras",
                    "user", "model_manager", "all_prompts", "all_negative_prompts", "all_seeds", "all_subseeds", "iteration",
-                   "batch_index", "job_timestamp", "sd_model_name", "sd_model_hash", "sd_vae_name", "sd_vae_hash",
+                   "all_cfg_scales", "batch_index", "job_timestamp", "sd_model_name", "sd_model_hash", "sd_vae_name", "sd_vae_hash",
                    "clip_skip", "is_api", "denoiser", "comments", "script_args", "hr_upscale_to_x", "hr_upscale_to_y",
                    "latent_mask", "mask", "init_images", "scripts", "scripts_setup_complete", "prompts", "negative_prompts",
                    "seeds", "subseeds"}
