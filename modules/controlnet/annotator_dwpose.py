@@ -9,12 +9,10 @@ for every half pixel of the crop along x (576) and y (768).
 """
 from __future__ import annotations
 
-import colorsys
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
 from scipy import ndimage
 from torch.nn import functional as F
 
@@ -32,8 +30,6 @@ NMS_IOU, DET_MIN, PERSON_MIN, KEYPOINT_MIN = 0.45, 0.1, 0.3, 0.3
 OPENPOSE_FROM_COCO = dict(zip([1, 2, 3, 4, 6, 7, 8, 9, 10, 12, 13, 14, 15, 16, 17],
                               [17, 6, 8, 10, 7, 9, 12, 14, 16, 13, 15, 2, 1, 4, 3]))
 FACE, LEFT_HAND, RIGHT_HAND = slice(24, 92), slice(92, 113), slice(113, 134)  # after the neck's insertion
-HAND_EDGES = [(0, 1), (1, 2), (2, 3), (3, 4), (0, 5), (5, 6), (6, 7), (7, 8), (0, 9), (9, 10), (10, 11), (11, 12),
-              (0, 13), (13, 14), (14, 15), (15, 16), (0, 17), (17, 18), (18, 19), (19, 20)]
 
 
 def load(path: Path):
@@ -179,39 +175,10 @@ def detect(det, pose, img: np.ndarray) -> list[dict]:
     return poses(openpose_order(points, scores))
 
 
-def _hand_color(edge: int) -> tuple[int, int, int]:
-    return tuple(round(c * 255) for c in colorsys.hsv_to_rgb(edge / len(HAND_EDGES), 1.0, 1.0))
-
-
-def draw(people: list[dict], height: int, width: int) -> np.ndarray:
-    """Bodies as openpose draws them, then hands (edges 2 wide in HSV hues, blue joints of radius 4) and faces (white
-    dots of radius 3); points at pixel 0 of either axis are not drawn, as in the extension."""
-    canvas = Image.fromarray(annotator_openpose.draw([p["body"] for p in people], height, width))
-    pen = ImageDraw.Draw(canvas)
-
-    def pixel(point):
-        return None if point is None or int(point[0]) < 1 or int(point[1]) < 1 else (int(point[0]), int(point[1]))
-
-    for person in people:
-        for hand in (person["left_hand"], person["right_hand"]):
-            if hand is None:
-                continue
-            for i, (a, b) in enumerate(HAND_EDGES):
-                if (pa := pixel(hand[a])) and (pb := pixel(hand[b])):
-                    pen.line([pa, pb], fill=_hand_color(i), width=2)
-            for point in map(pixel, hand):
-                if point:
-                    pen.ellipse((point[0] - 4, point[1] - 4, point[0] + 4, point[1] + 4), fill=(0, 0, 255))
-        for point in map(pixel, person["face"] or []):
-            if point:
-                pen.ellipse((point[0] - 3, point[1] - 3, point[0] + 3, point[1] + 3), fill=(255, 255, 255))
-    return np.asarray(canvas)
-
-
 def dw_openpose_full(paths: tuple[Path, Path], img: np.ndarray) -> np.ndarray:
     """Bodies, hands and faces drawn on black, on the image padded as the extension pads it. `paths`: (detector,
     pose model)."""
     h, w = img.shape[:2]
     padded = annotators.pad64(img)
     people = detect(load(paths[0]), load(paths[1]), padded)
-    return draw(people, *padded.shape[:2])[:h, :w]
+    return annotator_openpose.draw_people(people, *padded.shape[:2])[:h, :w]

@@ -83,15 +83,15 @@ def test_wholebody_keypoints_become_openpose_body_order_with_the_neck():
 def test_hands_are_hsv_edges_with_blue_joints_and_the_face_white_dots():
     hand = [(20.0, 70.0)] + [(50.0 + 25 * (i % 4), 30.0 + 20 * (i // 4)) for i in range(20)]  # fingers spread
     face = [(100.0 + 5 * i, 20.0) for i in range(10)] + [(0.0, 30.0)]  # a point at x 0 is not drawn
-    canvas = dw.draw([{"body": [None] * 18, "left_hand": hand, "right_hand": None, "face": face}], 140, 200)
+    canvas = annotator_openpose.draw_people([{"body": [None] * 18, "left_hand": hand, "right_hand": None, "face": face}], 140, 200)
     assert canvas.shape == (140, 200, 3) and canvas.dtype == np.uint8
     for point in hand:
         assert tuple(canvas[int(point[1]), int(point[0])]) == (0, 0, 255)
-    for i, (a, b) in enumerate(dw.HAND_EDGES):
+    for i, (a, b) in enumerate(annotator_openpose.HAND_EDGES):
         (xa, ya), (xb, yb) = hand[a], hand[b]
         if np.hypot(xb - xa, yb - ya) > 12:  # the middle is clear of the joints' dots
-            assert tuple(canvas[round((ya + yb) / 2), round((xa + xb) / 2)]) == dw._hand_color(i), i
-    assert dw._hand_color(0) == (255, 0, 0) and dw._hand_color(5) == (128, 255, 0)
+            assert tuple(canvas[round((ya + yb) / 2), round((xa + xb) / 2)]) == annotator_openpose._hand_color(i), i
+    assert annotator_openpose._hand_color(0) == (255, 0, 0) and annotator_openpose._hand_color(5) == (128, 255, 0)
     for x, y in face[:-1]:
         assert tuple(canvas[int(y), int(x)]) == (255, 255, 255)
     assert not canvas[25:36, :4].any()
@@ -101,7 +101,7 @@ def test_hands_are_hsv_edges_with_blue_joints_and_the_face_white_dots():
 def test_the_body_is_drawn_as_openpose_draws_it():
     body = [(40.0 + 4 * i, 30.0 + 3 * i) for i in range(18)]
     person = {"body": body, "left_hand": None, "right_hand": None, "face": None}
-    np.testing.assert_array_equal(dw.draw([person], 100, 120), annotator_openpose.draw([body], 100, 120))
+    np.testing.assert_array_equal(annotator_openpose.draw_people([person], 100, 120), annotator_openpose.draw([body], 100, 120))
 
 
 def test_both_onnx_files_load_through_detect_and_the_people_are_drawn_where_they_are(tmp_path):
