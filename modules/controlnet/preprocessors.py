@@ -21,7 +21,7 @@ from modules.controlnet import (
     annotator_mlsd,
     annotator_normal_bae,
     annotator_openpose,
-    annotator_openpose_hand,
+    annotator_openpose_parts,
     annotator_pidinet,
     annotators,
 )
@@ -169,6 +169,9 @@ MODEL_BASED = [
     Preprocessor("depth_anything_v2", None, (_RES,), ("depth_anything_v2", "depth_anything_v2_vitl.pth")),
     Preprocessor("openpose", None, (_RES,), ("openpose", "body_pose_model.pth")),
     Preprocessor("openpose_hand", None, (_RES,), ("openpose", ("body_pose_model.pth", "hand_pose_model.pth"))),
+    Preprocessor("openpose_face", None, (_RES,), ("openpose", ("body_pose_model.pth", "facenet.pth"))),
+    Preprocessor("openpose_full", None, (_RES,), ("openpose", ("body_pose_model.pth", "hand_pose_model.pth",
+                                                               "facenet.pth"))),
     Preprocessor("dw_openpose_full", None, (_RES,), ("openpose", ("yolox_l.onnx", "dw-ll_ucoco_384.onnx"))),
     Preprocessor("lineart_realistic", None, (_RES,), ("lineart", "sk_model.pth")),
     Preprocessor("lineart_coarse", None, (_RES,), ("lineart", "sk_model2.pth")),
@@ -188,8 +191,9 @@ BUILT = {"softedge_hed": annotators.hed, "softedge_pidinet": annotator_pidinet.p
          "lineart_coarse": annotators.lineart, "lineart_anime": annotator_lineart_anime.lineart_anime,
          "depth_anything_v2": annotators.depth_anything_v2, "depth_midas": annotator_midas.depth_midas,
          "normal_bae": annotator_normal_bae.normal_bae, "openpose": annotator_openpose.openpose,
-         "dw_openpose_full": annotator_dwpose.dw_openpose_full,  # these two get their two files' paths
-         "openpose_hand": annotator_openpose_hand.openpose_hand,
+         "dw_openpose_full": annotator_dwpose.dw_openpose_full,  # these get their files' paths
+         "openpose_hand": annotator_openpose_parts.openpose_hand, "openpose_face": annotator_openpose_parts.openpose_face,
+         "openpose_full": annotator_openpose_parts.openpose_full,
          "mlsd": annotator_mlsd.mlsd}  # mlsd also takes thresholds a and b (its sliders beyond the resolution)
 # the extension's older names and its UI labels -> names
 ALIASES = {

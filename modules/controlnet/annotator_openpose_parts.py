@@ -1,8 +1,9 @@
-"""openpose_hand / openpose_full's hands: the CMU hand model (hand_pose_model.pth) run on a square box in front of each
-wrist the body model found, its 21 keypoints taken from the heatmaps averaged over four scales.
+"""openpose_hand / openpose_face / openpose_full: the CMU hand model (hand_pose_model.pth) on a square box beyond each
+wrist the body model found, its 21 keypoints from heatmaps averaged over four scales; the face model (facenet.pth) on
+a square box around the head, a point per heatmap that passes its threshold.
 
-The network is a VGG stem then stages of one branch (conv6_*_CPM, then Mconv*_stage2..6), each later stage reading
-the previous heatmaps beside the stem's features; layers keep the file's flat names, sizes read from its tensors.
+Both networks are a VGG stem then stages of one branch (conv6_*_CPM, then Mconv*_stage2..6), each later stage reading
+the previous heatmaps beside the stem's features; layers keep the files' flat names, sizes read from their tensors.
 """
 from __future__ import annotations
 
@@ -24,9 +25,10 @@ STEM = ["conv1_1", "conv1_2", "pool", "conv2_1", "conv2_2", "pool", "conv3_1", "
 SCALES = (0.5, 1.0, 1.5, 2.0)
 BOX_SIZE, MAP_SIZE, PEAK_THRESHOLD = 368, 128, 0.05
 KEYPOINTS = 21
+FACE_SIZE, FACE_THRESHOLD = 384, 0.05
 
 
-class HandPose(nn.Module):
+class PartPose(nn.Module):
     def __init__(self, sd: dict[str, torch.Tensor]):
         super().__init__()
         self.stages = [["conv6_1_CPM", "conv6_2_CPM"]]
@@ -51,10 +53,10 @@ class HandPose(nn.Module):
         return out
 
 
-def load(path: Path) -> HandPose:
+def load(path: Path) -> PartPose:
     sd = {k: v.float() for k, v in read_state_dict(path)[0].items()}
     with torch.device("meta"):
-        model = HandPose(sd)
+        model = PartPose(sd)
     materialize(model, sd, f"annotator {path.name}")
     return model.eval()
 
@@ -77,7 +79,7 @@ def boxes(person: list[tuple[float, float] | None], height: int, width: int) -> 
     return found
 
 
-def heatmaps(model: HandPose, crop: np.ndarray) -> np.ndarray:
+def heatmaps(model: PartPose, crop: np.ndarray) -> np.ndarray:
     """The 21 + 1 heatmaps (128 x 128 x 22) of a square RGB crop, averaged over the four scales of a 368 box."""
     blurred = ndimage.gaussian_filter(crop[..., ::-1].astype(np.float32), (0.8, 0.8, 0), mode="mirror", truncate=4.0)
     x = torch.from_numpy(blurred.round().clip(0, 255)).permute(2, 0, 1)[None]  # BGR, as the extension feeds it
@@ -110,7 +112,7 @@ def peaks(maps: np.ndarray, side: int) -> list[tuple[int, int] | None]:
     return found
 
 
-def hands(model: HandPose, img: np.ndarray, person) -> dict:
+def hands(model: PartPose, img: np.ndarray, person) -> dict:
     """{"left_hand": ..., "right_hand": ...}: 21 points (image pixels or None) each, or None without a box."""
     result = {"left_hand": None, "right_hand": None}
     for x, y, side, is_left in boxes(person, *img.shape[:2]):
@@ -120,11 +122,67 @@ def hands(model: HandPose, img: np.ndarray, person) -> dict:
     return result
 
 
-def openpose_hand(paths: tuple[Path, Path], img: np.ndarray) -> np.ndarray:
-    """Bodies and their hands drawn on black, on the image padded as the extension pads it. `paths`: (body, hand)."""
+def face_box(person: list[tuple[float, float] | None], height: int, width: int) -> tuple[int, int, int] | None:
+    """(x, y, side) of the square around the nose, reaching 3x the farthest eye or 1.5x the farthest ear each way,
+    clipped as the extension clips it (its check against the image's edge uses half the side); None under 20 pixels
+    or without the nose and any eye or ear."""
+    nose = person[0]
+    if nose is None or all(person[i] is None for i in (14, 15, 16, 17)):
+        return None
+    half = 0.0
+    for i, factor in ((14, 3.0), (15, 3.0), (16, 1.5), (17, 1.5)):
+        if person[i] is not None:
+            half = max(half, factor * max(abs(nose[0] - person[i][0]), abs(nose[1] - person[i][1])))
+    x, y = max(nose[0] - half, 0), max(nose[1] - half, 0)
+    side = min(2 * half if x + half <= width else width - x, 2 * half if y + half <= height else height - y)
+    return (int(x), int(y), int(side)) if side >= 20 else None
+
+
+def face_points(model: PartPose, crop: np.ndarray) -> list[tuple[int, int]]:
+    """The crop's face points (crop pixels): each heatmap's maximum where it passes the threshold, the background's
+    included as in the extension; points on the crop's top or left edge are dropped, as the extension drops them."""
+    h, w = crop.shape[:2]
+    x = torch.from_numpy(np.ascontiguousarray(crop[..., ::-1]).astype(np.float32)).permute(2, 0, 1)[None]  # BGR
+    x = annotator_openpose._resize(x, (FACE_SIZE, FACE_SIZE)).round().clamp(0, 255) / 256.0 - 0.5
+    with torch.inference_mode():
+        maps = F.interpolate(model(x), size=(h, w), mode="bilinear", align_corners=True)[0].numpy()
+    found = []
+    for part in maps:
+        if (part > FACE_THRESHOLD).any():
+            py, px = np.unravel_index(np.where(part > FACE_THRESHOLD, part, -np.inf).argmax(), part.shape)
+            if px > 0 and py > 0:
+                found.append((int(px), int(py)))
+    return found
+
+
+def _openpose_with(paths: tuple[Path, ...], img: np.ndarray, hand: bool, face: bool) -> np.ndarray:
+    """Bodies with their hands and/or faces drawn on black, on the image padded as the extension pads it. `paths`:
+    the body model, then the hand model and/or the face model."""
     h, w = img.shape[:2]
     padded = annotator_openpose.annotators.pad64(img)
     persons = annotator_openpose.detect_people(annotator_openpose.load(paths[0]), padded)
-    model = load(paths[1])
-    people = [{"body": p, "face": None, **hands(model, padded, p)} for p in persons]
+    hand_model = load(paths[1]) if hand else None
+    face_model = load(paths[-1]) if face else None
+    people = []
+    for person in persons:
+        entry = {"body": person, "left_hand": None, "right_hand": None, "face": None}
+        if hand_model is not None:
+            entry.update(hands(hand_model, padded, person))
+        if face_model is not None and (box := face_box(person, *padded.shape[:2])) is not None:
+            x, y, side = box
+            entry["face"] = [(float(px + x), float(py + y)) for px, py in
+                             face_points(face_model, padded[y:y + side, x:x + side])]
+        people.append(entry)
     return annotator_openpose.draw_people(people, *padded.shape[:2])[:h, :w]
+
+
+def openpose_hand(paths: tuple[Path, Path], img: np.ndarray) -> np.ndarray:
+    return _openpose_with(paths, img, hand=True, face=False)
+
+
+def openpose_face(paths: tuple[Path, Path], img: np.ndarray) -> np.ndarray:
+    return _openpose_with(paths, img, hand=False, face=True)
+
+
+def openpose_full(paths: tuple[Path, Path, Path], img: np.ndarray) -> np.ndarray:
+    return _openpose_with(paths, img, hand=True, face=True)
