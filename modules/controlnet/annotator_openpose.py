@@ -1,5 +1,5 @@
 """openpose: the CMU body model (body_pose_model.pth) and the grouping of its peaks into skeletons, drawn as the
-extension draws them (coloured limbs and joints on black).
+extension draws them (coloured limbs and joints on black; hands and faces, of openpose_hand/full and DWPose, too).
 
 The network is a VGG stem followed by stages of two branches, part affinity fields (PAFs, branch L1) and part
 heatmaps (L2), each stage reading the previous stage's maps beside the stem's features. Layers keep the file's flat
@@ -7,6 +7,7 @@ names (conv1_1, conv5_1_CPM_L1, Mconv1_stage2_L1, ...) and take their sizes from
 """
 from __future__ import annotations
 
+import colorsys
 import math
 import re
 from pathlib import Path
@@ -35,6 +36,8 @@ COLORS = [(255, 0, 0), (255, 85, 0), (255, 170, 0), (255, 255, 0), (170, 255, 0)
           (170, 0, 255), (255, 0, 255), (255, 0, 170), (255, 0, 85)]
 STEM = ["conv1_1", "conv1_2", "pool", "conv2_1", "conv2_2", "pool", "conv3_1", "conv3_2", "conv3_3", "conv3_4", "pool",
         "conv4_1", "conv4_2", "conv4_3_CPM", "conv4_4_CPM"]
+HAND_EDGES = [(0, 1), (1, 2), (2, 3), (3, 4), (0, 5), (5, 6), (6, 7), (7, 8), (0, 9), (9, 10), (10, 11), (11, 12),
+              (0, 13), (13, 14), (14, 15), (15, 16), (0, 17), (17, 18), (18, 19), (19, 20)]
 NET_HEIGHT = 184  # the extension's one scale: 0.5 x a 368 box
 PEAK_THRESHOLD, PAF_THRESHOLD, SAMPLES = 0.1, 0.05, 10
 
@@ -219,6 +222,35 @@ def draw(persons: list[list[tuple[float, float] | None]], height: int, width: in
     return np.asarray(canvas)
 
 
+def _hand_color(edge: int) -> tuple[int, int, int]:
+    return tuple(round(c * 255) for c in colorsys.hsv_to_rgb(edge / len(HAND_EDGES), 1.0, 1.0))
+
+
+def draw_people(people: list[dict], height: int, width: int) -> np.ndarray:
+    """Bodies as openpose draws them, then hands (edges 2 wide in HSV hues, blue joints of radius 4) and faces (white
+    dots of radius 3); points at pixel 0 of either axis are not drawn, as in the extension."""
+    canvas = Image.fromarray(draw([p["body"] for p in people], height, width))
+    pen = ImageDraw.Draw(canvas)
+
+    def pixel(point):
+        return None if point is None or int(point[0]) < 1 or int(point[1]) < 1 else (int(point[0]), int(point[1]))
+
+    for person in people:
+        for hand in (person["left_hand"], person["right_hand"]):
+            if hand is None:
+                continue
+            for i, (a, b) in enumerate(HAND_EDGES):
+                if (pa := pixel(hand[a])) and (pb := pixel(hand[b])):
+                    pen.line([pa, pb], fill=_hand_color(i), width=2)
+            for point in map(pixel, hand):
+                if point:
+                    pen.ellipse((point[0] - 4, point[1] - 4, point[0] + 4, point[1] + 4), fill=(0, 0, 255))
+        for point in map(pixel, person["face"] or []):
+            if point:
+                pen.ellipse((point[0] - 3, point[1] - 3, point[0] + 3, point[1] + 3), fill=(255, 255, 255))
+    return np.asarray(canvas)
+
+
 def load(path: Path) -> BodyPose:
     sd = {k: v.float() for k, v in read_state_dict(path)[0].items()}
     with torch.device("meta"):
@@ -227,10 +259,15 @@ def load(path: Path) -> BodyPose:
     return model.eval()
 
 
+def detect_people(model: BodyPose, img: np.ndarray) -> list[list[tuple[float, float] | None]]:
+    """The bodies in an RGB image: 18 points (pixels or None) each."""
+    heatmaps, pafs = maps(model, img)
+    found = peaks(heatmaps)
+    return people(found, connections(found, pafs, img.shape[0]))
+
+
 def openpose(path: Path, img: np.ndarray) -> np.ndarray:
     """The bodies found in the image drawn on black, on the image padded as the extension pads it."""
     h, w = img.shape[:2]
     padded = annotators.pad64(img)
-    heatmaps, pafs = maps(load(path), padded)
-    found = peaks(heatmaps)
-    return draw(people(found, connections(found, pafs, padded.shape[0])), *padded.shape[:2])[:h, :w]
+    return draw(detect_people(load(path), padded), *padded.shape[:2])[:h, :w]

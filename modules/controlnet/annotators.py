@@ -21,7 +21,10 @@ from modules.sd_models_loader import materialize, read_state_dict
 
 URL = "https://huggingface.co/lllyasviel/Annotators/resolve/main/{file}"
 URLS = {"depth_anything_v2_vitl.pth":  # not among lllyasviel's: the authors' own repository
-        "https://huggingface.co/depth-anything/Depth-Anything-V2-Large/resolve/main/depth_anything_v2_vitl.pth"}
+        "https://huggingface.co/depth-anything/Depth-Anything-V2-Large/resolve/main/depth_anything_v2_vitl.pth",
+        # DWPose's, from its authors as the extension fetches them
+        "yolox_l.onnx": "https://huggingface.co/yzd-v/DWPose/resolve/main/yolox_l.onnx",
+        "dw-ll_ucoco_384.onnx": "https://huggingface.co/yzd-v/DWPose/resolve/main/dw-ll_ucoco_384.onnx"}
 
 
 class AnnotatorMissingError(FileNotFoundError):

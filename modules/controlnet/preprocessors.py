@@ -15,11 +15,13 @@ from PIL import Image
 from scipy import ndimage
 
 from modules.controlnet import (
+    annotator_dwpose,
     annotator_lineart_anime,
     annotator_midas,
     annotator_mlsd,
     annotator_normal_bae,
     annotator_openpose,
+    annotator_openpose_parts,
     annotator_pidinet,
     annotators,
 )
@@ -39,7 +41,7 @@ class Preprocessor:
     name: str
     run: Callable | None  # (rgb array, threshold_a, threshold_b) -> map; None: needs an annotator model
     sliders: tuple[Slider, ...] = ()
-    annotator: tuple[str, str] | None = None  # (folder under annotator/downloads, file name)
+    annotator: tuple[str, str | tuple[str, ...]] | None = None  # (folder under annotator/downloads, file name(s))
     uses_resolution: bool = True
 
 
@@ -166,7 +168,11 @@ MODEL_BASED = [
     Preprocessor("depth_midas", None, (_RES,), ("midas", "dpt_hybrid-midas-501f0c75.pt")),
     Preprocessor("depth_anything_v2", None, (_RES,), ("depth_anything_v2", "depth_anything_v2_vitl.pth")),
     Preprocessor("openpose", None, (_RES,), ("openpose", "body_pose_model.pth")),
-    Preprocessor("dw_openpose_full", None, (_RES,), ("openpose", "dw-ll_ucoco_384.onnx")),
+    Preprocessor("openpose_hand", None, (_RES,), ("openpose", ("body_pose_model.pth", "hand_pose_model.pth"))),
+    Preprocessor("openpose_face", None, (_RES,), ("openpose", ("body_pose_model.pth", "facenet.pth"))),
+    Preprocessor("openpose_full", None, (_RES,), ("openpose", ("body_pose_model.pth", "hand_pose_model.pth",
+                                                               "facenet.pth"))),
+    Preprocessor("dw_openpose_full", None, (_RES,), ("openpose", ("yolox_l.onnx", "dw-ll_ucoco_384.onnx"))),
     Preprocessor("lineart_realistic", None, (_RES,), ("lineart", "sk_model.pth")),
     Preprocessor("lineart_coarse", None, (_RES,), ("lineart", "sk_model2.pth")),
     Preprocessor("lineart_anime", None, (_RES,), ("lineart_anime", "netG.pth")),
@@ -185,6 +191,9 @@ BUILT = {"softedge_hed": annotators.hed, "softedge_pidinet": annotator_pidinet.p
          "lineart_coarse": annotators.lineart, "lineart_anime": annotator_lineart_anime.lineart_anime,
          "depth_anything_v2": annotators.depth_anything_v2, "depth_midas": annotator_midas.depth_midas,
          "normal_bae": annotator_normal_bae.normal_bae, "openpose": annotator_openpose.openpose,
+         "dw_openpose_full": annotator_dwpose.dw_openpose_full,  # these get their files' paths
+         "openpose_hand": annotator_openpose_parts.openpose_hand, "openpose_face": annotator_openpose_parts.openpose_face,
+         "openpose_full": annotator_openpose_parts.openpose_full,
          "mlsd": annotator_mlsd.mlsd}  # mlsd also takes thresholds a and b (its sliders beyond the resolution)
 # the extension's older names and its UI labels -> names
 ALIASES = {
@@ -219,6 +228,24 @@ def annotator_dirs(models_path: str, data_path: str) -> list[Path]:
             Path(data_path) / "extensions" / "sd-webui-controlnet" / "annotator" / "downloads"]
 
 
+def _annotator_files(name: str, folder: str, files: str | tuple[str, ...], dirs: list[Path]) -> Path | tuple[Path, ...]:
+    """The annotator file's path, or for several files their paths; those that cannot be had are named together."""
+    if isinstance(files, str):
+        return annotators.annotator_file(name, folder, files, dirs)
+    found, missing = [], []
+    for file in files:
+        try:
+            found.append(annotators.annotator_file(name, folder, file, dirs))
+        except AnnotatorMissingError as e:
+            missing.append((file, e.__cause__))
+    if missing:
+        where = " or ".join(str(d / folder) for d in dirs)
+        raise AnnotatorMissingError(f"Preprocessor {name} needs the annotator files {', '.join(files)}; "
+                                    f"{', '.join(f for f, _ in missing)} could not be downloaded ({missing[0][1]}): "
+                                    f"put them in {where}")
+    return tuple(found)
+
+
 def detect(name: str, image: Image.Image, resolution: int, threshold_a: float, threshold_b: float,
            annotator_dirs: list[Path], mask: Image.Image | None = None) -> Image.Image:
     """The detected map of `image` at `resolution` (its short side), thresholds -1 meaning the module's defaults."""
@@ -227,7 +254,7 @@ def detect(name: str, image: Image.Image, resolution: int, threshold_a: float, t
     if pre.annotator is not None:
         folder, file = pre.annotator
         if pre.name in BUILT:
-            annotator = annotators.annotator_file(pre.name, folder, file, annotator_dirs)
+            annotator = _annotator_files(pre.name, folder, file, annotator_dirs)
         else:
             where = " or ".join(str(d / folder / file) for d in annotator_dirs)
             if not any((d / folder / file).is_file() for d in annotator_dirs):
