@@ -152,3 +152,18 @@ def test_an_annotator_is_built_once_per_file_on_the_managers_device_and_again_wh
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))  # a changed file: another mtime
     changed = np.asarray(preprocessors.detect("softedge_hed", picture(), 40, -1, -1, dirs(tmp_path)))
     assert reads == [path, path] and not np.array_equal(changed, first[0])
+
+
+def test_annotators_do_not_push_control_models_out_of_the_managers_cache(tmp_path, monkeypatch):
+    manager = sd_models.ModelManager(devices.DevicePlan(torch.device("cpu"), torch.float32, torch.float32),
+                                     tmp_path / "cache")
+    manager.auxiliary_limit = 1
+    monkeypatch.setattr(sd_models, "model_manager", manager)
+    control = manager.auxiliary_model(("controlnet", "a"), object)
+    for file in ("sk_model.pth", "sk_model2.pth"):
+        write_annotator(tmp_path / "models" / "ControlNetAnnotators" / "lineart" / file, "lineart")
+    preprocessors.detect("lineart_realistic", picture(), 32, -1, -1, dirs(tmp_path))
+    preprocessors.detect("lineart_coarse", picture(), 32, -1, -1, dirs(tmp_path))
+    kinds = [key[0] for key in manager.auxiliary]
+    assert kinds == ["controlnet", "annotator"] and manager.auxiliary[("controlnet", "a")] is control
+    assert "sk_model2.pth" in list(manager.auxiliary)[1][1]  # the older annotator made room for the newer
