@@ -490,7 +490,7 @@ def make_stage(model, p: StableDiffusionProcessing, prompts: list[str], negative
     for i, name in enumerate(model.extra.get("modules", ()), 1):  # Forge's keys for the separate parts used
         p.extra_generation_params[f"Module {i}"] = os.path.splitext(name)[0]
     control = controlnet_apply.stack_for(p.controlnet_units, model, width, height, manager_for(p), refiner=refiner,
-                                         hires=hires_steps is not None) if p.controlnet_units else None
+                                         hires=hires_steps is not None, seeds=p.seeds) if p.controlnet_units else None
     return UNetStage(model, cond, uncond, sdxl_time_ids(model, len(prompts), width, height),
                      image_conditioning if model.family.is_inpainting else None, control, guidance=guidance)
 

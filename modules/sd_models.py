@@ -489,12 +489,14 @@ class ModelManager:
             devices.torch_gc()
 
     def auxiliary_model(self, key: tuple, load):
-        """The auxiliary model under `key` (made by load() the first time); the least recently used beyond
-        auxiliary_limit are dropped, so the next job with the same unit loads nothing."""
+        """The auxiliary model under `key` (made by load() the first time); of each kind (key[0]: "controlnet",
+        "clip_vision", "annotator") the least recently used beyond auxiliary_limit are dropped, so the next job with
+        the same units loads nothing and annotators never push out the control models."""
         with self.lock:
             if key not in self.auxiliary:
-                while len(self.auxiliary) >= max(self.auxiliary_limit, 1):
-                    self.auxiliary.popitem(last=False)
+                same_kind = [k for k in self.auxiliary if k[0] == key[0]]
+                while len(same_kind) >= max(self.auxiliary_limit, 1):
+                    del self.auxiliary[same_kind.pop(0)]
                 self.auxiliary[key] = load()
             self.auxiliary.move_to_end(key)
             return self.auxiliary[key]

@@ -179,9 +179,16 @@ class CFGDenoiser:
             x_in = torch.cat([x_in, stage.image_conditioning if same else stage.image_conditioning[images]], dim=1)
         context = cond.context.to(dtype)
         ip_tokens = residuals.pop("ip_adapter_image_tokens", None)  # IP-Adapters read them beside the text's
-        with contextlib.nullcontext() if ip_tokens is None else stage.control.attention(model.unet):
-            out = unet(x_in.to(dtype), t.to(dtype), encoder_hidden_states=context if ip_tokens is None else (context, ip_tokens),
-                       added_cond_kwargs=added, return_dict=False, **residuals)[0].to(x.dtype)
+        hidden = context if ip_tokens is None else (context, ip_tokens)
+
+        def run(x_unet, extra):
+            return unet(x_unet.to(dtype), t.to(dtype), encoder_hidden_states=hidden, added_cond_kwargs=added,
+                        return_dict=False, **extra)[0]
+
+        # reference units first run the UNet on their noised image ("write"), without ControlNet residuals
+        with contextlib.nullcontext() if stage.control is None else stage.control.attention(
+                model.unet, lambda ref: run(ref, {}), s, c_in, images, first_uncond, self.step, self.total_steps):
+            out = run(x_in, residuals).to(x.dtype)
         if model.family.prediction_type == "v_prediction":
             return x * (1.0 / (s**2 + 1.0)) - out * (s / (s**2 + 1.0) ** 0.5)
         return x - out * s

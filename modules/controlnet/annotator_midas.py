@@ -14,6 +14,7 @@ import torch
 from accelerate import init_empty_weights
 from torch.nn import functional as F
 
+from modules.controlnet import annotators
 from modules.sd_models_loader import materialize, read_state_dict
 
 _VIT = "pretrained.model."
@@ -130,11 +131,11 @@ def predict(model, x: torch.Tensor) -> torch.Tensor:
 def depth_midas(path: Path, img: np.ndarray) -> np.ndarray:
     """Relative inverse depth, near bright: the image padded (edge) to a multiple of 64, scaled to -1..1, the
     prediction stretched to 0..255 over the padded map and the padding cut off again, as the extension does."""
-    model = load_midas(path)
+    model = annotators.cached(path, load_midas)
     h, w = img.shape[:2]
     padded = np.pad(img, ((0, -h % 64), (0, -w % 64), (0, 0)), mode="edge")
-    x = torch.from_numpy(padded.astype(np.float32) / 127.5 - 1.0).permute(2, 0, 1)[None]
+    x = torch.from_numpy(padded.astype(np.float32) / 127.5 - 1.0).permute(2, 0, 1)[None].to(annotators.device_of(model))
     with torch.inference_mode():
         depth = predict(model, x)[0]
     depth = (depth - depth.min()) / max(float(depth.max() - depth.min()), 1e-8)
-    return (depth.numpy() * 255.0).clip(0, 255).astype(np.uint8)[:h, :w]
+    return (depth.cpu().numpy() * 255.0).clip(0, 255).astype(np.uint8)[:h, :w]

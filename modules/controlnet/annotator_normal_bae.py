@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from modules.controlnet import annotators
 from modules.sd_models_loader import materialize, read_state_dict
 
 STAGE_STRIDES = (1, 2, 2, 2, 1, 2, 1)  # EfficientNet's seven stages; the first block of each has the stride
@@ -198,11 +199,11 @@ def load_normal_bae(path: Path) -> NormalBae:
 def normal_bae(path: Path, img: np.ndarray) -> np.ndarray:
     """The normal map as the extension draws it: (n + 1) / 2 as RGB, on the image padded (edge) to a multiple of 64
     and cut back."""
-    model = load_normal_bae(path)
+    model = annotators.cached(path, load_normal_bae)
     h, w = img.shape[:2]
     padded = np.pad(img, ((0, -h % 64), (0, -w % 64), (0, 0)), mode="edge")
-    x = torch.from_numpy(padded.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
-    x = (x - torch.tensor([0.485, 0.456, 0.406])[:, None, None]) / torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+    x = torch.from_numpy(padded.astype(np.float32) / 255.0).permute(2, 0, 1)[None].to(annotators.device_of(model))
+    mean, std = (torch.tensor(v, device=x.device)[:, None, None] for v in ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]))
     with torch.inference_mode():
-        normal = ((model(x)[0, :3] + 1) * 0.5).clip(0, 1)
-    return (normal.permute(1, 2, 0).numpy() * 255.0).clip(0, 255).astype(np.uint8)[:h, :w]
+        normal = (((model((x - mean) / std))[0, :3] + 1) * 0.5).clip(0, 1)
+    return (normal.permute(1, 2, 0).cpu().numpy() * 255.0).clip(0, 255).astype(np.uint8)[:h, :w]

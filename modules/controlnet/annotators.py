@@ -4,11 +4,13 @@ depths read from the files' tensors).
 
 Annotator files come from models/ControlNetAnnotators/<folder>/ or the extension's annotator/downloads/<folder>/;
 a missing one is downloaded once into models/ControlNetAnnotators from lllyasviel/Annotators (a log line says so),
-and offline an error names the file and where to put it.
+and offline an error names the file and where to put it. Every annotator network is built through `cached`: once per
+(file, mtime, device, dtype), on the job's device, kept by the model manager beside the control models.
 """
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from modules import modelloader
+from modules import job_context, modelloader
 from modules.sd_models_loader import materialize, read_state_dict
 
 URL = "https://huggingface.co/lllyasviel/Annotators/resolve/main/{file}"
@@ -50,6 +52,23 @@ def pad64(img: np.ndarray) -> np.ndarray:
     (the caller crops the map back)."""
     h, w = img.shape[:2]
     return np.pad(img, ((0, -h % 64), (0, -w % 64), (0, 0)), mode="edge")
+
+
+def cached(path: Path, build: Callable[[Path], nn.Module]) -> nn.Module:
+    """The network build(path) makes, in float32 on the model manager's device, kept in its auxiliary cache: the next
+    detect with the same file reads nothing, a changed file (mtime, size) is read again. Without a model manager (before
+    the app starts) it is built on the CPU each time."""
+    manager = job_context.model_manager()
+    if manager is None:
+        return build(path).eval()
+    device, stat = manager.plan.device, path.stat()
+    key = ("annotator", str(path), stat.st_mtime_ns, stat.st_size, str(device), torch.float32,
+           f"{build.__module__}.{build.__qualname__}")
+    return manager.auxiliary_model(key, lambda: build(path).to(device=device, dtype=torch.float32).eval())
+
+
+def device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
 
 
 class _HedBlock(nn.Module):
@@ -124,28 +143,36 @@ def _load(make, path: Path) -> nn.Module:
     return module.eval()
 
 
+def load_hed(path: Path) -> Hed:
+    return _load(lambda sd: Hed(tuple(int(sd[f"block{i}.convs.0.weight"].shape[0]) for i in range(1, 6)),
+                                tuple(len({k.split(".")[2] for k in sd if k.startswith(f"block{i}.convs.")})
+                                      for i in range(1, 6))), path)
+
+
 def hed(path: Path, img: np.ndarray) -> np.ndarray:
     """Soft edges: the sigmoid of the five stages' edge maps averaged at full size (white edges on black)."""
-    model = _load(lambda sd: Hed(tuple(int(sd[f"block{i}.convs.0.weight"].shape[0]) for i in range(1, 6)),
-                                 tuple(len({k.split(".")[2] for k in sd if k.startswith(f"block{i}.convs.")})
-                                       for i in range(1, 6))), path)
-    x = torch.from_numpy(img.astype(np.float32)).permute(2, 0, 1)[None]  # 0..255, as the net was trained
+    model = cached(path, load_hed)
+    x = torch.from_numpy(img.astype(np.float32)).permute(2, 0, 1)[None].to(device_of(model))  # 0..255, as trained
     with torch.inference_mode():
         edges = [F.interpolate(e, size=img.shape[:2], mode="bilinear", align_corners=False) for e in model(x)]
         edge = torch.sigmoid(torch.cat(edges, 1).mean(1))[0]
-    return (edge.numpy() * 255.0).clip(0, 255).astype(np.uint8)
+    return (edge.cpu().numpy() * 255.0).clip(0, 255).astype(np.uint8)
+
+
+def load_lineart(path: Path) -> Lineart:
+    return _load(lambda sd: Lineart(len({k.split(".")[1] for k in sd if k.startswith("model2.")}),
+                                    int(sd["model0.1.weight"].shape[0])), path)
 
 
 def lineart(path: Path, img: np.ndarray) -> np.ndarray:
     """White lines on black: the generator draws dark lines on white, inverted as the extension does."""
-    model = _load(lambda sd: Lineart(len({k.split(".")[1] for k in sd if k.startswith("model2.")}),
-                                     int(sd["model0.1.weight"].shape[0])), path)
+    model = cached(path, load_lineart)
     h, w = img.shape[:2]
     padded = np.pad(img, ((0, -h % 8), (0, -w % 8), (0, 0)), mode="edge")  # two stride-2 levels down and back up
-    x = torch.from_numpy(padded.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
+    x = torch.from_numpy(padded.astype(np.float32) / 255.0).permute(2, 0, 1)[None].to(device_of(model))
     with torch.inference_mode():
         line = model(x)[0, 0, :h, :w]
-    return 255 - (line.numpy() * 255.0).clip(0, 255).astype(np.uint8)
+    return 255 - (line.cpu().numpy() * 255.0).clip(0, 255).astype(np.uint8)
 
 
 def _depth_anything_names(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -208,22 +235,27 @@ def _depth_anything(sd: dict[str, torch.Tensor]):
     return DepthAnythingForDepthEstimation(config)
 
 
-def depth_anything_v2(path: Path, img: np.ndarray) -> np.ndarray:
-    """Relative depth, near bright: the short side at 518 (a multiple of the patch), ImageNet normalisation, the
-    prediction back at the image's size, stretched to 0..255."""
+def load_depth_anything(path: Path):
     sd = {k: v.float() for k, v in read_state_dict(path)[0].items()}
     model = _depth_anything(sd)
     materialize(model, _depth_anything_names(sd), f"annotator {path.name}")
-    model.eval()
+    return model.eval()
+
+
+def depth_anything_v2(path: Path, img: np.ndarray) -> np.ndarray:
+    """Relative depth, near bright: the short side at 518 (a multiple of the patch), ImageNet normalisation, the
+    prediction back at the image's size, stretched to 0..255."""
+    model = cached(path, load_depth_anything)
     patch = model.config.patch_size
     h, w = img.shape[:2]
     scale = 518 / min(h, w)
     size = (max(round(h * scale / patch), 1) * patch, max(round(w * scale / patch), 1) * patch)
-    x = torch.from_numpy(img.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
+    x = torch.from_numpy(img.astype(np.float32) / 255.0).permute(2, 0, 1)[None].to(device_of(model))
     x = F.interpolate(x, size=size, mode="bicubic", align_corners=False)
-    x = (x - torch.tensor([0.485, 0.456, 0.406])[:, None, None]) / torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+    mean, std = (torch.tensor(v, device=x.device)[:, None, None] for v in ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]))
+    x = (x - mean) / std
     with torch.inference_mode():
         depth = model(pixel_values=x).predicted_depth[:, None]
         depth = F.interpolate(depth, size=(h, w), mode="bilinear", align_corners=False)[0, 0]
     depth = (depth - depth.min()) / max(float(depth.max() - depth.min()), 1e-8)
-    return (depth.numpy() * 255.0).clip(0, 255).astype(np.uint8)
+    return (depth.cpu().numpy() * 255.0).clip(0, 255).astype(np.uint8)

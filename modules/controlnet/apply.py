@@ -3,7 +3,8 @@
 Semantics follow sd-webui-controlnet: each unit's residuals are scaled by its weight and applied only while
 step / total steps lies in [guidance_start, guidance_end]; "My prompt is more important" uses the soft scales
 weight * 0.825 ** (12 - i) over the outputs (also forced in the Hires. fix pass for canny and mlsd maps);
-"ControlNet is more important" adds the residuals to the conditional rows only. Several units sum.
+"ControlNet is more important" adds the residuals to the conditional rows only. Several units sum. Reference units
+(reference.py) need no model: they change the UNet's self-attention and block statistics instead.
 """
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ import torch
 from diffusers import ControlNetUnionModel, T2IAdapter
 from PIL import Image, ImageOps
 
-from modules.controlnet import clip_vision, ip_adapter, models, preprocessors, t2i_adapter
-from modules.controlnet.units import CONTROL_MODES, ControlNetUnit, decode_image
+from modules import processing_img2img
+from modules.controlnet import clip_vision, ip_adapter, models, preprocessors, reference, t2i_adapter
+from modules.controlnet.units import CONTROL_MODES, REFERENCE_MODULES, ControlNetUnit, decode_image
 
 log = logging.getLogger(__name__)
 _SOFT_IN_HIRES = ("canny", "mlsd")
@@ -28,9 +30,10 @@ _SOFT_IN_HIRES = ("canny", "mlsd")
 class PreparedUnit:
     index: int  # the unit's place among the script's units ("ControlNet 0", ...)
     unit: ControlNetUnit
-    info: models.ControlNetInfo
+    info: models.ControlNetInfo | None  # None: a reference unit, which needs no model
     detected: Image.Image  # the preprocessed map (an IP-Adapter unit's: its image)
     encoder: Path | None = None  # an IP-Adapter unit's CLIP vision encoder file
+    latents: dict = field(default_factory=dict)  # a reference unit's VAE latent per (size, VAE): encoded once per job
 
 
 def pixel_perfect_resolution(image: Image.Image, width: int, height: int, resize_mode: str) -> int:
@@ -62,7 +65,8 @@ def prepare(units: list[ControlNetUnit], width: int, height: int, init_image: Im
         encoder = preprocessors.IP_ADAPTER_ENCODERS.get(preprocessors.resolve(unit.module).name)
         encoder_file = None if encoder is None else \
             clip_vision.find(encoder, clip_vision.default_dirs() if clip_dirs is None else clip_dirs)
-        prepared.append(PreparedUnit(index, unit, models.find_model(unit.model, model_dirs), detected, encoder_file))
+        info = None if unit.module in REFERENCE_MODULES else models.find_model(unit.model, model_dirs)
+        prepared.append(PreparedUnit(index, unit, info, detected, encoder_file))
     return prepared
 
 
@@ -112,10 +116,23 @@ class ControlStack:
     hires: bool = False
     applied: list[tuple[int, int]] = field(default_factory=list)
     ip_processors: dict | None = None  # the UNet's attention processors while IP-Adapter units run
+    references: list[reference.Reference] = field(default_factory=list)
+    layers: reference.Layers | None = None  # the UNet's layers reference units touch
 
-    def attention(self, unet):
-        """The block in which the UNet runs with this stack's IP-Adapter processors."""
-        return ip_adapter.attention(unet, self.ip_processors) if self.ip_processors else contextlib.nullcontext()
+    @contextlib.contextmanager
+    def attention(self, unet, write, sigma, c_in, images: list[int], first_uncond: int, step: int, total_steps: int):
+        """The block in which the UNet runs with this stack's IP-Adapter processors and, after their write passes
+        (write(unet input) runs the UNet without residuals), the reference units active at this step."""
+        progress = step / max(total_steps, 1)
+        active = [r for r in self.references if r.unit.guidance_start <= progress <= r.unit.guidance_end]
+        self.applied += [(step, r.index) for r in active]
+        with contextlib.ExitStack() as stack:
+            if self.ip_processors:
+                stack.enter_context(ip_adapter.attention(unet, self.ip_processors))
+            if active:
+                stack.enter_context(reference.evaluation(unet, self.layers, active, write, sigma, c_in, images,
+                                                         first_uncond))
+            yield
 
     def residuals(self, x, t, context, added, first_uncond: int, step: int, total_steps: int) -> dict:
         """The UNet's extra arguments summed over the units active at this step: ControlNets' down/mid block
@@ -205,13 +222,29 @@ def encoder_for(prepared: PreparedUnit, adapter, model, manager):
     return manager.auxiliary_model(key, lambda: clip_vision.load(path, model.device, dtype))
 
 
+def reference_for(p: PreparedUnit, model, width: int, height: int, seeds: list[int], hires: bool) -> reference.Reference:
+    """A reference unit bound to `model`: its image fit to the size and VAE-encoded (once per job), noise per image."""
+    key = (width, height, id(model.vae))
+    if key not in p.latents:
+        p.latents[key] = processing_img2img.encode(model, [fit(p.detected, width, height, p.unit.resize_mode)])
+    latent = p.latents[key]
+    sdxl = model.unet.config.addition_embed_type == "text_time"
+    default = preprocessors.resolve(p.unit.module).sliders[0].value
+    return reference.Reference(p.index, p.unit, latent, reference.noise(seeds, tuple(latent.shape[1:]), latent.device),
+                               reference.style_fidelity(p.unit, default, sdxl, hires))
+
+
 def stack_for(prepared: list[PreparedUnit], model, width: int, height: int, manager, *, refiner: bool = False,
-              hires: bool = False) -> ControlStack | None:
-    """The units bound to `model` at width x height; a wrong-family unit is an error, except for the refiner,
-    which just runs without it (an SD1 ControlNet cannot guide an SDXL refiner)."""
-    bound = []
+              hires: bool = False, seeds: list[int] | None = None) -> ControlStack | None:
+    """The units bound to `model` at width x height (reference units' noise from `seeds`, one per image); a
+    wrong-family unit is an error, except for the refiner, which just runs without it (an SD1 ControlNet cannot guide
+    an SDXL refiner)."""
+    bound, references = [], []
     dtype = next(model.unet.parameters()).dtype
     for p in prepared:
+        if p.info is None:
+            references.append(reference_for(p, model, width, height, seeds or [0], hires))
+            continue
         try:
             controlnet = cached_load(p.info.path, model, manager)
         except models.ControlNetFamilyError as e:
@@ -228,5 +261,9 @@ def stack_for(prepared: list[PreparedUnit], model, width: int, height: int, mana
         union = union_type(p) if isinstance(controlnet, ControlNetUnionModel) else None
         bound.append(_Bound(p, controlnet, hint, features, union))
     adapters = [(b.controlnet, b.prepared.unit.weight) for b in bound if b.image_tokens is not None]
-    return ControlStack(bound, hires=hires, ip_processors=ip_adapter.processors(model.unet, adapters) if adapters else None) \
-        if bound else None
+    if not bound and not references:
+        return None
+    return ControlStack(bound, hires=hires, ip_processors=ip_adapter.processors(model.unet, adapters) if adapters else None,
+                        references=references,
+                        layers=reference.Layers.of(model.unet, model.unet.config.addition_embed_type == "text_time")
+                        if references else None)

@@ -18,7 +18,7 @@ _OLD_NAMES = {"preprocessor": "module"}
 
 def unit_to_infotext(prepared) -> str:
     unit = prepared.unit
-    values = {"module": unit.module, "model": prepared.info.title, "weight": float(unit.weight),
+    values = {"module": unit.module, "model": prepared.info.title if prepared.info else "None", "weight": float(unit.weight),
               "resize_mode": unit.resize_mode, "processor_res": int(unit.processor_res),
               "threshold_a": float(unit.threshold_a), "threshold_b": float(unit.threshold_b),
               "guidance_start": float(unit.guidance_start), "guidance_end": float(unit.guidance_end),

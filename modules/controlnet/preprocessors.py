@@ -25,6 +25,7 @@ from modules.controlnet import (
     annotator_pidinet,
     annotators,
 )
+from modules.controlnet.units import REFERENCE_MODULES
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,9 @@ MODEL_FREE = [
     # IP-Adapter's: the image goes as it is to the CLIP vision encoder the name picks (IP_ADAPTER_ENCODERS)
     Preprocessor("ip-adapter_clip_h", None, uses_resolution=False),
     Preprocessor("ip-adapter_clip_g", None, uses_resolution=False),
+    # Reference: the image itself, which reference.py feeds through the UNet beside the generation
+    *(Preprocessor(name, None, (Slider("Style Fidelity (only for Balanced mode)", 0.5, 0.0, 1.0, 0.01),),
+                   uses_resolution=False) for name in REFERENCE_MODULES),
 ]
 IP_ADAPTER_ENCODERS = {"ip-adapter_clip_h": "clip_h", "ip-adapter_clip_g": "clip_g"}
 # model-based ones: (name, folder under annotator/downloads, file)

@@ -17,6 +17,8 @@ RESIZE_ALIASES = {"Scale to Fit (Inner Fit)": "Crop and Resize", "Envelope (Oute
 CONTROL_MODES = ("Balanced", "My prompt is more important", "ControlNet is more important")
 # legacy field -> current field (the extension's external_code)
 FIELD_ALIASES = {"input_image": "image", "lowvram": "low_vram", "guidance": "weight"}
+# the "Reference" control type's modules: they act through the UNet itself, with the model "None"
+REFERENCE_MODULES = ("reference_only", "reference_adain", "reference_adain+attn")
 
 
 class UnitError(ValueError):
@@ -44,8 +46,10 @@ class ControlNetUnit:
 
     @property
     def active(self) -> bool:
-        """Enabled with a model and a non-zero weight: only then does it change anything."""
-        return bool(self.enabled) and self.model not in (None, "", "None") and float(self.weight) != 0.0
+        """Enabled with a model (a reference module needs none) and a non-zero weight: only then does it change
+        anything."""
+        return bool(self.enabled) and float(self.weight) != 0.0 and \
+            (self.model not in (None, "", "None") or self.module in REFERENCE_MODULES)
 
     @staticmethod
     def from_value(value) -> ControlNetUnit:

@@ -96,3 +96,16 @@ def test_webuiapi_unit_round_trip_and_legacy_fields(server):
     disabled = {**SMALL, "alwayson_scripts": {"controlnet": {"args": [webuiapi_unit(model, enabled=False)]}}}
     assert np.array_equal(np.asarray(decode(server.ok("POST", "/sdapi/v1/txt2img", disabled)["images"][0])),
                           np.asarray(decode(plain["images"][0])))
+
+
+def test_reference_only_with_model_none_is_listed_accepted_and_written(server):
+    modules = server.ok("GET", "/controlnet/module_list")
+    assert {"reference_only", "reference_adain", "reference_adain+attn"} <= set(modules["module_list"])
+    detail = modules["module_detail"]["reference_only"]
+    assert detail["model_free"] is True
+    assert detail["sliders"] == [{"name": "Style Fidelity (only for Balanced mode)", "value": 0.5, "min": 0.0,
+                                  "max": 1.0, "step": 0.01}]
+    unit = webuiapi_unit("None", module="reference_only", threshold_a=0.5, resize_mode="Crop and Resize")
+    answer = server.ok("POST", "/sdapi/v1/txt2img", {**SMALL, "alwayson_scripts": {"controlnet": {"args": [unit]}}})
+    infotext = json.loads(answer["info"])["infotexts"][0]
+    assert 'ControlNet 0: "Module: reference_only, Model: None, Weight: 1.0, Resize Mode: Crop and Resize' in infotext

@@ -102,3 +102,23 @@ def test_wrong_family_missing_encoder_and_wrong_preprocessor_are_clear_errors(en
                       [tmp_path / "nowhere"])
     with pytest.raises(ValueError, match="needs an ip-adapter_clip_\\* preprocessor"):
         run(SD1, dirs, unit(module="none"))
+
+
+def test_an_ip_adapter_and_a_reference_unit_compose(engine, dirs):
+    unet = model(SD1).unet
+    before = dict(unet.attn_processors)
+    seen = {}
+
+    def record(_module, _args, _output):  # the real pass's processors: IP-Adapter's on attn2, reference's on attn1
+        names = {type(p).__name__ for p in unet.attn_processors.values()}
+        seen.setdefault("names", names)
+    handle = unet.mid_block.register_forward_hook(record)
+    try:
+        reference = ControlNetUnit(module="reference_only", model="None", image=picture(1))
+        both, p = run(SD1, dirs, unit(), reference, steps=2)
+    finally:
+        handle.remove()
+    assert {"IPAdapterAttnProcessor2_0", "ReferenceAttnProcessor"} <= seen["names"]
+    assert {index for _, index in p.denoiser.stage.control.applied} == {0, 1}
+    assert not np.array_equal(pixels(both.images[0]), pixels(run(SD1, dirs, unit(), steps=2)[0].images[0]))
+    assert unet.attn_processors == before

@@ -2,6 +2,7 @@
 key layout found in either folder, fetched once when missing, and a clear message when they cannot be had."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import httpx
@@ -10,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from modules import modelloader
-from modules.controlnet import preprocessors
+from modules import devices, modelloader, sd_models
+from modules.controlnet import annotators, preprocessors
 from tests.fixtures.controlnets import write_annotator, write_depth_anything
 
 
@@ -130,3 +131,39 @@ def test_offline_the_midas_and_normal_files_are_named_with_where_they_go(tmp_pat
     message = str(error.value)
     assert file in message and str(tmp_path / "models" / "ControlNetAnnotators" / folder) in message
     assert f"annotator/downloads/{folder}" in message and "HF_HUB_OFFLINE" in message and calls == []
+
+
+def test_an_annotator_is_built_once_per_file_on_the_managers_device_and_again_when_the_file_changes(tmp_path,
+                                                                                                   monkeypatch):
+    manager = sd_models.ModelManager(devices.DevicePlan(torch.device("cpu"), torch.float32, torch.float32),
+                                     tmp_path / "cache")
+    monkeypatch.setattr(sd_models, "model_manager", manager)
+    reads = []
+    read = annotators.read_state_dict
+    monkeypatch.setattr(annotators, "read_state_dict", lambda path, *a, **k: reads.append(path) or read(path, *a, **k))
+    path = tmp_path / "models" / "ControlNetAnnotators" / "hed" / "ControlNetHED.pth"
+    write_annotator(path, "hed")
+    first = [np.asarray(preprocessors.detect("softedge_hed", picture(), 40, -1, -1, dirs(tmp_path))) for _ in range(2)]
+    assert reads == [path] and np.array_equal(*first)
+    (key, model), = manager.auxiliary.items()
+    assert key[:2] == ("annotator", str(path)) and "cpu" in key and torch.float32 in key
+    write_annotator(path, "hed", seed=1)
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))  # a changed file: another mtime
+    changed = np.asarray(preprocessors.detect("softedge_hed", picture(), 40, -1, -1, dirs(tmp_path)))
+    assert reads == [path, path] and not np.array_equal(changed, first[0])
+
+
+def test_annotators_do_not_push_control_models_out_of_the_managers_cache(tmp_path, monkeypatch):
+    manager = sd_models.ModelManager(devices.DevicePlan(torch.device("cpu"), torch.float32, torch.float32),
+                                     tmp_path / "cache")
+    manager.auxiliary_limit = 1
+    monkeypatch.setattr(sd_models, "model_manager", manager)
+    control = manager.auxiliary_model(("controlnet", "a"), object)
+    for file in ("sk_model.pth", "sk_model2.pth"):
+        write_annotator(tmp_path / "models" / "ControlNetAnnotators" / "lineart" / file, "lineart")
+    preprocessors.detect("lineart_realistic", picture(), 32, -1, -1, dirs(tmp_path))
+    preprocessors.detect("lineart_coarse", picture(), 32, -1, -1, dirs(tmp_path))
+    kinds = [key[0] for key in manager.auxiliary]
+    assert kinds == ["controlnet", "annotator"] and manager.auxiliary[("controlnet", "a")] is control
+    assert "sk_model2.pth" in list(manager.auxiliary)[1][1]  # the older annotator made room for the newer

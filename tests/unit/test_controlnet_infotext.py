@@ -53,3 +53,15 @@ def test_written_line_reads_back(tmp_path: Path):
     back = infotext.parse_unit(text)
     assert (back.module, back.weight, back.guidance_start, back.control_mode) == \
         ("canny", 0.7, 0.2, "ControlNet is more important")
+
+
+def test_a_reference_unit_round_trips_with_model_none():
+    unit = ControlNetUnit(module="reference_adain+attn", model="None", weight=0.7, threshold_a=0.25,
+                          guidance_start=0.1, control_mode="ControlNet is more important")
+    text = infotext.unit_to_infotext(PreparedUnit(0, unit, None, None))
+    assert text.startswith("Module: reference_adain+attn, Model: None, Weight: 0.7,") and "Threshold A: 0.25" in text
+    line = f'a cat\nSteps: 20, Sampler: Euler, Seed: 1, Size: 512x512, ControlNet 0: "{text}"'
+    pasted = infotext.units_from_params(infotext_utils.parse_generation_parameters(line))[0]
+    assert pasted.module == "reference_adain+attn" and pasted.model == "None" and pasted.active
+    assert (pasted.weight, pasted.threshold_a, pasted.guidance_start, pasted.control_mode) == \
+        (0.7, 0.25, 0.1, "ControlNet is more important")
