@@ -70,13 +70,13 @@ def lineart_anime(path: Path, img: np.ndarray) -> np.ndarray:
     generator's dark lines on white in -1..1, back at the image's size, inverted."""
     h, w = img.shape[:2]
     padded = annotators.pad64(img)
-    model = load(path)
+    model = annotators.cached(path, load)
     multiple = 2 ** model.levels
     ph, pw = padded.shape[:2]
-    x = torch.from_numpy(padded.astype(np.float32) / 127.5 - 1.0).permute(2, 0, 1)[None]
+    x = torch.from_numpy(padded.astype(np.float32) / 127.5 - 1.0).permute(2, 0, 1)[None].to(annotators.device_of(model))
     x = F.interpolate(x, size=(-(-ph // multiple) * multiple, -(-pw // multiple) * multiple), mode="bicubic",
                       align_corners=False)
     with torch.inference_mode():
         line = model(x)[:, :1] * 127.5 + 127.5
     line = F.interpolate(line, size=(ph, pw), mode="bicubic", align_corners=False)[0, 0, :h, :w]
-    return 255 - line.numpy().clip(0, 255).astype(np.uint8)
+    return 255 - line.cpu().numpy().clip(0, 255).astype(np.uint8)

@@ -188,6 +188,7 @@ def mlsd(path: Path, img: np.ndarray, score_threshold: float, distance_threshold
     padded = annotators.pad64(img)
     x = torch.from_numpy(padded.astype(np.float32)).permute(2, 0, 1)[None]
     x = torch.cat([x, torch.ones_like(x[:, :1])], 1) / 127.5 - 1.0  # the ones channel scaled too, as in training
+    model = annotators.cached(path, load)
     with torch.inference_mode():
-        maps = load(path)(x)
+        maps = model(x.to(annotators.device_of(model))).cpu()
     return draw_lines(decode_lines(maps, score_threshold, distance_threshold), *padded.shape[:2])[:h, :w]

@@ -99,7 +99,7 @@ def maps(model: BodyPose, img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     h, w = img.shape[:2]
     scale = NET_HEIGHT / h
     x = torch.from_numpy(np.ascontiguousarray(img[..., ::-1]).astype(np.float32)).permute(2, 0, 1)[None]  # BGR
-    x = _resize(x, (int(h * scale), int(w * scale)))
+    x = _resize(x.to(annotators.device_of(model)), (int(h * scale), int(w * scale)))
     sh, sw = x.shape[-2:]
     x = F.pad(x / 256.0 - 0.5, (0, -sw % 8, 0, -sh % 8))  # grey padding: 128 / 256 - 0.5 = 0
     with torch.inference_mode():
@@ -107,7 +107,7 @@ def maps(model: BodyPose, img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     out = []
     for m in (heatmaps, pafs):
         m = F.interpolate(m, scale_factor=8, mode="bicubic", align_corners=False)[..., :sh, :sw]
-        out.append(_resize(m, (h, w))[0].permute(1, 2, 0).numpy().astype(np.float64))
+        out.append(_resize(m, (h, w))[0].permute(1, 2, 0).cpu().numpy().astype(np.float64))
     return out[0], out[1]
 
 
@@ -270,4 +270,4 @@ def openpose(path: Path, img: np.ndarray) -> np.ndarray:
     """The bodies found in the image drawn on black, on the image padded as the extension pads it."""
     h, w = img.shape[:2]
     padded = annotators.pad64(img)
-    return draw(detect_people(load(path), padded), *padded.shape[:2])[:h, :w]
+    return draw(detect_people(annotators.cached(path, load), padded), *padded.shape[:2])[:h, :w]

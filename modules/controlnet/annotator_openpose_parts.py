@@ -17,7 +17,7 @@ from scipy import ndimage
 from torch import nn
 from torch.nn import functional as F
 
-from modules.controlnet import annotator_openpose
+from modules.controlnet import annotator_openpose, annotators
 from modules.sd_models_loader import materialize, read_state_dict
 
 STEM = ["conv1_1", "conv1_2", "pool", "conv2_1", "conv2_2", "pool", "conv3_1", "conv3_2", "conv3_3", "conv3_4", "pool",
@@ -82,8 +82,8 @@ def boxes(person: list[tuple[float, float] | None], height: int, width: int) -> 
 def heatmaps(model: PartPose, crop: np.ndarray) -> np.ndarray:
     """The 21 + 1 heatmaps (128 x 128 x 22) of a square RGB crop, averaged over the four scales of a 368 box."""
     blurred = ndimage.gaussian_filter(crop[..., ::-1].astype(np.float32), (0.8, 0.8, 0), mode="mirror", truncate=4.0)
-    x = torch.from_numpy(blurred.round().clip(0, 255)).permute(2, 0, 1)[None]  # BGR, as the extension feeds it
-    total = torch.zeros(1, KEYPOINTS + 1, MAP_SIZE, MAP_SIZE)
+    x = torch.from_numpy(blurred.round().clip(0, 255)).permute(2, 0, 1)[None].to(annotators.device_of(model))  # BGR
+    total = torch.zeros(1, KEYPOINTS + 1, MAP_SIZE, MAP_SIZE, device=x.device)
     for scale in SCALES:
         size = int(scale * BOX_SIZE)
         scaled = annotator_openpose._resize(x, (size, size))
@@ -92,7 +92,7 @@ def heatmaps(model: PartPose, crop: np.ndarray) -> np.ndarray:
             out = model(padded)
         out = annotator_openpose._resize(out, (out.shape[-2] * 8, out.shape[-1] * 8))[..., :size, :size]
         total += annotator_openpose._resize(out, (MAP_SIZE, MAP_SIZE)) / len(SCALES)
-    return total[0].permute(1, 2, 0).numpy().astype(np.float64)
+    return total[0].permute(1, 2, 0).cpu().numpy().astype(np.float64)
 
 
 def peaks(maps: np.ndarray, side: int) -> list[tuple[int, int] | None]:
@@ -143,9 +143,9 @@ def face_points(model: PartPose, crop: np.ndarray) -> list[tuple[int, int]]:
     included as in the extension; points on the crop's top or left edge are dropped, as the extension drops them."""
     h, w = crop.shape[:2]
     x = torch.from_numpy(np.ascontiguousarray(crop[..., ::-1]).astype(np.float32)).permute(2, 0, 1)[None]  # BGR
-    x = annotator_openpose._resize(x, (FACE_SIZE, FACE_SIZE)).round().clamp(0, 255) / 256.0 - 0.5
+    x = annotator_openpose._resize(x.to(annotators.device_of(model)), (FACE_SIZE, FACE_SIZE)).round().clamp(0, 255) / 256.0 - 0.5
     with torch.inference_mode():
-        maps = F.interpolate(model(x), size=(h, w), mode="bilinear", align_corners=True)[0].numpy()
+        maps = F.interpolate(model(x), size=(h, w), mode="bilinear", align_corners=True)[0].cpu().numpy()
     found = []
     for part in maps:
         if (part > FACE_THRESHOLD).any():
@@ -159,10 +159,10 @@ def _openpose_with(paths: tuple[Path, ...], img: np.ndarray, hand: bool, face: b
     """Bodies with their hands and/or faces drawn on black, on the image padded as the extension pads it. `paths`:
     the body model, then the hand model and/or the face model."""
     h, w = img.shape[:2]
-    padded = annotator_openpose.annotators.pad64(img)
-    persons = annotator_openpose.detect_people(annotator_openpose.load(paths[0]), padded)
-    hand_model = load(paths[1]) if hand else None
-    face_model = load(paths[-1]) if face else None
+    padded = annotators.pad64(img)
+    persons = annotator_openpose.detect_people(annotators.cached(paths[0], annotator_openpose.load), padded)
+    hand_model = annotators.cached(paths[1], load) if hand else None
+    face_model = annotators.cached(paths[-1], load) if face else None
     people = []
     for person in persons:
         entry = {"body": person, "left_hand": None, "right_hand": None, "face": None}

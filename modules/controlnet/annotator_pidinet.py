@@ -158,8 +158,9 @@ def edges(path: Path, img: np.ndarray) -> np.ndarray:
     h, w = img.shape[:2]
     padded = annotators.pad64(img)
     x = torch.from_numpy(np.ascontiguousarray(padded[..., ::-1]).astype(np.float32) / 255.0).permute(2, 0, 1)[None]
+    model = annotators.cached(path, load)
     with torch.inference_mode():
-        return load(path)(x)[0, 0, :h, :w].numpy()
+        return model(x.to(annotators.device_of(model)))[0, 0, :h, :w].cpu().numpy()
 
 
 def pidinet(path: Path, img: np.ndarray) -> np.ndarray:
