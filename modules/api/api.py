@@ -316,6 +316,8 @@ class Api:
         p.script_args = self.script_args(req, p.scripts)
         task_id = req.force_task_id or task_progress.create_task_id(name)
         processed = self.run_job(name, processing.run_with_scripts, p, task_id=task_id)
+        if echo.get("cfg_scale") is None:
+            echo["cfg_scale"] = p.cfg_scale  # the family's default the job ran at
         encoded = [encode_pil_to_base64(image) for image in processed.images] if req.send_images else []
         return {"images": encoded, "parameters": echo, "info": processed.js()}
 
