@@ -361,7 +361,8 @@ def _wire_checkpoint_views(demo, settings, txt2img, img2img, merger, footer) -> 
 def cfg_scale_updates(*values: float) -> list:
     """The CFG Scale sliders follow the checkpoint's family default (Flux.1: 1, as Forge's Flux preset; else 7) while
     they show a family default; a value the user chose stays."""
-    info = sd_models.get_closet_checkpoint_match(opts.sd_model_checkpoint) if opts.sd_model_checkpoint else None
+    title = ui_settings.current_checkpoint_title()
+    info = sd_models.get_closet_checkpoint_match(title) if title else None
     family = model_families.family_of_file(info.filename) if info is not None else None
     target = model_families.default_cfg_scale(family)
     defaults = {model_families.DEFAULT_CFG_SCALE, model_families.default_cfg_scale(model_families.flux.FluxFamily())}
