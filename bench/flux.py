@@ -10,7 +10,6 @@ tokenizer.json; both engines pad the prompt to 512 T5 tokens (FluxPipeline's max
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -18,12 +17,12 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import flow_bench  # noqa: E402  (bench/, beside this file)
 from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel  # noqa: E402
 from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel  # noqa: E402
 
-from bench.flow_bench import load, report, timed  # noqa: E402
 from modules import devices, processing  # noqa: E402
 from modules.model_families import flux as flux_family  # noqa: E402
 from modules.sd_models_config import skeleton  # noqa: E402
@@ -55,16 +54,11 @@ def config(component: str, tiny: bool) -> dict:
 
 def random_parts(device: torch.device, dtype: torch.dtype, tiny: bool) -> fixture.TinyFlux:
     """Flux.1-dev's four parts at their released sizes (or tiny ones), random, made on `device` in `dtype`."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        with torch.device(device):
-            transformer = FluxTransformer2DModel.from_config(config("transformer", tiny))
-            clip = CLIPTextModel(CLIPTextConfig(**config("text_encoder", tiny)))
-            t5 = T5EncoderModel(T5Config(**config("text_encoder_2", tiny)))
-            vae = AutoencoderKL.from_config(config("vae", tiny))
-    finally:
-        torch.set_default_dtype(previous)
+    with flow_bench.made_on(device, dtype):
+        transformer = FluxTransformer2DModel.from_config(config("transformer", tiny))
+        clip = CLIPTextModel(CLIPTextConfig(**config("text_encoder", tiny)))
+        t5 = T5EncoderModel(T5Config(**config("text_encoder_2", tiny)))
+        vae = AutoencoderKL.from_config(config("vae", tiny))
     return fixture.TinyFlux(transformer, clip, t5, vae, {})
 
 
@@ -105,33 +99,16 @@ def diffusers_job(model, case: dict, device: torch.device):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", default=os.environ.get("OUT") or None)
-    parser.add_argument("--work", default="/tmp/atelier-bench-flux")
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--tiny", action="store_true", help="tiny sizes on the CPU: checks the script, measures nothing")
-    args = parser.parse_args()
-    tiny = args.tiny
-    device = torch.device("cpu") if tiny else torch.device("cuda")
-    dtype = torch.float32 if tiny else torch.bfloat16
-    case = TINY if tiny else FULL
-    work = Path(args.work + ("-tiny" if tiny else ""))
-    models_dir = work / "models"
+    args = flow_bench.parse_args(__doc__, "/tmp/atelier-bench-flux")
+    case = TINY if args.tiny else FULL
     started = time.perf_counter()
-    write_files(models_dir, device, dtype, tiny)
-    result = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "torch": torch.__version__,
-              "dtype": str(dtype).removeprefix("torch."), "tiny": tiny, **case,
-              "write_files_s": time.perf_counter() - started}
-    model = load(work, models_dir, CHECKPOINT, device, dtype, result)
-    result["parameters_b"] = {name: sum(p.numel() for p in m.parameters()) / 1e9 for name, m in
-                              (("transformer", model.unet), ("t5", model.text_encoders["text_encoder_2"]),
-                               ("clip_l", model.text_encoders["text_encoder"]), ("vae", model.vae))}
-    runs = 1 if tiny else args.runs
-    result["atelier"] = timed(atelier_job(case), runs, device)
-    devices.torch_gc()
-    result["diffusers"] = timed(diffusers_job(model, case, device), runs, device)
-    result["ratio_atelier_over_diffusers"] = result["atelier"]["s_per_image"] / result["diffusers"]["s_per_image"]
-    report(result, args.out, "flux_tiny" if tiny else "flux")
+    write_files(args.work / "models", args.device, args.dtype, args.tiny)
+    result = {**flow_bench.header(args), **case, "write_files_s": time.perf_counter() - started}
+    model, result["load_s"] = flow_bench.load(args, CHECKPOINT)
+    result["parameters_b"] = flow_bench.parameters_b({"transformer": model.unet, "t5": model.text_encoders["text_encoder_2"],
+                                                      "clip_l": model.text_encoders["text_encoder"], "vae": model.vae})
+    flow_bench.compare(result, atelier_job(case), diffusers_job(model, case, args.device), args)
+    flow_bench.report(result, args, "flux")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,10 @@ from safetensors.torch import load_file, save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import flux as flux_bench  # noqa: E402
+from bench import (
+    flow_bench,  # noqa: E402
+    flux as flux_bench,  # noqa: E402
+)
 from modules import devices, lowvram, paths_internal, sd_models  # noqa: E402
 from modules.shared_cmd_options import cmd_opts  # noqa: E402
 from modules.shared_options import opts  # noqa: E402
@@ -91,10 +94,10 @@ def measure(mode: str, device: torch.device, dtype: torch.dtype, case: dict, wor
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
     model = sd_models.model_manager.get(sd_models.get_closet_checkpoint_match(Path(filename).stem))
-    flux_bench.synchronize(device)
+    flow_bench.synchronize(device)
     result = {"file": filename, "memory_mode": memory_mode, "modules": modules, "load_s": time.perf_counter() - started,
               "transformer_dtypes": sorted({str(p.dtype).removeprefix("torch.") for p in model.unet.parameters()})}
-    result |= flux_bench.timed(flux_bench.atelier_job(case), runs, device)
+    result |= flow_bench.timed(flux_bench.atelier_job(case), runs, device)
     if mode in TARGETS_GIB and result["peak_vram_gib"] is not None:
         result["target_gib"] = TARGETS_GIB[mode]
         result["meets_target"] = result["peak_vram_gib"] <= TARGETS_GIB[mode]

@@ -11,7 +11,6 @@ small character-level one (the same for both engines; Qwen's own is built from t
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -20,11 +19,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import flow_bench  # noqa: E402  (bench/, beside this file)
 from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, ZImagePipeline, ZImageTransformer2DModel  # noqa: E402
 from transformers import Qwen3Config, Qwen3Model  # noqa: E402
 
-from bench.flow_bench import load, report, timed  # noqa: E402
 from modules import devices, processing  # noqa: E402
 from modules.model_families import z_image  # noqa: E402
 from modules.sd_models_config import skeleton  # noqa: E402
@@ -97,33 +97,16 @@ def diffusers_job(model, case: dict, device: torch.device):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", default=os.environ.get("OUT") or None)
-    parser.add_argument("--work", default="/tmp/atelier-bench-z-image")
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--tiny", action="store_true", help="tiny sizes on the CPU: checks the script, measures nothing")
-    args = parser.parse_args()
-    tiny = args.tiny
-    device = torch.device("cpu") if tiny else torch.device("cuda")
-    dtype = torch.float32 if tiny else torch.bfloat16
-    case = TINY if tiny else FULL
-    work = Path(args.work + ("-tiny" if tiny else ""))
-    models_dir = work / "models"
+    args = flow_bench.parse_args(__doc__, "/tmp/atelier-bench-z-image")
+    case = TINY if args.tiny else FULL
     started = time.perf_counter()
-    write_files(models_dir, device, dtype, tiny)
-    result = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "torch": torch.__version__,
-              "dtype": str(dtype).removeprefix("torch."), "tiny": tiny, **case,
-              "write_files_s": time.perf_counter() - started}
-    model = load(work, models_dir, CHECKPOINT, device, dtype, result)
-    result["parameters_b"] = {name: sum(p.numel() for p in m.parameters()) / 1e9 for name, m in
-                              (("transformer", model.unet), ("qwen3", model.text_encoders["text_encoder"]),
-                               ("vae", model.vae))}
-    runs = 1 if tiny else args.runs
-    result["atelier"] = timed(atelier_job(case), runs, device)
-    devices.torch_gc()
-    result["diffusers"] = timed(diffusers_job(model, case, device), runs, device)
-    result["ratio_atelier_over_diffusers"] = result["atelier"]["s_per_image"] / result["diffusers"]["s_per_image"]
-    report(result, args.out, "z_image_tiny" if tiny else "z_image")
+    write_files(args.work / "models", args.device, args.dtype, args.tiny)
+    result = {**flow_bench.header(args), **case, "write_files_s": time.perf_counter() - started}
+    model, result["load_s"] = flow_bench.load(args, CHECKPOINT)
+    result["parameters_b"] = flow_bench.parameters_b({"transformer": model.unet, "vae": model.vae,
+                                                      "qwen3": model.text_encoders["text_encoder"]})
+    flow_bench.compare(result, atelier_job(case), diffusers_job(model, case, args.device), args)
+    flow_bench.report(result, args, "z_image")
 
 
 if __name__ == "__main__":

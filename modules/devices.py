@@ -34,6 +34,7 @@ class DevicePlan:
     memory_mode: str = "normal"  # normal | medvram | medvram-sdxl | lowvram; a model's own plan never says medvram-sdxl
     compile_unet: bool = False  # the fast path: the sampling loop calls a torch.compile'd UNet
     keep_fp8: bool = True  # fp8 weights stay fp8 in memory, each layer upcast at its forward (--upcast-fp8: on load)
+    dtype_flow: torch.dtype | None = None  # flow transformers' (Flux, Chroma, SD 3.5); None: `dtype`
 
     @property
     def is_cuda(self) -> bool:
@@ -55,6 +56,14 @@ class DevicePlan:
             return self
         return dataclasses.replace(self, memory_mode="medvram" if is_sdxl else "normal")
 
+    def for_flow(self) -> DevicePlan:
+        """The plan a flow-matching model runs under: its transformer, text encoders and (unless kept fp32) VAE in
+        `dtype_flow`."""
+        if self.dtype_flow is None or self.dtype_flow == self.dtype:
+            return self
+        vae = self.dtype_flow if self.dtype_vae == self.dtype else self.dtype_vae
+        return dataclasses.replace(self, dtype=self.dtype_flow, dtype_vae=vae)
+
 
 def memory_mode_from_flags(cmd_opts) -> str:
     """--lowvram wins over --medvram, which wins over --medvram-sdxl."""
@@ -62,6 +71,14 @@ def memory_mode_from_flags(cmd_opts) -> str:
         if getattr(cmd_opts, flag, False):
             return mode
     return "normal"
+
+
+def flow_dtype(dtype: torch.dtype, forced: bool, bf16_supported: bool) -> torch.dtype:
+    """The dtype flow transformers run in on CUDA: bf16, as they were trained (T5 and Flux overflow fp16), where the card
+    has it; fp16 elsewhere; a dtype the flags force (--no-half, --precision full/half) stays."""
+    if forced or dtype != torch.float16:
+        return dtype
+    return torch.bfloat16 if bf16_supported else torch.float16
 
 
 def plan_from_flags(cmd_opts) -> DevicePlan:
@@ -75,8 +92,10 @@ def plan_from_flags(cmd_opts) -> DevicePlan:
     full = getattr(cmd_opts, "no_half", False) or getattr(cmd_opts, "precision", "autocast") == "full"
     dtype = torch.float32 if full else torch.float16
     dtype_vae = torch.float32 if full or getattr(cmd_opts, "no_half_vae", False) else torch.float16
+    forced = full or getattr(cmd_opts, "precision", "autocast") == "half"
     return DevicePlan(device, dtype, dtype_vae, mode, compile_unet=not getattr(cmd_opts, "no_torch_compile", False),
-                      keep_fp8=not getattr(cmd_opts, "upcast_fp8", False))
+                      keep_fp8=not getattr(cmd_opts, "upcast_fp8", False),
+                      dtype_flow=flow_dtype(dtype, forced, torch.cuda.is_bf16_supported()))
 
 
 def torch_gc() -> None:

@@ -166,10 +166,12 @@ PARAMETERS: list[Param] = [
     Param("steps", int, 50, "base", api_range=(1, 150), ui=_slider("Sampling steps", 20, 1, 150, 1),
           infotext=(Infotext("Steps", read=_int, base=True),), axis=Axis("Steps", int), file_option=int,
           note="API default 50, UI default 20 (A1111)"),
-    Param("cfg_scale", float, 7.0, "base", api_range=(0, 30), ui=_slider("CFG Scale", 7.0, 1.0, 30.0, 0.5),
+    Param("cfg_scale", float | None, 7.0, "base", api_default=None, api_range=(0, 30),
+          ui=_slider("CFG Scale", 7.0, 1.0, 30.0, 0.5),
           infotext=(Infotext("CFG scale", read=float, base=True),), axis=Axis("CFG Scale", float), file_option=float,
           note="UI slider 1-30 step 0.5 (A1111); the API also takes 0-1 (A1111's API has no minimum: guidance-free "
-               "and distilled models are run at CFG 0-1), up to the UI's 30"),
+               "and distilled models are run at CFG 0-1), up to the UI's 30. None (an API request without it): the "
+               "model family's default, 1 for Flux.1 (Forge's), else 7; the UI's slider moves to it with the model"),
     Param("distilled_cfg_scale", float, 3.5, "base", api_range=(0, 30),
           ui=_slider("Distilled CFG Scale", 3.5, 0.0, 30.0, 0.1),
           infotext=(Infotext("Distilled CFG Scale", read=float, written=False),),

@@ -363,6 +363,8 @@ def prepare(p: StableDiffusionProcessing) -> None:
     p.clip_skip = int(settings.CLIP_stop_at_last_layers)
     if p.sd_model.family.is_flow and p.scheduler == sd_samplers.AUTOMATIC:
         p.scheduler = "Simple"  # a flow family's own schedule, as Forge labels it
+    if p.cfg_scale is None:  # an API request without cfg_scale
+        p.cfg_scale = model_families.default_cfg_scale(p.sd_model.family)
     info = p.sd_model.sd_checkpoint_info
     p.sd_model_name, p.sd_model_hash = info.name_for_extra, info.shorthash
     vae_file = p.sd_model.loaded_vae_file

@@ -410,6 +410,7 @@ def build_flow_model(info: CheckpointInfo, family, sd: dict, metadata: dict, pla
                      started: float) -> StableDiffusionModel:
     """A flow-matching transformer (Flux.1, Chroma, SD 3.5) with its text encoders and VAE, from its file or the module folders;
     the transformer is the model's `unet`, the part the sampling loop drives."""
+    plan = plan.for_flow()
     chosen = tuple(job_context.settings().forge_additional_modules or ())
     transformer, vae, encoders, tokenizers, modules = model_families.load(family, sd, paths_internal.models_path,
                                                                           info.filename, chosen)

@@ -362,7 +362,7 @@ options_templates.update(options_section(("postprocessing", "Postprocessing", "p
 
 options_templates.update(options_section(("settings_in_ui", "Settings in UI", "ui"), {
     "settings_in_ui": OptionHTML("This page allows you to add some settings to the main interface of txt2img and img2img tabs."),
-    "quicksettings_list": OptionInfo(["sd_model_checkpoint", "sd_vae", "CLIP_stop_at_last_layers"], "Quicksettings list", "Dropdown", setting_choices).info("setting entries that appear at the top of page rather than in settings tab").needs_reload_ui(),
+    "quicksettings_list": OptionInfo(["sd_model_checkpoint", "sd_vae", "forge_additional_modules", "CLIP_stop_at_last_layers"], "Quicksettings list", "Dropdown", setting_choices).info("setting entries that appear at the top of page rather than in settings tab").needs_reload_ui(),
     "extra_options_txt2img": OptionInfo([], "Settings for txt2img", "Dropdown", setting_choices).info("setting entries that also appear in txt2img interfaces").needs_reload_ui(),
     "extra_options_img2img": OptionInfo([], "Settings for img2img", "Dropdown", setting_choices).info("setting entries that also appear in img2img interfaces").needs_reload_ui(),
 }))

@@ -20,6 +20,7 @@ from modules import (
     image_history,
     images,
     infotext_utils,
+    model_families,
     paths_internal,
     processing,
     script_callbacks,
@@ -352,3 +353,17 @@ def _wire_checkpoint_views(demo, settings, txt2img, img2img, merger, footer) -> 
     if checkpoint is not None:
         demo.load(fn=ui_settings.checkpoint_dropdown_update, outputs=[checkpoint], show_progress="hidden")
         checkpoint.change(fn=refresh_views, outputs=views, show_progress="hidden")
+    cfg_sliders = [txt2img.common.cfg_scale, img2img.common.cfg_scale]
+    for event in (demo.load, *((checkpoint.change,) if checkpoint is not None else ())):
+        event(fn=cfg_scale_updates, inputs=cfg_sliders, outputs=cfg_sliders, show_progress="hidden")
+
+
+def cfg_scale_updates(*values: float) -> list:
+    """The CFG Scale sliders follow the checkpoint's family default (Flux.1: 1, as Forge's Flux preset; else 7) while
+    they show a family default; a value the user chose stays."""
+    title = ui_settings.current_checkpoint_title()
+    info = sd_models.get_closet_checkpoint_match(title) if title else None
+    family = model_families.family_of_file(info.filename) if info is not None else None
+    target = model_families.default_cfg_scale(family)
+    defaults = {model_families.DEFAULT_CFG_SCALE, model_families.default_cfg_scale(model_families.flux.FluxFamily())}
+    return [gr.update(value=target) if value in defaults and value != target else gr.skip() for value in values]

@@ -312,6 +312,8 @@ class Api:
         p.scripts = self.script_runner(req)
         p.script_args = self.script_args(req, p.scripts)
         processed = self.logged_job(name, processing.run_with_scripts, p)
+        if echo.get("cfg_scale") is None:
+            echo["cfg_scale"] = p.cfg_scale  # the family's default the job ran at
         encoded = [encode_pil_to_base64(image) for image in processed.images] if req.send_images else []
         return {"images": encoded, "parameters": echo, "info": processed.js()}
 

@@ -7,6 +7,7 @@ flow-matching transformers (here: Flux.1, Chroma, SD 3.5, Z-Image). A family obj
   `is_inpainting`, `is_flow`;
 and a flow family also says
 - whether its transformer takes distilled guidance (`distilled_guidance`: Flux.1 dev) or runs real CFG only,
+- its `default_cfg_scale` when it has one (Flux.1: 1),
 - how its schedule is shifted (`shift`, `uses_dynamic_shift`, `train_spacing`: see flow_sampling.get_sigmas).
 What differs by family beyond those attributes goes through this module's functions: `load` (which parts it needs
 and where they come from), `prompt_encoder` (how prompts become conditioning) and `denoise` (one model evaluation
@@ -15,6 +16,9 @@ returning the denoised latent, so the shared samplers, CFG and callbacks drive i
 `detect_flow_family(sd)` tells a flow family from a state dict's keys, or None (then the SD loader decides).
 """
 from __future__ import annotations
+
+import safetensors
+import torch
 
 from modules.model_families import (
     chroma,
@@ -29,6 +33,7 @@ from modules.model_families import (
     z_image,
 )
 
+DEFAULT_CFG_SCALE = 7.0  # A1111's, for every family without its own
 _LOAD = {"flux": flux_loader.load, "chroma": chroma.load, "sd3": sd3_loader.load, "z_image": z_image.load}
 _PROMPTS = {"flux": flux_prompts.FluxPromptEncoder, "chroma": flux_prompts.ChromaPromptEncoder,
             "sd3": sd3_prompts.SD3PromptEncoder, "z_image": qwen_prompts.ZImagePromptEncoder}
@@ -39,6 +44,25 @@ _DENOISE = {"flux": flow_sampling.denoise, "chroma": flow_sampling.denoise_chrom
 def detect_flow_family(sd: dict):
     """The flow-matching family of a single-file state dict, or None when it is not one this app knows."""
     return flux.detect(sd) or chroma.detect(sd) or sd3.detect(sd) or z_image.detect(sd)
+
+
+def family_of_file(filename: str):
+    """A checkpoint file's flow family from its safetensors header alone (names and shapes, no tensor read); None for
+    UNet families, unknown variants and other formats."""
+    if not str(filename).lower().endswith(".safetensors"):
+        return None
+    try:
+        with safetensors.safe_open(str(filename), framework="pt") as f:
+            sd = {k: torch.empty(f.get_slice(k).get_shape(), device="meta") for k in f.keys()}
+        return detect_flow_family(sd)
+    except (OSError, ValueError, safetensors.SafetensorError):  # unreadable, or a variant detect refuses
+        return None
+
+
+def default_cfg_scale(family) -> float:
+    """The CFG scale of a job that gives none (an API request without cfg_scale; the UI's slider on model change): the
+    family's own (Flux.1: 1, real CFG off, as Forge) or A1111's 7, for UNet and flow families alike."""
+    return getattr(family, "default_cfg_scale", DEFAULT_CFG_SCALE)
 
 
 def load(family, sd: dict, models_dir, source: str, preferred: list[str] = ()):

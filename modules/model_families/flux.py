@@ -37,6 +37,7 @@ class FluxFamily:
     is_inpainting: bool = False
     is_flow: bool = True
     shift: float | None = None  # no fixed shift: dev shifts by the image size, schnell not at all
+    default_cfg_scale: float = 1.0  # distilled: real CFG off unless asked for (Forge's Flux preset)
     train_spacing: bool = False
 
     @property

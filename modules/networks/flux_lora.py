@@ -71,7 +71,7 @@ def _split_param(key: str) -> tuple[str, str] | None:
     return None
 
 
-def kohya_key(key: str) -> str:
+def kohya_key(key: str, text_prefixes=TEXT_PREFIXES) -> str:
     """One file key in the kohya spelling `layer.param` (layer: `lora_unet_`/`lora_te1_`/`lora_te3_` + path with
     `_`); keys already so spelled, and keys of no LoRA parameter, are returned unchanged."""
     if key.startswith("lora_transformer_"):  # kohya keys of a diffusers-layout model
@@ -85,7 +85,7 @@ def kohya_key(key: str) -> str:
     for old, new in XLABS:
         path = re.sub(old, new, path)
     prefix = "lora_unet_"
-    for text_prefix, kohya_prefix in TEXT_PREFIXES:
+    for text_prefix, kohya_prefix in text_prefixes:
         if path.startswith(text_prefix):
             prefix, path = kohya_prefix, path.removeprefix(text_prefix)
             break
@@ -95,11 +95,11 @@ def kohya_key(key: str) -> str:
     return f"{prefix}{path.replace('.', '_')}.{param}"
 
 
-def normalize(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {kohya_key(key): value for key, value in state_dict.items()}
+def normalize(state_dict: dict[str, torch.Tensor], text_prefixes=TEXT_PREFIXES) -> dict[str, torch.Tensor]:
+    return {kohya_key(key, text_prefixes): value for key, value in state_dict.items()}
 
 
-def _parts(total: int, shares: tuple[int, ...]) -> list[tuple[int, int]]:
+def row_parts(total: int, shares: tuple[int, ...]) -> list[tuple[int, int]]:
     unit, start, out = total // sum(shares), 0, []
     for share in shares:
         out.append((start, start + share * unit))
@@ -107,9 +107,10 @@ def _parts(total: int, shares: tuple[int, ...]) -> list[tuple[int, int]]:
     return out
 
 
-def targets(layer: str, rows: int) -> list[tuple[str, list[tuple[int, int]]]] | None:
-    """Our layers for one BFL-named file layer with `rows` output rows: (our layer, its row ranges of the file layer's
-    delta); None when the layer is not in BFL's layout."""
+def targets(layer: str, rows: int, cols: int = 0) -> list[tuple[str, list[tuple[int, int]]]] | None:
+    """Our layers for one BFL-named file layer with `rows` output rows (and `cols` inputs): (our layer, its row ranges
+    of the file layer's delta); None when the layer is not in BFL's layout. Chroma's blocks are Flux's without the
+    modulation layers, so its files map the same way."""
     if layer == "lora_unet_" + FINAL_MODULATION:
         half = rows // 2
         return [("lora_unet_norm_out_linear", [(half, rows), (0, half)])]
@@ -123,13 +124,19 @@ def targets(layer: str, rows: int) -> list[tuple[str, list[tuple[int, int]]]] | 
     if ours is None:
         return None
     block = f"lora_unet_{'transformer_blocks' if kind == 'double' else 'single_transformer_blocks'}_{index}_"
-    return [(block + our, [part]) for our, part in zip(ours, _parts(rows, shares))]
+    return [(block + our, [part]) for our, part in zip(ours, row_parts(rows, shares))]
 
 
 def output_rows(module: NetworkModule) -> int | None:
     """The file layer's output width, from its up factor (LoRA) or its delta's first dimension."""
     up = getattr(module, "up", None)
     return None if up is None else int(up.shape[0])
+
+
+def input_cols(module: NetworkModule) -> int:
+    """The file layer's input width, from its down factor (LoRA); 0 when unknown."""
+    down = getattr(module, "down", None)
+    return 0 if down is None else int(down.shape[1])
 
 
 class NetworkModuleRows(NetworkModule):
@@ -154,7 +161,7 @@ class NetworkModuleRows(NetworkModule):
 
     def raw_updown(self, orig_weight: torch.Tensor) -> torch.Tensor:
         if self.inner.dora_scale is not None:
-            raise ValueError(f"{self.inner.network_key}: DoRA on a fused Flux layer is not supported")
+            raise ValueError(f"{self.inner.network_key}: DoRA on a fused layer is not supported")
         up = getattr(self.inner, "up", None)
         if up is not None and getattr(self.inner, "mid", None) is None and self.network.dyn_dim is None:
             up = up.to(orig_weight).flatten(1)  # LoRA: only our rows of `up` are multiplied
@@ -163,15 +170,16 @@ class NetworkModuleRows(NetworkModule):
         return torch.cat([full[a:b] for a, b in self.rows])
 
 
-def expand(modules: dict[str, NetworkModule]) -> tuple[dict[str, NetworkModule], list[str]]:
-    """(the file's layers keyed by our layer names, the BFL-named layers that could not be mapped). A BFL layer that is
-    one of ours is renamed; a fused one becomes one NetworkModuleRows per layer of ours (LoRA layers only: the other
-    types' factors do not split by rows without building the fused delta, which NetworkModuleRows then does)."""
+def expand(modules: dict[str, NetworkModule], targets=targets) -> tuple[dict[str, NetworkModule], list[str]]:
+    """(the file's layers keyed by our layer names, the original-layout layers that could not be mapped). `targets`
+    maps one original-layout layer (BFL's here, Stability's in sd3_lora). A layer that is one of ours is renamed; a
+    fused one becomes one NetworkModuleRows per layer of ours (LoRA layers only: the other types' factors do not split
+    by rows without building the fused delta, which NetworkModuleRows then does)."""
     out: dict[str, NetworkModule] = {}
     unmapped = []
     for key, module in modules.items():
         rows = output_rows(module)
-        mapped = targets(key, rows or 0)
+        mapped = targets(key, rows or 0, input_cols(module))
         if mapped is None:
             out[key] = module  # diffusers' names, text encoders: ours already
         elif len(mapped) == 1 and mapped[0][1] == [(0, rows or 0)]:

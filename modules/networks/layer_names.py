@@ -1,4 +1,5 @@
-"""kohya layer names -> the model's torch layers, for SD1, SD2, SDXL and Flux (diffusers' names; modules.networks.flux_lora maps BFL's).
+"""kohya layer names -> the model's torch layers, for SD1, SD2, SDXL and the flow transformers (diffusers' names;
+modules.networks.flux_lora maps BFL's, sd3_lora Stability's).
 
 kohya names a layer by its module path with "." -> "_" behind a prefix: `lora_unet_` + the diffusers path (SD1/SD2)
 or the original LDM/SGM path (SDXL, some LyCORIS files), `lora_te_` (SD1/SD2), `lora_te1_`/`lora_te2_` (SDXL) + the
@@ -18,6 +19,8 @@ TEXT_ENCODER_PREFIXES = {  # family -> (text encoder component, kohya prefix)
     "xl_refiner": [],
     # Flux: kohya's CLIP-L and T5 prefixes (ComfyUI writes CLIP-L's as lora_te_)
     "flux": [("text_encoder", "lora_te1_"), ("text_encoder", "lora_te_"), ("text_encoder_2", "lora_te3_")],
+    "chroma": [("text_encoder", "lora_te3_"), ("text_encoder", "lora_te1_")],  # T5 only: kohya's, PEFT's text_encoder.
+    "sd3": [("text_encoder", "lora_te1_"), ("text_encoder_2", "lora_te2_"), ("text_encoder_3", "lora_te3_")],
 }
 
 

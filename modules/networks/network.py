@@ -20,6 +20,7 @@ class SdVersion(enum.Enum):
     SD2 = 3
     SDXL = 4
     Flux = 5
+    SD3 = 6
 
 
 def read_safetensors_header(filename: str) -> dict:
@@ -59,20 +60,29 @@ class NetworkOnDisk:
 
     def detect_version(self) -> SdVersion:
         base = str(self.metadata.get("ss_base_model_version", "") or self.metadata.get("modelspec.architecture", ""))
-        if base.startswith("flux") or self.is_safetensors and self.has_flux_layers():
+        if base.startswith(("sd3", "stable-diffusion-v3")):
+            return SdVersion.SD3
+        layers = self.flow_layers() if self.is_safetensors else None
+        if base.startswith(("flux", "chroma")) or layers == "flux":
             return SdVersion.Flux
+        if layers == "sd3":
+            return SdVersion.SD3
         if base.startswith("sdxl_"):
             return SdVersion.SDXL
         if str(self.metadata.get("ss_v2", "")) == "True":
             return SdVersion.SD2
         return SdVersion.SD1 if self.metadata else SdVersion.Unknown
 
-    def has_flux_layers(self) -> bool:
-        """Whether the file's layers are Flux's, from its tensor names (hub files often carry no metadata)."""
-        from modules.networks import flux_lora  # it builds on this module's NetworkModule
+    def flow_layers(self) -> str | None:
+        """"flux" (Flux.1, Chroma) or "sd3" when the file's layers are a flow transformer's, from its tensor names (hub
+        files often carry no metadata); else None."""
+        from modules.networks import flux_lora, sd3_lora  # they build on this module's NetworkModule
 
-        return cache.cached_data_for_file("lora-flux-layers", f"lora/{self.name}", self.filename,
-                                          lambda: flux_lora.is_flux(read_safetensors_header(self.filename)))
+        def read():
+            keys = read_safetensors_header(self.filename)
+            return "flux" if flux_lora.is_flux(keys) else "sd3" if sd3_lora.is_sd3(keys) else None
+
+        return cache.cached_data_for_file("lora-flow-layers", f"lora/{self.name}", self.filename, read)
 
     def read_hash(self) -> None:
         """kohya's addnet hash for .safetensors (tensor data only), the full sha256 otherwise (A1111's LoRA hash)."""

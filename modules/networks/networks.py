@@ -8,7 +8,7 @@ import re
 import safetensors.torch
 import torch
 
-from modules.networks import flux_lora
+from modules.networks import flux_lora, sd3_lora
 from modules.networks.network import Network, NetworkOnDisk, SdVersion
 from modules.networks.network_hada import ModuleTypeHada
 from modules.networks.network_lokr import ModuleTypeLokr
@@ -66,15 +66,22 @@ def read_network_weights(filename: str) -> dict[str, torch.Tensor]:
     return data.get("state_dict", data) if isinstance(data, dict) else {}
 
 
+def flow_layout(keys):
+    """The module that maps a flow transformer's LoRA file (flux_lora: Flux.1 and Chroma; sd3_lora: SD 3.5), or None."""
+    if flux_lora.is_flux(keys):
+        return flux_lora
+    return sd3_lora if sd3_lora.is_sd3(keys) else None
+
+
 def load_network(name: str, network_on_disk: NetworkOnDisk) -> Network:
     """Parse a file into layers; layers of a type no module type accepts are reported and left out."""
     net = Network(name, network_on_disk)
     net.mtime = os.path.getmtime(network_on_disk.filename)
     groups: dict[str, dict[str, torch.Tensor]] = {}
     weights = read_network_weights(network_on_disk.filename)
-    flux = flux_lora.is_flux(weights)
-    if flux:  # the hubs' Flux layouts in kohya's spelling
-        weights = flux_lora.normalize(weights)
+    layout = flow_layout(weights)
+    if layout is not None:  # the hubs' Flux.1 / Chroma / SD 3.5 layouts in kohya's spelling
+        weights = layout.normalize(weights)
     for key, tensor in weights.items():
         layer, _, param = key.partition(".")
         groups.setdefault(layer, {})[param] = tensor
@@ -85,8 +92,8 @@ def load_network(name: str, network_on_disk: NetworkOnDisk) -> Network:
             unsupported.append(layer)
         else:
             net.modules[layer] = module
-    if flux:
-        net.modules, unmapped = flux_lora.expand(net.modules)
+    if layout is not None:
+        net.modules, unmapped = flux_lora.expand(net.modules, layout.targets)
         unsupported += unmapped
     if unsupported:
         log.warning("LoRA %s: %d layers of an unsupported type left out (e.g. %s)", name, len(unsupported), unsupported[0])
@@ -95,15 +102,18 @@ def load_network(name: str, network_on_disk: NetworkOnDisk) -> Network:
 
 def model_version(model) -> SdVersion:
     """The SdVersion a network made for `model`'s family carries."""
-    if model.family.name == "flux":
+    if model.family.name in ("flux", "chroma"):  # Chroma is Flux.1 pruned: its LoRAs are in Flux's layouts
         return SdVersion.Flux
+    if model.family.name == "sd3":
+        return SdVersion.SD3
     if model.family.is_sdxl:
         return SdVersion.SDXL
     return SdVersion.SD2 if model.family.name == "v2" else SdVersion.SD1
 
 
 def fits_model(entry: NetworkOnDisk, model) -> bool:
-    """Whether a network can be meant for `model` (A1111's Lora page filter): Flux networks for Flux models, SDXL's
+    """Whether a network can be meant for `model` (A1111's Lora page filter): Flux networks for Flux.1 and Chroma models,
+    SD 3's for SD 3.5, SDXL's
     for SDXL, SD1's and SD2's for either of those; a network of unknown version fits any model."""
     if model is None or entry.sd_version == SdVersion.Unknown:
         return True

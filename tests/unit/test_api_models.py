@@ -12,7 +12,8 @@ def test_txt2img_defaults_are_the_apis_not_the_uis():
     req = models.StableDiffusionTxt2ImgProcessingAPI()
     assert (req.steps, req.sampler_name, req.sampler_index, req.denoising_strength) == (50, None, "Euler", 0.75)
     assert (req.save_images, req.send_images, req.alwayson_scripts, req.script_name) == (False, True, {}, None)
-    assert (req.width, req.height, req.cfg_scale, req.seed, req.n_iter, req.batch_size) == (512, 512, 7.0, -1, 1, 1)
+    assert (req.width, req.height, req.seed, req.n_iter, req.batch_size) == (512, 512, -1, 1, 1)
+    assert req.cfg_scale is None  # the checkpoint family's default: A1111's 7, Flux.1's 1 (Forge)
     assert req.override_settings_restore_afterwards is True and req.enable_hr is False and req.hr_scale == 2.0
 
 

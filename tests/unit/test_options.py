@@ -31,7 +31,7 @@ A1111_DEFAULTS = {
     "outdir_grids": "", "outdir_txt2img_grids": "outputs/txt2img-grids", "outdir_img2img_grids": "outputs/img2img-grids",
     "outdir_save": "log/images", "outdir_init_images": "outputs/init-images", "show_progress_every_n_steps": 10,
     "show_progress_type": "Approx NN", "live_previews_enable": True, "live_previews_image_format": "png",
-    "show_progress_grid": True, "quicksettings_list": ["sd_model_checkpoint", "sd_vae", "CLIP_stop_at_last_layers"], "hide_samplers": [],
+    "show_progress_grid": True, "quicksettings_list": ["sd_model_checkpoint", "sd_vae", "forge_additional_modules", "CLIP_stop_at_last_layers"], "hide_samplers": [],
     "add_model_hash_to_info": True, "add_model_name_to_info": True, "add_vae_hash_to_info": True,
     "add_vae_name_to_info": True, "add_version_to_infotext": True, "disable_weights_auto_swap": True,
     "auto_vae_precision": True, "auto_vae_precision_bfloat16": False, "sgm_noise_multiplier": False,

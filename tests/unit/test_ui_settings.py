@@ -57,7 +57,9 @@ def values_with(settings, **changes):
 
 def test_every_visible_option_has_a_control_with_a_1111_id(settings_page):
     settings, _ = settings_page
-    assert set(settings.quicksettings) == {"sd_model_checkpoint", "sd_vae", "CLIP_stop_at_last_layers"}
+    assert set(settings.quicksettings) == {"sd_model_checkpoint", "sd_vae", "forge_additional_modules",
+                                           "CLIP_stop_at_last_layers"}  # Forge's "VAE / Text Encoder" too
+    assert settings.quicksettings["forge_additional_modules"].multiselect
     assert "sd_model_checkpoint" not in settings.components  # only at the top of the page
     assert settings.quicksettings["CLIP_stop_at_last_layers"].elem_id == "setting_CLIP_stop_at_last_layers"
     assert settings.components["samples_format"].elem_id == "setting_samples_format"
