@@ -73,16 +73,20 @@ def _scaled_encode(vae, pixels):
     return (latent * vae.config.scaling_factor).float()
 
 
+def _is_qwen_image(model) -> bool:
+    return getattr(getattr(model, "family", None), "name", None) == "qwen_image"  # stand-ins may have no family
+
+
 def vae_decode(model, latents):
     """Sampler latents -> the VAE's image [B, 3, H, W] around -1..1 (in the VAE's dtype)."""
-    return (qwen_image.vae_decode if model.family.name == "qwen_image" else _scaled_decode)(model.vae, latents)
+    return (qwen_image.vae_decode if _is_qwen_image(model) else _scaled_decode)(model.vae, latents)
 
 
 def vae_encode(model, pixels):
     """The VAE's image [B, 3, H, W] around -1..1 -> float32 sampler latents (the distribution's mode)."""
-    return (qwen_image.vae_encode if model.family.name == "qwen_image" else _scaled_encode)(model.vae, pixels)
+    return (qwen_image.vae_encode if _is_qwen_image(model) else _scaled_encode)(model.vae, pixels)
 
 
 def rescale_cfg(model, x, cond_denoised, denoised):
     """The CFG result as the family's pipeline leaves it; x: the latents, cond_denoised: the prompt's own denoised."""
-    return qwen_image.rescale_cfg(x, cond_denoised, denoised) if model.family.name == "qwen_image" else denoised
+    return qwen_image.rescale_cfg(x, cond_denoised, denoised) if _is_qwen_image(model) else denoised
