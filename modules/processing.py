@@ -526,14 +526,11 @@ def decode_first_stage(model, latents: torch.Tensor, method: str | None = None) 
         return sd_vae_taesd.decode(model, latents) * 2.0 - 1.0
     vae = model.vae
     with torch.inference_mode():
-        scaled = latents / vae.config.scaling_factor
-        if getattr(vae.config, "shift_factor", None):  # Flux's VAE centres its latents
-            scaled = scaled + vae.config.shift_factor
-        out = vae.decode(scaled.to(next(vae.parameters()).dtype)).sample
+        out = model_families.vae_decode(model, latents)
         if settings.auto_vae_precision and out.dtype != torch.float32 and torch.isnan(out).any():
             log.warning("VAE produced NaN in %s; decoding again in float32", out.dtype)
             vae.to(torch.float32)
-            out = vae.decode(scaled.float()).sample
+            out = model_families.vae_decode(model, latents)
         return out.float()
 
 
@@ -752,7 +749,8 @@ def process_batch(p: StableDiffusionProcessing, model, refiner, sampler, sigmas,
 
 def make_rng(p, model, batch: slice, width: int, height: int) -> ImageRNG:
     settings = job_context.settings(p)
-    shape = (model.vae.config.latent_channels, height // 8, width // 8)
+    channels = model.vae.config.get("latent_channels") or model.vae.config.z_dim  # Qwen-Image's VAE says z_dim
+    shape = (channels, height // 8, width // 8)
     resize = p.seed_enable_extras and p.seed_resize_from_h > 0 and p.seed_resize_from_w > 0
     return ImageRNG(shape, p.all_seeds[batch], subseeds=p.all_subseeds[batch], subseed_strength=p.subseed_strength,
                     seed_resize_from_h=p.seed_resize_from_h if resize else 0,

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from modules import images, job_context, masking, sd_vae_taesd
+from modules import images, job_context, masking, model_families, sd_vae_taesd
 from modules.scripts import MaskBlendArgs
 
 FILL, ORIGINAL, LATENT_NOISE, LATENT_NOTHING = 0, 1, 2, 3
@@ -77,10 +77,7 @@ def encode(model, pixels: list[Image.Image], method: str = "Full") -> torch.Tens
     vae = model.vae
     with torch.inference_mode():
         x = to_tensor(pixels, model.device, next(vae.parameters()).dtype)
-        latent = vae.encode(x).latent_dist.mode()
-        if getattr(vae.config, "shift_factor", None):  # Flux's VAE centres its latents (decode adds it back)
-            latent = latent - vae.config.shift_factor
-        return (latent * vae.config.scaling_factor).float()
+        return model_families.vae_encode(model, x)
 
 
 def latent_mask(mask: Image.Image, latent: torch.Tensor, round_mask: bool) -> torch.Tensor:

@@ -119,7 +119,8 @@ class CFGDenoiser:
         if denoised_hook:
             x_out = torch.cat(self._cfg_denoised(stage, x_out[:n], x_out[n:]))
         self.uncond_denoised = x_out[n:]
-        return self.combine_denoised(x_out, conds_list, _a1111_cond(uncond), self.cfg_scale)
+        denoised = self.combine_denoised(x_out, conds_list, _a1111_cond(uncond), self.cfg_scale)
+        return model_families.rescale_cfg(stage.model, x, x_out[:n], denoised) if plain else denoised
 
     def combine_denoised(self, x_out: torch.Tensor, conds_list, uncond, cond_scale: float) -> torch.Tensor:
         """A1111's CFG step, the one extensions override (e.g. dynamic thresholding): x_out holds the cond rows then

@@ -1,7 +1,7 @@
 """Model families behind one interface (ARCHITECTURE "Model families").
 
 Two kinds: UNet models (SD1/SD2/SDXL: modules.sd_models_config.ModelFamily, loaded by sd_models.build_model) and
-flow-matching transformers (here: Flux.1, Chroma, SD 3.5, Z-Image). A family object answers the same questions for both kinds:
+flow-matching transformers (here: Flux.1, Chroma, SD 3.5, Z-Image, Qwen-Image). A family object answers the same questions for both kinds:
 
 - `name`, `label`, `in_channels`, `prediction_type` ("epsilon" | "v_prediction" | "flow"), `is_sdxl`,
   `is_inpainting`, `is_flow`;
@@ -11,7 +11,9 @@ and a flow family also says
 - how its schedule is shifted (`shift`, `uses_dynamic_shift`, `train_spacing`: see flow_sampling.get_sigmas).
 What differs by family beyond those attributes goes through this module's functions: `load` (which parts it needs
 and where they come from), `prompt_encoder` (how prompts become conditioning) and `denoise` (one model evaluation
-returning the denoised latent, so the shared samplers, CFG and callbacks drive it like a UNet).
+returning the denoised latent, so the shared samplers, CFG and callbacks drive it like a UNet); `vae_decode` /
+`vae_encode` (sampler latents to and from the VAE: a scaling factor and shift, or Qwen-Image's per-channel
+normalisation) and `rescale_cfg` (a family's change to the CFG result: Qwen-Image's norm rescaling).
 
 `detect_flow_family(sd)` tells a flow family from a state dict's keys, or None (then the SD loader decides).
 """
@@ -26,6 +28,7 @@ from modules.model_families import (
     flux,
     flux_loader,
     flux_prompts,
+    qwen_image,
     qwen_prompts,
     sd3,
     sd3_loader,
@@ -34,16 +37,18 @@ from modules.model_families import (
 )
 
 DEFAULT_CFG_SCALE = 7.0  # A1111's, for every family without its own
-_LOAD = {"flux": flux_loader.load, "chroma": chroma.load, "sd3": sd3_loader.load, "z_image": z_image.load}
+_LOAD = {"flux": flux_loader.load, "chroma": chroma.load, "sd3": sd3_loader.load, "z_image": z_image.load,
+         "qwen_image": qwen_image.load}
 _PROMPTS = {"flux": flux_prompts.FluxPromptEncoder, "chroma": flux_prompts.ChromaPromptEncoder,
-            "sd3": sd3_prompts.SD3PromptEncoder, "z_image": qwen_prompts.ZImagePromptEncoder}
+            "sd3": sd3_prompts.SD3PromptEncoder, "z_image": qwen_prompts.ZImagePromptEncoder,
+            "qwen_image": qwen_prompts.QwenImagePromptEncoder}
 _DENOISE = {"flux": flow_sampling.denoise, "chroma": flow_sampling.denoise_chroma, "sd3": flow_sampling.denoise_sd3,
-            "z_image": z_image.denoise}
+            "z_image": z_image.denoise, "qwen_image": qwen_image.denoise}
 
 
 def detect_flow_family(sd: dict):
     """The flow-matching family of a single-file state dict, or None when it is not one this app knows."""
-    return flux.detect(sd) or chroma.detect(sd) or sd3.detect(sd) or z_image.detect(sd)
+    return flux.detect(sd) or chroma.detect(sd) or sd3.detect(sd) or z_image.detect(sd) or qwen_image.detect(sd)
 
 
 def family_of_file(filename: str):
@@ -76,3 +81,36 @@ def prompt_encoder(model, should_stop=None):
 
 def denoise(model, x, sigma, cond, guidance: float | None):
     return _DENOISE[model.family.name](model, x, sigma, cond, guidance)
+
+
+def _scaled_decode(vae, latents):
+    scaled = latents / vae.config.scaling_factor
+    if getattr(vae.config, "shift_factor", None):  # Flux's VAE centres its latents
+        scaled = scaled + vae.config.shift_factor
+    return vae.decode(scaled.to(next(vae.parameters()).dtype)).sample
+
+
+def _scaled_encode(vae, pixels):
+    latent = vae.encode(pixels).latent_dist.mode()
+    if getattr(vae.config, "shift_factor", None):  # Flux's VAE centres its latents (decode adds it back)
+        latent = latent - vae.config.shift_factor
+    return (latent * vae.config.scaling_factor).float()
+
+
+def _is_qwen_image(model) -> bool:
+    return getattr(getattr(model, "family", None), "name", None) == "qwen_image"  # stand-ins may have no family
+
+
+def vae_decode(model, latents):
+    """Sampler latents -> the VAE's image [B, 3, H, W] around -1..1 (in the VAE's dtype)."""
+    return (qwen_image.vae_decode if _is_qwen_image(model) else _scaled_decode)(model.vae, latents)
+
+
+def vae_encode(model, pixels):
+    """The VAE's image [B, 3, H, W] around -1..1 -> float32 sampler latents (the distribution's mode)."""
+    return (qwen_image.vae_encode if _is_qwen_image(model) else _scaled_encode)(model.vae, pixels)
+
+
+def rescale_cfg(model, x, cond_denoised, denoised):
+    """The CFG result as the family's pipeline leaves it; x: the latents, cond_denoised: the prompt's own denoised."""
+    return qwen_image.rescale_cfg(x, cond_denoised, denoised) if _is_qwen_image(model) else denoised

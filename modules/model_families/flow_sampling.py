@@ -54,8 +54,9 @@ def shifted(sigmas, shift: float):
 def get_sigmas(family, sampler_name: str, scheduler: str | None, steps: int, width: int, height: int,
                shift: float | None = None) -> torch.Tensor:
     """steps + 1 sigmas from 1 to 0, as the family's diffusers pipeline makes them: Flux.1 and Chroma pass
-    linspace(1, 1/steps) shifted by mu from the image size (dev, Chroma) or not at all (schnell); SD 3.5 spaces its
-    steps over the shifted training range and shifts them by its fixed 3.0. `shift` replaces the family's shift."""
+    linspace(1, 1/steps) shifted by mu from the image size (dev, Chroma, Qwen-Image, which then stretches them to end
+    at its shift_terminal) or not at all (schnell); SD 3.5 spaces its steps over the shifted training range and
+    shifts them by its fixed 3.0. `shift` replaces the family's shift."""
     if sampler_name not in FLOW_SAMPLERS:
         raise ValueError(f"Sampler {sampler_name} does not apply to {family.label} (flow matching); "
                          f"use one of: {', '.join(FLOW_SAMPLERS)}")
@@ -70,6 +71,8 @@ def get_sigmas(family, sampler_name: str, scheduler: str | None, steps: int, wid
     elif family.uses_dynamic_shift:
         mu = calculate_mu(image_seq_len(width, height), config)
         sigmas = math.exp(mu) / (math.exp(mu) + (1 / sigmas - 1))
+    if config.get("shift_terminal"):  # Qwen-Image: stretched so that the last sigma is shift_terminal
+        sigmas = 1 - (1 - sigmas) * (1 - config["shift_terminal"]) / (1 - sigmas[-1])
     return torch.cat([torch.from_numpy(sigmas).to(torch.float32), torch.zeros(1)])
 
 

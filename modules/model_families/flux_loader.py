@@ -18,7 +18,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerFast,
 
 from modules import quantized_weights, sd_models_config as cfgs, sd_models_loader
 from modules.model_families import flux
-from modules.model_families.qwen_encoders import QWEN3_MARKER
+from modules.model_families.qwen_encoders import QWEN3_MARKER, QWEN25VL_MARKERS
 from modules.sd_models_loader import CheckpointLoadError
 
 TEXT_ENCODER_DIR = "text_encoder"
@@ -27,6 +27,7 @@ T5_TOKENIZER_DIR = "t5_tokenizer"
 CLIP_MARKER = "text_model.embeddings.token_embedding.weight"
 T5_MARKER = "encoder.block.0.layer.0.SelfAttention.q.weight"
 VAE_MARKER = "decoder.conv_in.weight"
+WAN_VAE_MARKER = "decoder.upsamples.0.residual.0.gamma"  # Qwen-Image's VAE, in the Wan 2.1 layout
 FLOW_LATENT_CHANNELS = 16  # Flux.1's ae and SD 3.5's VAE: same shapes, told apart by name only (vae_hint)
 CLIP_G_WIDTH, CLIP_L_WIDTH = 1280, 768
 
@@ -68,7 +69,7 @@ def module_files(models_dir: str | Path, folders: tuple[str, ...] = (TEXT_ENCODE
 
 
 def part_kind(path: Path) -> str | None:
-    """clip_l | clip_g | t5 | qwen3 | vae (16 latent channels) | None, from the file's header alone. CLIP-G is CLIP-L's
+    """clip_l | clip_g | t5 | qwen3 | qwen25vl | vae (16 latent channels) | qwen_vae | None, from the file's header alone. CLIP-G is CLIP-L's
     architecture wider; widths other than the released ones (pruned, tiny) go by the file's name."""
     with safetensors.safe_open(str(path), framework="pt") as f:
         keys = set(f.keys())
@@ -81,6 +82,10 @@ def part_kind(path: Path) -> str | None:
             return "t5"
         if QWEN3_MARKER in keys:
             return "qwen3"
+        if any(m in keys for m in QWEN25VL_MARKERS):
+            return "qwen25vl"
+        if WAN_VAE_MARKER in keys:
+            return "qwen_vae"
         if VAE_MARKER in keys and f.get_slice(VAE_MARKER).get_shape()[1] == FLOW_LATENT_CHANNELS:
             return "vae"
     return None
