@@ -314,6 +314,8 @@ def quicksetting_event(component):
     fires again after the server renamed the choice), anything else on input; never an update from the server."""
     if isinstance(component, gr.Slider):
         return component.release
+    if isinstance(component, gr.Dropdown) and component.multiselect:
+        return component.input  # `select` reports the picked choice, not the list now chosen
     if isinstance(component, (gr.Dropdown, gr.Radio)):
         return component.select
     return component.input
