@@ -292,7 +292,7 @@ def main_model(p: StableDiffusionProcessing):
     if manager.current is None:
         raise ValueError(f"No checkpoint found: put a .safetensors checkpoint into "
                          f"{os.path.join(paths_internal.models_path, 'Stable-diffusion')}")
-    return manager.current
+    return manager.get(manager.current.sd_checkpoint_info)  # a flow model is reloaded if its chosen modules changed
 
 
 def process_images(p: StableDiffusionProcessing) -> Processed:

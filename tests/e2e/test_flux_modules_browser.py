@@ -38,8 +38,6 @@ def app(tmp_path_factory):
     running.stop()
 
 
-@pytest.mark.xfail(reason="open bug: the modules chosen in the quicksettings row reach opts (checked here), but the "
-                          "next page job still runs with the default modules", strict=True)
 def test_choose_the_checkpoint_and_its_modules_in_the_quicksettings_row(browser, app):
     with opened_page(browser, app) as page:
         assert page.locator("#quicksettings #setting_forge_additional_modules").is_visible()

@@ -10,7 +10,7 @@ from modules.model_families import flow_sampling, flux
 from modules.sd_models_loader import CheckpointLoadError
 from modules.shared_options import opts
 from tests.fixtures import flux as tiny_flux
-from tests.integration.engine_helpers import start_engine
+from tests.integration.engine_helpers import start_engine, txt2img
 
 
 @pytest.fixture(scope="module")
@@ -106,3 +106,20 @@ def test_chosen_modules_replace_the_default_and_the_checkpoints_own(tmp_path, ti
     assert model.extra["modules"] == ["ae_other.safetensors"]
     _assert_same(model.vae, other.vae)
     _assert_same(model.text_encoders["text_encoder"], tiny.clip_l)
+
+
+def test_the_next_job_runs_with_modules_chosen_after_the_checkpoint_loaded(tmp_path, tiny):
+    """The quicksettings row's case: the checkpoint is loaded, then other modules are chosen; the next job (which
+    finds its checkpoint already current) reloads it with them."""
+    models = tmp_path / "models"
+    tiny_flux.write_transformer_only(models / "Stable-diffusion" / "flux-t.safetensors", tiny)
+    tiny_flux.write_parts(models, tiny)
+    other = tiny_flux.make(seed=9)
+    tiny_flux.write_parts(models / "other", other, clip=False, t5=False, tokenizer=False)
+    (models / "other" / "VAE" / "ae.safetensors").rename(models / "VAE" / "ae_other.safetensors")
+    first = _load(tmp_path, "flux-t")
+    assert first.extra["modules"] == ["clip_l.safetensors", "t5xxl_fp16.safetensors", "ae.safetensors"]
+    opts.set("forge_additional_modules", ["ae_other.safetensors"])
+    processed = txt2img("flux-t", steps=1, cfg_scale=1.0, negative_prompt="")
+    assert "Module 3: ae_other," in processed.infotexts[0]
+    _assert_same(sd_models.model_manager.current.vae, other.vae)
