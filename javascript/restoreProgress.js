@@ -4,6 +4,11 @@
 
 const restoreProgressTabs = ["txt2img", "img2img"];
 const followedTasks = {};
+// a reload tears the page down while the job runs on: what the page shows then must not make it forget the task
+let pageUnloading = false;
+window.addEventListener("beforeunload", function() {
+    pageUnloading = true;
+});
 
 function showRestoreProgressButton(tabname, show) {
     document.body.toggleAttribute("data-restore-" + tabname, !!show);
@@ -11,6 +16,7 @@ function showRestoreProgressButton(tabname, show) {
 
 // the progress HTML of a task carries its id; the outputs come with an empty progress: the task is then forgotten
 function rememberRunningTasks() {
+    if (pageUnloading) return;
     for (const tabname of restoreProgressTabs) {
         const progress = gradioApp().querySelector("#" + tabname + "_progress");
         if (!progress) continue;
