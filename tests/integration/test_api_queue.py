@@ -38,14 +38,18 @@ def test_three_clients_at_once_all_succeed_one_generation_at_a_time(server):
 
     before = len(job_lines(server.log_text()))
     poller = threading.Thread(target=poll)
-    poller.start()
-    clients = [threading.Thread(target=client, args=(seed,)) for seed in (1, 2, 3)]
-    for t in clients:
-        t.start()
-    for t in clients:
-        t.join(300)
-    done.set()
-    poller.join(30)
+    assert server.post("/sdapi/v1/options", {"job_batch_window_ms": 0}).status_code == 200  # no batching: one by one
+    try:
+        poller.start()
+        clients = [threading.Thread(target=client, args=(seed,)) for seed in (1, 2, 3)]
+        for t in clients:
+            t.start()
+        for t in clients:
+            t.join(300)
+        done.set()
+        poller.join(30)
+    finally:
+        server.post("/sdapi/v1/options", {"job_batch_window_ms": 200})
     assert sorted(results) == [1, 2, 3]
     for seed, response in results.items():
         assert response.status_code == 200, response.text
