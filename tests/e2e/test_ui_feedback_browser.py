@@ -89,11 +89,14 @@ def saved_images(app) -> set:
 def test_generate_presses_queue_up_and_the_panel_lists_and_cancels_them(page, app):
     choose_checkpoint(page, "tiny_sd1.safetensors")
     small_job(page, "first of the queue")
-    set_number(page, "txt2img_steps", 40)  # long enough to queue two more behind it and look at the panel
+    # long enough to queue two more behind it and look at the panel (a 64² job of 40 steps ends within seconds now)
+    for elem_id, value in (("txt2img_steps", 150), ("txt2img_width", 256), ("txt2img_height", 256)):
+        set_number(page, elem_id, value)
     before = saved_images(app)
     page.click("#txt2img_generate")
     page.wait_for_selector("#txt2img_interrupt", state="visible")
-    set_number(page, "txt2img_steps", 4)  # the queued ones are short
+    for elem_id, value in (("txt2img_steps", 4), ("txt2img_width", 64), ("txt2img_height", 64)):
+        set_number(page, elem_id, value)  # the queued ones are short
     for prompt in ("second of the queue", "third, cancelled"):
         page.fill("#txt2img_prompt textarea", prompt)
         page.click("#txt2img_generate")  # Generate stays: each press queues a job
