@@ -24,7 +24,8 @@ document.hasFocus = () => false;
 def test_restore_progress_after_a_reload_brings_the_running_jobs_images(page):
     choose_checkpoint(page, "tiny_sd1.safetensors")
     small_job(page, "a slow job the page leaves")
-    set_number(page, "txt2img_steps", 12)
+    for elem_id, value in (("txt2img_steps", 150), ("txt2img_width", 256), ("txt2img_height", 256)):
+        set_number(page, elem_id, value)  # still running when the page is back
     assert not page.locator("#txt2img_restore_progress").is_visible()  # nothing to restore yet
     page.click("#txt2img_generate")
     page.wait_for_function("document.querySelector('#txt2img_progress').innerText.includes('step ')",
@@ -41,7 +42,7 @@ def test_restore_progress_after_a_reload_brings_the_running_jobs_images(page):
                            timeout=JOB_TIMEOUT)
     wait_for_job(page)
     assert page.locator("#txt2img_gallery img").count() >= 1
-    assert "Steps: 12" in page.inner_text("#html_info_txt2img") and "Size: 64x64" in page.inner_text("#html_info_txt2img")
+    assert "Steps: 150" in page.inner_text("#html_info_txt2img") and "Size: 256x256" in page.inner_text("#html_info_txt2img")
     page.wait_for_function("localStorage.getItem('txt2img_task_id') === null")  # done: nothing left to restore
     assert not page.locator("#txt2img_restore_progress").is_visible()
     assert page.errors == []
