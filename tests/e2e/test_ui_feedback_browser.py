@@ -47,7 +47,7 @@ def test_opening_the_hires_accordion_enables_it_and_closing_disables_it(page):
 
 def long_job(page, prompt: str, batch_count: int = 3) -> None:
     page.fill("#txt2img_prompt textarea", prompt)
-    for elem_id, value in (("txt2img_width", 128), ("txt2img_height", 128), ("txt2img_steps", 150),
+    for elem_id, value in (("txt2img_width", 256), ("txt2img_height", 256), ("txt2img_steps", 150),
                            ("txt2img_batch_count", batch_count)):
         set_number(page, elem_id, value)
 
